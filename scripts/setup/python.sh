@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Python virtualenvs with unmodified ipyparallel, one per supported version, built from Debian's
+# interpreter with --system-site-packages so they reuse Debian's mpi4py and numpy (built against
+# Debian's Open MPI). Usage: python.sh [9|8]...   (default: both)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+declare -A IPP_VERSION=([9]=9.2.0 [8]=8.8.0)
+versions=("$@"); [ ${#versions[@]} -eq 0 ] && versions=(9 8)
+for major in "${versions[@]}"; do
+  want="${IPP_VERSION[$major]}"
+  venv="$CACHE_DIR/venv/ipp$major"
+  stamp="$venv/.ipp-operator-$want"
+  [ -f "$stamp" ] && continue
+  log "virtualenv $venv (ipyparallel $want)"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv --system-site-packages "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "ipyparallel==$want" ipykernel ipython
+  "$venv/bin/python" -c "import ipyparallel, mpi4py, numpy, IPython; assert ipyparallel.__version__ == '$want', ipyparallel.__version__"
+  touch "$stamp"
+done
