@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# A real control plane for the integration tests, built from the Go module proxy (there is no
+# kube-apiserver package in Debian and no prebuilt binaries can be fetched):
+#   .cache/kube/etcd-<version>/etcd
+#   .cache/kube/kube-apiserver-<version>/kube-apiserver
+#   .cache/kube/helm-<version>/helm
+# Each binary is built by a small wrapper module generated here (never committed) and cached in a
+# folder keyed by its version, so a second run costs three `test -x`. Cold build: 5-15 minutes.
+# Usage: kube.sh [etcd|kube-apiserver|helm]...   (default: all three)
+# Versions can be overridden with KUBE_VERSION, ETCD_VERSION, HELM_VERSION.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+KUBE_DIR="$CACHE_DIR/kube"
+mkdir -p "$KUBE_DIR"
+command -v go >/dev/null || { log "go is required (the Go toolchain builds the control plane)"; exit 1; }
+export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--buildvcs=false}"
+
+# Builds into a temp folder and renames it into place, so an interrupted build never leaves a
+# half-written binary that a later run would take as done.
+finish() { # finish <tmp-dir> <final-dir> <binary>
+  "$1/$3" --version >/dev/null 2>&1 || "$1/$3" version >/dev/null 2>&1 || { log "$3 built but does not run"; return 1; }
+  rm -rf "$2"; mv "$1" "$2"; log "$3 ready: $2/$3"
+}
+
+build_etcd() {
+  local out="$KUBE_DIR/etcd-$ETCD_VERSION"
+  [ -x "$out/etcd" ] && return 0
+  log "building etcd $ETCD_VERSION"
+  local mod="$KUBE_DIR/src/etcd-$ETCD_VERSION" tmp="$out.tmp"
+  rm -rf "$mod" "$tmp"; mkdir -p "$mod" "$tmp"
+  cat >"$mod/main.go" <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$mod" && go mod init ipp-operator.local/etcd >/dev/null 2>&1 \
+    && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null \
+    && go mod tidy >/dev/null \
+    && go build -trimpath -o "$tmp/etcd" .)
+  finish "$tmp" "$out" etcd
+}
+
+build_apiserver() {
+  local out="$KUBE_DIR/kube-apiserver-$KUBE_VERSION"
+  [ -x "$out/kube-apiserver" ] && return 0
+  log "building kube-apiserver $KUBE_VERSION"
+  local mod="$KUBE_DIR/src/kube-apiserver-$KUBE_VERSION" tmp="$out.tmp"
+  local staging="v0.${KUBE_VERSION#v1.}"
+  rm -rf "$mod" "$tmp"; mkdir -p "$mod" "$tmp"
+  # kubernetes' own go.mod points every k8s.io/* staging module at ./staging; a module outside
+  # the tree replaces each with its published release of the same minor/patch.
+  local upstream
+  upstream="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  [ -f "$upstream" ] || { log "could not download k8s.io/kubernetes@$KUBE_VERSION"; return 1; }
+  {
+    echo "module ipp-operator.local/kube-apiserver"
+    echo
+    grep -E '^go [0-9]' "$upstream"
+    grep -E '^godebug' "$upstream" || true
+    sed -n '/^godebug (/,/^)/p' "$upstream"
+    echo
+    echo "require k8s.io/kubernetes $KUBE_VERSION"
+    echo
+    echo "replace ("
+    grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' "$upstream" \
+      | awk -v v="$staging" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } >"$mod/go.mod"
+  log "$(grep -c '=> k8s.io' "$mod/go.mod") staging modules replaced with $staging"
+  cat >"$mod/main.go" <<'GO'
+package main
+
+import (
+	"os"
+
+	"k8s.io/component-base/cli"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+)
+
+func main() { os.Exit(cli.Run(app.NewAPIServerCommand())) }
+GO
+  (cd "$mod" && go mod tidy >/dev/null \
+    && go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$(echo "$KUBE_VERSION" | cut -d. -f2)" \
+      -o "$tmp/kube-apiserver" .)
+  finish "$tmp" "$out" kube-apiserver
+}
+
+build_helm() {
+  local out="$KUBE_DIR/helm-$HELM_VERSION"
+  [ -x "$out/helm" ] && return 0
+  log "building helm $HELM_VERSION"
+  local tmp="$out.tmp"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  GOBIN="$tmp" go install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  finish "$tmp" "$out" helm
+}
+
+parts=("$@"); [ ${#parts[@]} -eq 0 ] && parts=(etcd kube-apiserver helm)
+for p in "${parts[@]}"; do
+  case "$p" in
+    etcd) build_etcd ;;
+    kube-apiserver) build_apiserver ;;
+    helm) build_helm ;;
+    *) log "unknown part: $p"; exit 2 ;;
+  esac
+done
