@@ -6,7 +6,7 @@ import { ProtocolError } from "./errors.ts";
 import { DELIMITER, splitFrames, type RawMessage } from "./framing.ts";
 import { createSigner, type SignatureScheme, type Signer } from "./sign.ts";
 
-export const PROTOCOL_VERSION = "5.3";
+export const PROTOCOL_VERSION = "5.4";
 
 export type JsonObject = Record<string, unknown>;
 

@@ -30,7 +30,7 @@ test("Session.build → parse round-trips and signs with HMAC-SHA256", () => {
   const msg = s.parse(frames);
   assert.deepEqual(msg.ids.map(String), ["peer"]);
   assert.equal(msg.header.msg_type, "queue_request");
-  assert.equal(msg.header.version, "5.3");
+  assert.equal(msg.header.version, "5.4");
   assert.match(msg.header.date, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
   assert.deepEqual(msg.content, { targets: null, verbose: false });
   assert.deepEqual(msg.metadata, { a: 1 });
