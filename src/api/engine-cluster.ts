@@ -1,0 +1,270 @@
+/**
+ * The EngineCluster API (ipp.dev/v1alpha1): the single source of truth. The CRD in crds/ is
+ * generated from these schemas (src/crd/), the operator parses objects with them (./parse.ts), and
+ * the TypeScript types are inferred from them. Every default and every validation is written here
+ * so that it shows up in the CRD; rules a schema can't express are CEL rules (./validation.ts),
+ * mirrored by a JavaScript check.
+ */
+import { z } from "zod";
+import {
+  DNS_SUBDOMAIN, ENV_NAME, HOSTNAME, IMAGE, QUALIFIED_NAME, SELECT, SHELL_LINE, SHELL_WORD, USERNAME, WALLTIME, re,
+} from "./patterns.ts";
+import { withRules, type CrossFieldRule } from "./validation.ts";
+
+export const GROUP = "ipp.dev";
+export const VERSION = "v1alpha1";
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = "EngineCluster";
+export const LIST_KIND = "EngineClusterList";
+export const PLURAL = "engineclusters";
+export const SINGULAR = "enginecluster";
+export const SHORT_NAMES = ["ec"];
+export const CATEGORIES = ["ipp"];
+
+/** Largest engine count accepted (one MPI world); a bound keeps CEL cost estimates finite too. */
+export const MAX_ENGINES = 4096;
+
+const SHELL_SAFE = "must not contain shell metacharacters or spaces";
+const LINE_SAFE = "must be words separated by single spaces, without shell metacharacters (; & | $ ` < > ( ) quotes, globs)";
+
+const str = (max: number) => z.string().min(1).max(max);
+const matching = (pattern: string, max: number, why: string) => str(max).regex(re(pattern), { error: why });
+
+// ---------------------------------------------------------------------------------------------
+// Kubernetes building blocks (subsets of core/v1 types, enough for our pods)
+
+/** A resource quantity: an integer or a string such as "500m" or "4Gi" (int-or-string in the CRD). */
+export const QUANTITY = "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$";
+export const Quantity = z.union([z.int().min(0), z.string().regex(re(QUANTITY), { error: "must be a Kubernetes quantity, e.g. 500m or 4Gi" })])
+  .meta({ description: "A Kubernetes resource quantity (e.g. 2, 500m, 4Gi)." });
+
+export const Resources = z.object({
+  requests: z.record(z.string().regex(re(QUALIFIED_NAME)), Quantity).optional().meta({ description: "Minimum resources (cpu, memory, ...)." }),
+  limits: z.record(z.string().regex(re(QUALIFIED_NAME)), Quantity).optional().meta({ description: "Maximum resources (cpu, memory, ...)." }),
+}).meta({ description: "Compute resources of a container, as in core/v1 ResourceRequirements." });
+
+const KeyRef = z.object({ name: matching(DNS_SUBDOMAIN, 253, "must be a DNS subdomain name"), key: str(253), optional: z.boolean().optional() });
+
+export const EnvVar = z.object({
+  name: matching(ENV_NAME, 256, "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+  value: z.string().max(32768).optional(),
+  valueFrom: z.object({
+    secretKeyRef: KeyRef.optional(),
+    configMapKeyRef: KeyRef.optional(),
+    fieldRef: z.object({ fieldPath: str(256) }).optional(),
+  }).optional(),
+}).meta({ description: "An environment variable: a value, or a reference to a Secret/ConfigMap key or a pod field." });
+
+export const Toleration = z.object({
+  key: z.string().max(317).optional(),
+  operator: z.enum(["Exists", "Equal"]).optional(),
+  value: z.string().max(63).optional(),
+  effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
+  tolerationSeconds: z.int().optional(),
+}).meta({ description: "A core/v1 Toleration." });
+
+const Labels = z.record(z.string().regex(re(QUALIFIED_NAME)).max(317), z.string().max(63));
+const Annotations = z.record(z.string().regex(re(QUALIFIED_NAME)).max(317), z.string().max(65536));
+const PullPolicy = z.enum(["Always", "IfNotPresent", "Never"]);
+
+// ---------------------------------------------------------------------------------------------
+// spec.backend.mpi: Kubernetes pods (launcher Job + worker StatefulSet running sshd)
+
+export const MpiBackend = z.object({
+  image: matching(IMAGE, 512, "must be a container image reference").meta({ description: "Engine image: Open MPI or MPICH, mpi4py, ipyparallel, sshd and the entrypoints from native/engine." }),
+  imagePullPolicy: PullPolicy.default("IfNotPresent"),
+  imagePullSecrets: z.array(matching(DNS_SUBDOMAIN, 253, "must be a Secret name")).max(16).optional().meta({ description: "Names of Secrets used to pull the engine image." }),
+  slotsPerWorker: z.int().min(1).max(1024).default(1).meta({ description: "MPI slots (engines) per worker pod." }),
+  workers: z.int().min(1).max(MAX_ENGINES).optional().meta({ description: "Worker pods; default ceil(engines / slotsPerWorker). workers × slotsPerWorker must be at least engines." }),
+  implementation: z.enum(["openmpi", "mpich"]).default("openmpi").meta({ description: "MPI implementation in the image; selects the hostfile format (`host slots=N` or `host:N`) and mpiexec flags." }),
+  resources: Resources.optional().meta({ description: "Resources of each worker pod's container." }),
+  launcherResources: Resources.optional().meta({ description: "Resources of the launcher pod's container." }),
+  env: z.array(EnvVar).max(128).optional().meta({ description: "Extra environment for the engines (exported to every rank by mpiexec).", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"] }),
+  nodeSelector: Labels.optional().meta({ description: "Node selector for worker and launcher pods." }),
+  tolerations: z.array(Toleration).max(64).optional().meta({ description: "Tolerations for worker and launcher pods." }),
+  engineArgs: z.array(matching(SHELL_WORD, 256, SHELL_SAFE)).max(32).optional().meta({ description: "Extra ipengine arguments, e.g. --log-level=WARN." }),
+}).meta({ description: "Run engines as Kubernetes pods: workers run sshd, a launcher Job runs mpiexec over a hostfile so all engines share one MPI world." });
+
+// ---------------------------------------------------------------------------------------------
+// spec.backend.pbs: an HPC scheduler reached over SSH (built later; the schema is part of the API now)
+
+const pbsResourceRules: CrossFieldRule<{ select?: string | undefined; nodes?: number | undefined; ppn?: number | undefined }>[] = [
+  {
+    rule: "!(has(self.select) && (has(self.nodes) || has(self.ppn)))",
+    message: "spec.backend.pbs: set either select (PBS Pro) or nodes/ppn (Torque), not both",
+    fieldPath: ".select",
+    path: ["select"],
+    check: (p) => !(p.select !== undefined && (p.nodes !== undefined || p.ppn !== undefined)),
+  },
+  {
+    rule: "!has(self.network) || self.network.mode != 'direct' || has(self.network.address)",
+    message: "spec.backend.pbs.network.address is required when network.mode is direct",
+    fieldPath: ".network.address",
+    path: ["network", "address"],
+    reason: "FieldValueRequired",
+    check: (p) => {
+      const n = (p as { network?: { mode?: string; address?: string } }).network;
+      return n === undefined || n.mode !== "direct" || n.address !== undefined;
+    },
+  },
+];
+
+export const PbsBackend = withRules(z.object({
+  host: matching(HOSTNAME, 253, "must be a host name or IPv4 address").meta({ description: "Login host running qsub/qstat/qdel." }),
+  port: z.int().min(1).max(65535).default(22).meta({ description: "SSH port of the login host." }),
+  user: matching(USERNAME, 64, "must be a user name ([A-Za-z_][A-Za-z0-9_.-]*)").meta({ description: "SSH user." }),
+  credentialsSecret: matching(DNS_SUBDOMAIN, 253, "must be a Secret name").meta({ description: "Secret in the cluster's namespace with keys `ssh-privatekey` and `known_hosts` (host keys are always verified)." }),
+  dialect: z.enum(["auto", "pbspro", "torque", "slurm"]).default("auto").meta({ description: "Scheduler dialect; auto detects it from qstat --version." }),
+  queue: matching(SHELL_WORD, 64, SHELL_SAFE).optional().meta({ description: "Queue (#PBS -q)." }),
+  walltime: str(32).regex(re(WALLTIME), { error: "must be HH:MM:SS, MM:SS or seconds" }).optional().meta({ description: "Walltime (#PBS -l walltime=)." }),
+  account: matching(SHELL_WORD, 64, SHELL_SAFE).optional().meta({ description: "Account/project (#PBS -A)." }),
+  select: matching(SELECT, 256, SHELL_SAFE).optional().meta({ description: "PBS Pro select statement, e.g. 2:ncpus=8:mpiprocs=8." }),
+  nodes: z.int().min(1).max(MAX_ENGINES).optional().meta({ description: "Torque nodes (#PBS -l nodes=N:ppn=M)." }),
+  ppn: z.int().min(1).max(1024).optional().meta({ description: "Torque processors per node." }),
+  modules: z.array(matching(SHELL_WORD, 128, SHELL_SAFE)).max(32).optional().meta({ description: "Environment modules loaded before mpiexec (module load ...)." }),
+  setup: z.array(str(512).regex(re(SHELL_LINE), { error: LINE_SAFE })).max(32).optional().meta({ description: "Lines run before mpiexec (e.g. `source /opt/env.sh`): commands with arguments only." }),
+  extraDirectives: z.array(str(256).regex(re(SHELL_LINE), { error: LINE_SAFE })).max(32).optional().meta({ description: "Extra #PBS directive arguments, e.g. `-m abe` or `-l mem=4gb`." }),
+  network: z.object({
+    mode: z.enum(["direct", "sshTunnel"]).default("sshTunnel").meta({ description: "direct: engines reach the controller at address; sshTunnel: through the login host." }),
+    address: matching(HOSTNAME, 253, "must be a host name or IPv4 address").optional().meta({ description: "Address of the controller as seen from compute nodes (mode direct)." }),
+  }).prefault({}).meta({ description: "How engines on compute nodes reach the controller." }),
+  resubmitOnWalltime: z.boolean().default(true).meta({ description: "Resubmit jobs that end by reaching their walltime." }),
+}), pbsResourceRules, "Run engines as a batch job on a PBS Pro / Torque / Slurm (PBS wrappers) cluster over SSH. Every field that reaches the remote shell is restricted to shell-safe characters.");
+
+export const Backend = withRules(z.object({
+  mpi: MpiBackend.optional(),
+  pbs: PbsBackend.optional(),
+}), [{
+  rule: "(has(self.mpi) ? 1 : 0) + (has(self.pbs) ? 1 : 0) == 1",
+  message: "spec.backend: exactly one of mpi or pbs must be set",
+  check: (b) => (b.mpi !== undefined ? 1 : 0) + (b.pbs !== undefined ? 1 : 0) === 1,
+}], "Where engines run: exactly one of mpi (Kubernetes pods) or pbs (HPC batch jobs).");
+
+// ---------------------------------------------------------------------------------------------
+// spec.controller: our ipyparallel-compatible controller (a Deployment + Service per cluster)
+
+export const TASK_SCHEMES = ["leastload", "lru", "plainrandom", "twobin", "weighted"] as const;
+
+export const ControllerSpec = z.object({
+  image: matching(IMAGE, 512, "must be a container image reference").optional().meta({ description: "Controller image; default: the operator's own image." }),
+  imagePullPolicy: PullPolicy.default("IfNotPresent"),
+  resources: Resources.optional().meta({ description: "Resources of the controller container." }),
+  service: z.object({
+    type: z.enum(["ClusterIP", "NodePort", "LoadBalancer"]).default("ClusterIP"),
+    annotations: Annotations.optional(),
+  }).prefault({}).meta({ description: "The controller Service clients and engines connect to." }),
+  heartbeatPeriodMs: z.int().min(100).max(60000).default(3000).meta({ description: "Heartbeat period in milliseconds (ipcontroller --ping)." }),
+  taskScheme: z.enum(TASK_SCHEMES).default("leastload").meta({ description: "Load-balancing scheme of the task scheduler." }),
+  curve: z.boolean().default(false).meta({ description: "Encrypt ZeroMQ traffic with CurveZMQ." }),
+}).meta({ description: "The per-cluster controller." });
+
+// ---------------------------------------------------------------------------------------------
+// spec
+
+const specRules: CrossFieldRule<{ engines: number; backend: z.output<typeof Backend> }>[] = [{
+  rule: "!has(self.backend.mpi) || !has(self.backend.mpi.workers) || self.backend.mpi.workers * self.backend.mpi.slotsPerWorker >= self.engines",
+  message: "spec.backend.mpi.workers × spec.backend.mpi.slotsPerWorker must be at least spec.engines",
+  fieldPath: ".backend.mpi.workers",
+  path: ["backend", "mpi", "workers"],
+  check: (s) => {
+    const m = s.backend.mpi;
+    return m === undefined || m.workers === undefined || m.workers * m.slotsPerWorker >= s.engines;
+  },
+}];
+
+export const EngineClusterSpec = withRules(z.object({
+  engines: z.int().min(1).max(MAX_ENGINES).meta({ description: "Number of engines (MPI ranks); the scale subresource's replicas. Changing it relaunches the MPI world." }),
+  backend: Backend,
+  controller: ControllerSpec.prefault({}),
+}), specRules, "Desired state of an EngineCluster.");
+
+// ---------------------------------------------------------------------------------------------
+// status
+
+export const PHASES = ["Pending", "Submitting", "Queued", "Starting", "Ready", "Degraded", "Terminating", "Failed"] as const;
+export const Phase = z.enum(PHASES);
+
+export const CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "ControllerReady", "EnginesReady", "Submitted"] as const;
+
+/** metav1.Condition. */
+export const Condition = z.object({
+  type: str(316).regex(/^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$/),
+  status: z.enum(["True", "False", "Unknown"]),
+  observedGeneration: z.int().min(0).optional(),
+  lastTransitionTime: z.string().meta({ format: "date-time" }),
+  reason: str(1024).regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
+  message: z.string().max(32768),
+}).meta({ description: "A metav1.Condition." });
+
+export const PbsJobStatus = z.object({
+  id: str(256),
+  role: z.enum(["engines", "controller"]),
+  state: str(64),
+  queue: z.string().max(64).optional(),
+  submittedAt: z.string().meta({ format: "date-time" }).optional(),
+  startedAt: z.string().meta({ format: "date-time" }).optional(),
+  reason: z.string().max(1024).optional(),
+});
+
+export const EngineClusterStatus = z.object({
+  observedGeneration: z.int().min(0).optional(),
+  phase: Phase.optional(),
+  backend: z.enum(["mpi", "pbs"]).optional().meta({ description: "The backend in use (for the printer column)." }),
+  engines: z.object({
+    desired: z.int().min(0),
+    registered: z.int().min(0),
+    alive: z.int().min(0),
+  }).optional(),
+  conditions: z.array(Condition).max(32).optional().meta({ "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"] }),
+  controller: z.object({
+    service: z.string().optional().meta({ description: "Name of the controller Service." }),
+    connectionSecret: z.string().optional().meta({ description: "Secret holding ipcontroller-client.json and ipcontroller-engine.json." }),
+    httpEndpoint: z.string().optional().meta({ description: "The controller's HTTP API (metrics, health, JSON API)." }),
+  }).optional(),
+  mpi: z.object({
+    worldGeneration: z.string().optional().meta({ description: "Hash of what fixes MPI_COMM_WORLD (engines, slots, workers, image, implementation)." }),
+    launcherJob: z.string().optional(),
+    workers: z.int().min(0).optional(),
+    readyWorkers: z.int().min(0).optional(),
+    relaunches: z.int().min(0).optional().meta({ description: "How many times the MPI world was relaunched after a spec change." }),
+  }).optional(),
+  pbs: z.object({ jobs: z.array(PbsJobStatus).max(64).optional() }).optional(),
+}).meta({ description: "Observed state of an EngineCluster, written by the operator." });
+
+// ---------------------------------------------------------------------------------------------
+// the object
+
+export const EngineClusterMetadata = z.object({
+  name: str(253),
+  namespace: z.string().optional(),
+  uid: z.string().optional(),
+  generation: z.int().optional(),
+  resourceVersion: z.string().optional(),
+  creationTimestamp: z.string().optional(),
+  deletionTimestamp: z.string().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  finalizers: z.array(z.string()).optional(),
+});
+
+export const EngineCluster = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal(KIND),
+  metadata: EngineClusterMetadata,
+  spec: EngineClusterSpec,
+  status: EngineClusterStatus.optional(),
+});
+
+export type EngineClusterSpec = z.output<typeof EngineClusterSpec>;
+export type EngineClusterSpecInput = z.input<typeof EngineClusterSpec>;
+export type EngineClusterStatus = z.output<typeof EngineClusterStatus>;
+export type EngineCluster = z.output<typeof EngineCluster>;
+export type MpiBackend = z.output<typeof MpiBackend>;
+export type PbsBackend = z.output<typeof PbsBackend>;
+export type ControllerSpec = z.output<typeof ControllerSpec>;
+export type Condition = z.output<typeof Condition>;
+export type Phase = z.output<typeof Phase>;
+export type ConditionType = (typeof CONDITION_TYPES)[number];
+export type EnvVar = z.output<typeof EnvVar>;
+export type Resources = z.output<typeof Resources>;
+export type Toleration = z.output<typeof Toleration>;
