@@ -1,0 +1,104 @@
+/**
+ * Every Prometheus metric of the operator, created on a caller-supplied Registry (never the global
+ * one). The reconciler talks to the OperatorMetrics interface; per-cluster series are removed with
+ * `clusterGone` so labels of deleted EngineClusters do not pile up.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+export type ReconcileResult = "success" | "error" | "terminal_error" | "requeue_after";
+export const RECONCILE_RESULTS: ReconcileResult[] = ["success", "error", "terminal_error", "requeue_after"];
+export const PHASES = ["Pending", "Submitting", "Queued", "Starting", "Ready", "Degraded", "Terminating", "Failed"] as const;
+
+export interface OperatorMetrics {
+  readonly registry: Registry;
+  reconciled(result: ReconcileResult, seconds: number): void;
+  queueDepth(depth: number): void;
+  /** The cluster's current phase and engine counts (per-cluster series). */
+  clusterObserved(c: { namespace: string; name: string; phase?: string; desired?: number; registered?: number; alive?: number }): void;
+  /** Seconds from the cluster's creation to its first Ready, observed once per cluster uid. */
+  clusterReady(uid: string, seconds: number): void;
+  clusterGone(namespace: string, name: string, uid?: string): void;
+  leader(isLeader: boolean): void;
+  apiRequest(verb: string, code: string): void;
+  eventEmitted(type: string): void;
+}
+
+export function createOperatorMetrics(registry: Registry, opts: { defaultMetrics?: boolean } = {}): OperatorMetrics {
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: "ipp_operator_" });
+  const reconcileTotal = new Counter({
+    name: "ipp_operator_reconcile_total", help: "Reconciles by result (success, error, terminal_error, requeue_after).",
+    labelNames: ["result"], registers: [registry],
+  });
+  const reconcileErrors = new Counter({
+    name: "ipp_operator_reconcile_errors_total", help: "Reconciles that ended in an error (retried or terminal).", registers: [registry],
+  });
+  const reconcileDuration = new Histogram({
+    name: "ipp_operator_reconcile_duration_seconds", help: "Time spent in one reconcile, by result.",
+    labelNames: ["result"], buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [registry],
+  });
+  const depth = new Gauge({ name: "ipp_operator_workqueue_depth", help: "Keys waiting in the work queue.", registers: [registry] });
+  const byPhase = new Gauge({
+    name: "ipp_operator_engineclusters", help: "EngineClusters by phase.", labelNames: ["phase"], registers: [registry],
+  });
+  const engines = new Gauge({
+    name: "ipp_operator_enginecluster_engines", help: "Engines of one EngineCluster: desired, registered, alive.",
+    labelNames: ["namespace", "name", "state"], registers: [registry],
+  });
+  const timeToReady = new Histogram({
+    name: "ipp_operator_time_to_ready_seconds", help: "Seconds from an EngineCluster's creation to its first Ready.",
+    buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800], registers: [registry],
+  });
+  const leaderGauge = new Gauge({ name: "ipp_operator_leader", help: "1 while this replica holds the leader Lease.", registers: [registry] });
+  const apiRequests = new Counter({
+    name: "ipp_operator_api_requests_total", help: "Kubernetes API writes by verb and HTTP code.",
+    labelNames: ["verb", "code"], registers: [registry],
+  });
+  const events = new Counter({
+    name: "ipp_operator_events_total", help: "Kubernetes Events emitted, by type.", labelNames: ["type"], registers: [registry],
+  });
+  for (const r of RECONCILE_RESULTS) reconcileTotal.inc({ result: r }, 0);
+  for (const p of PHASES) byPhase.set({ phase: p }, 0);
+  depth.set(0);
+  leaderGauge.set(0);
+
+  const phaseOf = new Map<string, string>();
+  const readySeen = new Set<string>();
+  const recount = () => {
+    const counts = new Map<string, number>(PHASES.map((p) => [p, 0]));
+    for (const p of phaseOf.values()) counts.set(p, (counts.get(p) ?? 0) + 1);
+    for (const [p, n] of counts) byPhase.set({ phase: p }, n);
+  };
+
+  return {
+    registry,
+    reconciled(result, seconds) {
+      reconcileTotal.inc({ result });
+      reconcileDuration.observe({ result }, seconds);
+      if (result === "error" || result === "terminal_error") reconcileErrors.inc();
+    },
+    queueDepth: (d) => depth.set(d),
+    clusterObserved(c) {
+      const key = `${c.namespace}/${c.name}`;
+      phaseOf.set(key, c.phase ?? "Pending");
+      recount();
+      for (const state of ["desired", "registered", "alive"] as const) {
+        const v = c[state];
+        if (v !== undefined) engines.set({ namespace: c.namespace, name: c.name, state }, v);
+      }
+    },
+    clusterReady(uid, seconds) {
+      if (readySeen.has(uid)) return;
+      readySeen.add(uid);
+      timeToReady.observe(Math.max(0, seconds));
+    },
+    clusterGone(namespace, name, uid) {
+      phaseOf.delete(`${namespace}/${name}`);
+      recount();
+      for (const state of ["desired", "registered", "alive"]) engines.remove({ namespace, name, state });
+      if (uid) readySeen.delete(uid);
+    },
+    leader: (b) => leaderGauge.set(b ? 1 : 0),
+    apiRequest: (verb, code) => apiRequests.inc({ verb, code }),
+    eventEmitted: (type) => events.inc({ type }),
+  };
+}
