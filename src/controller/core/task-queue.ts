@@ -1,0 +1,396 @@
+/**
+ * The load-balanced task scheduler as a pure state machine (ipyparallel's TaskScheduler semantics):
+ * engines in LRU order with their loads, a high-water mark, `after`/`follow` dependencies,
+ * `targets`, retries, timeouts and a per-job blacklist for engines that answered
+ * dependencies_met=false. Methods take events and return the actions the I/O adapter performs.
+ * `P` is the adapter's opaque payload (the frames to forward).
+ */
+import { CHOOSERS, type Random, type TaskScheme } from "./choosers.ts";
+import { Dependency, MET } from "./dependency.ts";
+
+export interface TaskJob<P> {
+  readonly msgId: string;
+  readonly payload: P;
+  targets: Set<string> | null;
+  after: Dependency;
+  readonly follow: Dependency;
+  readonly timeoutMs: number | null;
+  retries: number;
+  readonly blacklist: Set<string>;
+  /** Submission order (stable sort key). */
+  readonly seq: number;
+  removed: boolean;
+  timeoutToken: number;
+}
+
+export type SchedulerErrorName = "ImpossibleDependency" | "InvalidDependency" | "TaskTimeout";
+
+export type TaskAction<P> =
+  | { kind: "send"; engine: string; job: TaskJob<P> }
+  | { kind: "fail"; job: TaskJob<P>; ename: SchedulerErrorName }
+  | { kind: "timer"; job: TaskJob<P>; ms: number; token: number };
+
+export interface TaskSubmission<P> {
+  msgId: string;
+  payload: P;
+  /** Task metadata: `targets` (uuids), `after`, `follow`, `timeout` (seconds), `retries`. */
+  metadata: Record<string, unknown>;
+}
+
+export type ResultOutcome<P> =
+  /** Final: relay the reply to the client. */
+  | { kind: "final"; job: TaskJob<P>; actions: TaskAction<P>[] }
+  /** Swallowed (retry or unmet dependency); the job was rescheduled or failed. */
+  | { kind: "rescheduled"; job: TaskJob<P>; actions: TaskAction<P>[] }
+  /** Not a task we have pending on that engine (late or foreign reply). */
+  | { kind: "unknown"; actions: TaskAction<P>[] };
+
+export interface TaskQueueOptions {
+  scheme?: TaskScheme;
+  /** Max outstanding tasks per engine; 0 = unlimited. Default 1. */
+  hwm?: number;
+  random?: Random;
+}
+
+export class TaskQueue<P> {
+  private readonly chooser;
+  private readonly hwm: number;
+  private readonly random: Random;
+  private seq = 0;
+  private out: TaskAction<P>[] = [];
+
+  /** Engine uuids in LRU order, with their loads. */
+  readonly targets: string[] = [];
+  readonly loads: number[] = [];
+  private queue: TaskJob<P>[] = [];
+  private queueHead = 0;
+  private readonly queueMap = new Map<string, TaskJob<P>>();
+  private readonly graph = new Map<string, Set<string>>();
+  private readonly pending = new Map<string, Map<string, TaskJob<P>>>();
+  private readonly completed = new Map<string, Set<string>>();
+  private readonly failed = new Map<string, Set<string>>();
+  private readonly destinations = new Map<string, string>();
+  readonly allIds = new Set<string>();
+  readonly allCompleted = new Set<string>();
+  readonly allFailed = new Set<string>();
+  readonly allDone = new Set<string>();
+
+  constructor(opts: TaskQueueOptions = {}) {
+    this.chooser = CHOOSERS[opts.scheme ?? "leastload"];
+    if (!this.chooser) throw new Error(`unknown task scheme ${String(opts.scheme)}`);
+    this.hwm = opts.hwm ?? 1;
+    this.random = opts.random ?? Math.random;
+  }
+
+  private drain(): TaskAction<P>[] {
+    const a = this.out;
+    this.out = [];
+    return a;
+  }
+
+  /** Jobs waiting (not yet sent to an engine). */
+  get waiting(): number {
+    return this.queueMap.size;
+  }
+
+  /** Outstanding jobs per engine uuid. */
+  pendingOn(engine: string): number {
+    return this.pending.get(engine)?.size ?? 0;
+  }
+
+  pendingIds(engine: string): string[] {
+    return [...(this.pending.get(engine)?.keys() ?? [])];
+  }
+
+  waitingIds(): string[] {
+    return [...this.queueMap.keys()];
+  }
+
+  hasEngine(uuid: string): boolean {
+    return this.pending.has(uuid) && this.targets.includes(uuid);
+  }
+
+  addEngine(uuid: string): TaskAction<P>[] {
+    if (this.targets.includes(uuid)) return [];
+    this.targets.unshift(uuid);
+    this.loads.unshift(0);
+    this.completed.set(uuid, new Set());
+    this.failed.set(uuid, new Set());
+    if (!this.pending.has(uuid)) this.pending.set(uuid, new Map());
+    this.updateGraph(null, true);
+    return this.drain();
+  }
+
+  /**
+   * The engine is gone: it receives no more work. Returns the jobs that were running on it; the
+   * adapter later answers each with an EngineError through `result(engine, msgId, {success:false})`
+   * (which retries them when they have retries left), then calls `forgetEngine`.
+   */
+  removeEngine(uuid: string): TaskJob<P>[] {
+    const idx = this.targets.indexOf(uuid);
+    if (idx >= 0) {
+      this.targets.splice(idx, 1);
+      this.loads.splice(idx, 1);
+    }
+    return [...(this.pending.get(uuid)?.values() ?? [])];
+  }
+
+  forgetEngine(uuid: string): void {
+    if ((this.pending.get(uuid)?.size ?? 0) === 0) this.pending.delete(uuid);
+    this.completed.delete(uuid);
+    this.failed.delete(uuid);
+  }
+
+  submit(sub: TaskSubmission<P>): TaskAction<P>[] {
+    const md = sub.metadata;
+    const msgId = sub.msgId;
+    this.allIds.add(msgId);
+    const rawTargets = Array.isArray(md.targets) ? md.targets.filter((t): t is string => typeof t === "string") : [];
+    let after: Dependency;
+    let follow: Dependency;
+    try {
+      after = Dependency.fromWire(md.after);
+      follow = Dependency.fromWire(md.follow);
+    } catch {
+      const job = this.makeJob(sub, rawTargets, MET, MET);
+      this.queueMap.set(msgId, job);
+      this.failUnreachable(msgId, "InvalidDependency");
+      return this.drain();
+    }
+    if (after.size > 0 && after.all) {
+      if (after.success) after = after.without(this.allCompleted);
+      if (after.failure) after = after.without(this.allFailed);
+    }
+    if (after.check(this.allCompleted, this.allFailed)) after = MET;
+    const job = this.makeJob(sub, rawTargets, after, follow);
+
+    for (const dep of [after, follow]) {
+      if (dep.size === 0) continue;
+      let invalid = dep.ids.has(msgId);
+      if (!invalid) for (const id of dep.ids) if (!this.allIds.has(id)) { invalid = true; break; }
+      if (invalid) {
+        this.queueMap.set(msgId, job);
+        this.failUnreachable(msgId, "InvalidDependency");
+        return this.drain();
+      }
+      if (dep.unreachable(this.allCompleted, this.allFailed)) {
+        this.queueMap.set(msgId, job);
+        this.failUnreachable(msgId, "ImpossibleDependency");
+        return this.drain();
+      }
+    }
+    if (after.check(this.allCompleted, this.allFailed)) {
+      if (!this.maybeRun(job) && !this.allFailed.has(msgId)) this.saveUnmet(job);
+    } else {
+      this.saveUnmet(job);
+    }
+    return this.drain();
+  }
+
+  private makeJob(sub: TaskSubmission<P>, targets: string[], after: Dependency, follow: Dependency): TaskJob<P> {
+    const md = sub.metadata;
+    const t = Number(md.timeout);
+    const r = Number(md.retries);
+    return {
+      msgId: sub.msgId,
+      payload: sub.payload,
+      targets: targets.length > 0 ? new Set(targets) : null,
+      after,
+      follow,
+      timeoutMs: md.timeout && Number.isFinite(t) && t > 0 ? t * 1000 : null,
+      retries: Number.isFinite(r) && r > 0 ? Math.floor(r) : 0,
+      blacklist: new Set(),
+      seq: this.seq++,
+      removed: false,
+      timeoutToken: 0,
+    };
+  }
+
+  /** A timer set by a `timer` action fired. */
+  timeout(msgId: string, token: number): TaskAction<P>[] {
+    const job = this.queueMap.get(msgId);
+    if (job && job.timeoutToken === token) this.failUnreachable(msgId, "TaskTimeout");
+    return this.drain();
+  }
+
+  /** An engine answered (or, for a dead engine, the adapter synthesised an EngineError). */
+  result(engine: string, msgId: string, r: { success: boolean; dependenciesMet?: boolean }): ResultOutcome<P> {
+    const idx = this.targets.indexOf(engine);
+    const job = this.pending.get(engine)?.get(msgId);
+    if (!job) return { kind: "unknown", actions: this.drain() };
+    if (idx >= 0) this.loads[idx]! -= 1;
+    if (r.dependenciesMet ?? true) {
+      if (!r.success && job.retries > 0) {
+        job.retries -= 1;
+        this.handleUnmet(engine, job);
+        return { kind: "rescheduled", job, actions: this.drain() };
+      }
+      this.pending.get(engine)!.delete(msgId);
+      if (!this.targets.includes(engine) && this.pending.get(engine)!.size === 0 && !this.completed.has(engine)) {
+        this.pending.delete(engine);
+      }
+      if (r.success) {
+        this.completed.get(engine)?.add(msgId);
+        this.allCompleted.add(msgId);
+      } else {
+        this.failed.get(engine)?.add(msgId);
+        this.allFailed.add(msgId);
+      }
+      this.allDone.add(msgId);
+      this.destinations.set(msgId, engine);
+      this.updateGraph(msgId, r.success);
+      return { kind: "final", job, actions: this.drain() };
+    }
+    this.handleUnmet(engine, job);
+    return { kind: "rescheduled", job, actions: this.drain() };
+  }
+
+  private handleUnmet(engine: string, job: TaskJob<P>): void {
+    this.pending.get(engine)?.delete(job.msgId);
+    job.blacklist.add(engine);
+    if (job.targets && job.targets.size === job.blacklist.size && [...job.targets].every((t) => job.blacklist.has(t))) {
+      this.queueMap.set(job.msgId, job);
+      this.failUnreachable(job.msgId, "ImpossibleDependency");
+    } else if (!this.maybeRun(job)) {
+      if (!this.allFailed.has(job.msgId)) this.saveUnmet(job);
+    }
+    if (this.hwm) {
+      const idx = this.targets.indexOf(engine);
+      if (idx >= 0 && this.loads[idx] === this.hwm - 1) this.updateGraph(null, true);
+    }
+  }
+
+  private failUnreachable(msgId: string, why: SchedulerErrorName): void {
+    const job = this.queueMap.get(msgId);
+    if (!job) return;
+    this.queueMap.delete(msgId);
+    job.removed = true;
+    for (const dep of [...job.after.ids, ...job.follow.ids]) this.graph.get(dep)?.delete(msgId);
+    this.allDone.add(msgId);
+    this.allFailed.add(msgId);
+    this.out.push({ kind: "fail", job, ename: why });
+    this.updateGraph(msgId, false);
+  }
+
+  private availableCount(): number {
+    if (!this.hwm) return this.targets.length;
+    let n = 0;
+    for (const l of this.loads) if (l < this.hwm) n++;
+    return n;
+  }
+
+  private maybeRun(job: TaskJob<P>): boolean {
+    const available: number[] = [];
+    for (let i = 0; i < this.targets.length; i++) if (!this.hwm || this.loads[i]! < this.hwm) available.push(i);
+    if (available.length === 0) return false;
+    let indices: number[] | null = null;
+    if (job.follow.size > 0 || job.targets || job.blacklist.size > 0 || this.hwm) {
+      indices = available.filter((idx) => {
+        const target = this.targets[idx]!;
+        if (job.blacklist.has(target)) return false;
+        if (job.targets && !job.targets.has(target)) return false;
+        return job.follow.check(this.completed.get(target) ?? new Set(), this.failed.get(target) ?? new Set());
+      });
+      if (indices.length === 0) {
+        if (job.follow.all && job.follow.size > 0) {
+          const dests = new Set<string>();
+          for (const m of job.follow.ids) {
+            const relevant = (job.follow.success && this.allCompleted.has(m)) || (job.follow.failure && this.allFailed.has(m));
+            const d = this.destinations.get(m);
+            if (relevant && d !== undefined) dests.add(d);
+          }
+          if (dests.size > 1) {
+            this.queueMap.set(job.msgId, job);
+            this.failUnreachable(job.msgId, "ImpossibleDependency");
+            return false;
+          }
+        }
+        if (job.targets) {
+          for (const b of job.blacklist) job.targets.delete(b);
+          if (job.targets.size === 0 || !this.targets.some((t) => job.targets!.has(t))) {
+            this.queueMap.set(job.msgId, job);
+            this.failUnreachable(job.msgId, "ImpossibleDependency");
+            return false;
+          }
+        }
+        return false;
+      }
+    }
+    this.submitTo(job, indices);
+    return true;
+  }
+
+  private submitTo(job: TaskJob<P>, indices: number[] | null): void {
+    const loads = indices ? indices.map((i) => this.loads[i]!) : this.loads;
+    let idx = this.chooser(loads, this.random);
+    if (indices) idx = indices[idx]!;
+    const target = this.targets[idx]!;
+    this.loads[idx]! += 1;
+    this.targets.push(this.targets.splice(idx, 1)[0]!);
+    this.loads.push(this.loads.splice(idx, 1)[0]!);
+    let p = this.pending.get(target);
+    if (!p) this.pending.set(target, (p = new Map()));
+    p.set(job.msgId, job);
+    this.out.push({ kind: "send", engine: target, job });
+  }
+
+  private saveUnmet(job: TaskJob<P>): void {
+    job.removed = false;
+    this.queueMap.set(job.msgId, job);
+    this.queue.push(job);
+    for (const dep of [...job.after.ids, ...job.follow.ids]) {
+      if (this.allDone.has(dep)) continue;
+      let s = this.graph.get(dep);
+      if (!s) this.graph.set(dep, (s = new Set()));
+      s.add(job.msgId);
+    }
+    if (job.timeoutMs !== null) {
+      job.timeoutToken += 1;
+      this.out.push({ kind: "timer", job, ms: job.timeoutMs, token: job.timeoutToken });
+    }
+  }
+
+  private updateGraph(depId: string | null, _success: boolean): void {
+    const dependents = depId === null ? undefined : this.graph.get(depId);
+    if (depId !== null) this.graph.delete(depId);
+    const fullScan = depId === null || (this.hwm > 0 && this.loads.some((l) => l === this.hwm - 1));
+    let jobs: TaskJob<P>[];
+    let start = 0;
+    let end: number;
+    if (fullScan) {
+      jobs = this.queue;
+      start = this.queueHead;
+      end = this.queue.length;
+    } else {
+      jobs = [...(dependents ?? [])]
+        .map((id) => this.queueMap.get(id))
+        .filter((j): j is TaskJob<P> => j !== undefined)
+        .sort((a, b) => a.seq - b.seq);
+      end = jobs.length;
+    }
+    for (let i = start; i < end; i++) {
+      const job = jobs[i]!;
+      if (job.removed || this.queueMap.get(job.msgId) !== job) continue;
+      if (job.after.unreachable(this.allCompleted, this.allFailed) || job.follow.unreachable(this.allCompleted, this.allFailed)) {
+        this.failUnreachable(job.msgId, "ImpossibleDependency");
+      } else if (job.after.check(this.allCompleted, this.allFailed)) {
+        // take it out of the waiting set before trying, so a failure inside maybeRun is final
+        if (this.maybeRun(job)) {
+          this.queueMap.delete(job.msgId);
+          job.removed = true;
+          for (const dep of [...job.after.ids, ...job.follow.ids]) this.graph.get(dep)?.delete(job.msgId);
+          if (this.availableCount() === 0) break;
+        }
+      }
+    }
+    this.compact();
+  }
+
+  private compact(): void {
+    while (this.queueHead < this.queue.length && this.queue[this.queueHead]!.removed) this.queueHead++;
+    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead).filter((j) => !j.removed);
+      this.queueHead = 0;
+    }
+  }
+}
