@@ -1,0 +1,368 @@
+/**
+ * The controller's HTTP server (node:http, no framework): /metrics, /healthz, /readyz and a small
+ * JSON API for tools that are not Python. The API is an internal ZeroMQ client of its own
+ * controller (./ipp-client.ts), so it goes through the same sockets a Python client uses.
+ *
+ *   GET  /api/v1/engines
+ *   POST /api/v1/execute        {code, targets?: "all" | number[], timeoutMs?}
+ *   PUT  /api/v1/arrays/<name>  JSON {data, dtype?, targets?} or raw little-endian bytes
+ *                               (Content-Type: application/octet-stream; ?dtype=float64|int64&targets=0,1)
+ *   GET  /api/v1/arrays/<name>  JSON, or raw bytes with Accept: application/octet-stream
+ *
+ * Every error is a JSON body {error, message} with a stable `error` code.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { Registry } from "prom-client";
+import { z } from "zod";
+import type { Logger } from "../../util/log.ts";
+import {
+  DTYPES, ITEM_BYTES, decodeArray, encodeArray, gatherApplyBuffers, isPythonName, parseGatherResult, partition,
+  scatterApplyBuffers, type Dtype,
+} from "./arrays.ts";
+import { EngineUnknownError, IppClient, type ApplyOutcome, type ClientConnection } from "./ipp-client.ts";
+
+/** What the server needs from a controller (ControllerHandle satisfies it). */
+export interface HttpControllerView {
+  readonly clientConnection: ClientConnection;
+  engines(): ReadonlyArray<{
+    id: number; uuid: string; alive: boolean; registeredAt: Date; queueDepth: number; missedBeats: number;
+  }>;
+  /** false while the controller's sockets are not bound (absent: a started controller is ready) */
+  ready?(): boolean;
+}
+
+export interface HttpServerOptions {
+  controller: HttpControllerView;
+  registry: Registry;
+  port: number;
+  host?: string;
+  logger: Logger;
+  /** cap for raw (octet-stream) bodies; default 256 MiB */
+  maxBodyBytes?: number;
+  /** cap for JSON bodies; default 64 MiB */
+  maxJsonBytes?: number;
+  /** default per-engine timeout for API calls; default 60 s */
+  defaultTimeoutMs?: number;
+}
+
+export interface HttpServerHandle {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export class HttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+  }
+}
+
+const targetsSchema = z.union([
+  z.literal("all"),
+  z.array(z.number().int().min(0)).min(1).max(4096)
+    .refine((a) => new Set(a).size === a.length, { message: "targets must not repeat" }),
+]);
+const timeoutSchema = z.number().int().min(1).max(3_600_000);
+
+export const executeBody = z.strictObject({
+  code: z.string().max(1_000_000),
+  targets: targetsSchema.optional(),
+  timeoutMs: timeoutSchema.optional(),
+});
+
+const dtypeSchema = z.enum(DTYPES as [Dtype, ...Dtype[]]);
+export const scatterJsonBody = z.strictObject({
+  data: z.array(z.number()),
+  dtype: dtypeSchema.default("float64"),
+  targets: targetsSchema.optional(),
+  timeoutMs: timeoutSchema.optional(),
+});
+
+export const arrayQuery = z.strictObject({
+  dtype: dtypeSchema.optional(),
+  targets: z.string().regex(/^(all|\d+(,\d+)*)$/, "targets: 'all' or comma-separated engine ids").optional(),
+  timeoutMs: z.coerce.number().int().min(1).max(3_600_000).optional(),
+});
+
+function zodMessage(err: z.ZodError): string {
+  return err.issues.map((i) => `${i.path.length ? i.path.join(".") : "body"}: ${i.message}`).join("; ");
+}
+
+function parseQueryTargets(s: string | undefined): "all" | number[] | undefined {
+  if (s === undefined || s === "all") return s;
+  const ids = s.split(",").map(Number);
+  if (new Set(ids).size !== ids.length) throw new HttpError(400, "validation_failed", "targets must not repeat");
+  return ids;
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: ServerResponse, status: number, code: string, message: string): void {
+  sendJson(res, status, { error: code, message });
+}
+
+function mediaType(req: IncomingMessage): string {
+  return (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers["content-length"]);
+  if (Number.isFinite(declared) && declared > limit) {
+    throw new HttpError(413, "body_too_large", `request body of ${declared} bytes is over the ${limit}-byte limit`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const b = chunk as Buffer;
+    size += b.length;
+    if (size > limit) throw new HttpError(413, "body_too_large", `request body is over the ${limit}-byte limit`);
+    chunks.push(b);
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+}
+
+function parseJson(buf: Buffer): unknown {
+  try {
+    return JSON.parse(buf.toString("utf8"));
+  } catch (err) {
+    throw new HttpError(400, "invalid_json", `body is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+}
+
+export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
+  const log = opts.logger.with({ component: "http" });
+  const maxBody = opts.maxBodyBytes ?? 256 * 1024 * 1024;
+  const maxJson = opts.maxJsonBytes ?? 64 * 1024 * 1024;
+  const defaultTimeout = opts.defaultTimeoutMs ?? 60_000;
+  const { controller, registry } = opts;
+
+  let clientPromise: Promise<IppClient> | undefined;
+  const apiClient = (): Promise<IppClient> => {
+    clientPromise ??= IppClient.connect(controller.clientConnection, { logger: opts.logger }).catch((err: unknown) => {
+      clientPromise = undefined;
+      throw new HttpError(502, "controller_unreachable", `cannot reach the controller: ${err instanceof Error ? err.message : String(err)}`);
+    });
+    return clientPromise;
+  };
+
+  /** resolve "all"/ids to registered engine ids (ascending for "all") */
+  const resolveTargets = async (client: IppClient, targets: "all" | number[] | undefined): Promise<number[]> => {
+    let known = client.engines();
+    if (targets !== undefined && targets !== "all" && targets.some((t) => !known.has(t))) {
+      known = await client.refreshEngines(); // a notification may still be in flight
+    }
+    if (targets === undefined || targets === "all") {
+      if (known.size === 0) known = await client.refreshEngines();
+      const ids = [...known.keys()].sort((a, b) => a - b);
+      if (ids.length === 0) throw new HttpError(409, "no_engines", "no engines are registered");
+      return ids;
+    }
+    const missing = targets.filter((t) => !known.has(t));
+    if (missing.length > 0) throw new HttpError(404, "unknown_engine", `no registered engine with id ${missing.join(", ")}`);
+    return targets;
+  };
+
+  const applyFailure = (name: string, failed: ApplyOutcome[]): HttpError => {
+    const first = failed[0]!;
+    if (first.status === "timeout") {
+      return new HttpError(504, "timeout", `engine ${first.engine} did not answer in time`);
+    }
+    const ename = String(first.content.ename ?? "");
+    const evalue = String(first.content.evalue ?? first.status);
+    if (ename === "NameError") return new HttpError(404, "array_not_found", `engine ${first.engine}: '${name}' is not defined`);
+    return new HttpError(422, "engine_error", `engine ${first.engine}: ${ename}: ${evalue}`);
+  };
+
+  const handleExecute = async (req: IncomingMessage, res: ServerResponse) => {
+    if (mediaType(req) !== "application/json") throw new HttpError(415, "unsupported_media_type", "POST /api/v1/execute takes application/json");
+    const parsed = executeBody.safeParse(parseJson(await readBody(req, maxJson)));
+    if (!parsed.success) throw new HttpError(400, "validation_failed", zodMessage(parsed.error));
+    const client = await apiClient();
+    const targets = await resolveTargets(client, parsed.data.targets);
+    const timeoutMs = parsed.data.timeoutMs ?? defaultTimeout;
+    const results = await Promise.all(targets.map((t) => client.execute(t, parsed.data.code, timeoutMs)));
+    sendJson(res, 200, { results });
+  };
+
+  const handleScatter = async (name: string, req: IncomingMessage, res: ServerResponse, query: URLSearchParams) => {
+    const q = arrayQuery.safeParse(Object.fromEntries(query));
+    if (!q.success) throw new HttpError(400, "validation_failed", zodMessage(q.error));
+    let data: Buffer;
+    let dtype: Dtype;
+    let targetsSpec: "all" | number[] | undefined;
+    let timeoutMs = q.data.timeoutMs ?? defaultTimeout;
+    const type = mediaType(req);
+    if (type === "application/octet-stream") {
+      data = await readBody(req, maxBody);
+      dtype = q.data.dtype ?? "float64";
+      if (data.length % ITEM_BYTES !== 0) {
+        throw new HttpError(400, "validation_failed", `raw body length ${data.length} is not a multiple of ${ITEM_BYTES} bytes`);
+      }
+      targetsSpec = parseQueryTargets(q.data.targets);
+    } else if (type === "application/json") {
+      const body = scatterJsonBody.safeParse(parseJson(await readBody(req, maxJson)));
+      if (!body.success) throw new HttpError(400, "validation_failed", zodMessage(body.error));
+      dtype = body.data.dtype;
+      try {
+        data = encodeArray(body.data.data, dtype);
+      } catch (err) {
+        throw new HttpError(400, "validation_failed", err instanceof Error ? err.message : String(err));
+      }
+      targetsSpec = body.data.targets ?? parseQueryTargets(q.data.targets);
+      timeoutMs = body.data.timeoutMs ?? timeoutMs;
+    } else {
+      throw new HttpError(415, "unsupported_media_type", "PUT /api/v1/arrays/<name> takes application/json or application/octet-stream");
+    }
+    const client = await apiClient();
+    const targets = await resolveTargets(client, targetsSpec);
+    const n = data.length / ITEM_BYTES;
+    const parts = targets.map((engine, i) => {
+      const [lo, hi] = partition(n, i, targets.length);
+      return { engine, offset: lo, length: hi - lo, bytes: data.subarray(lo * ITEM_BYTES, hi * ITEM_BYTES) };
+    });
+    const outcomes = await Promise.all(parts.map((p) => client.apply(p.engine, scatterApplyBuffers(name, p.bytes, dtype), timeoutMs)));
+    const failed = outcomes.filter((o) => o.status !== "ok");
+    if (failed.length > 0) throw applyFailure(name, failed);
+    sendJson(res, 200, { name, dtype, length: n, parts: parts.map(({ engine, offset, length }) => ({ engine, offset, length })) });
+  };
+
+  const handleGather = async (name: string, req: IncomingMessage, res: ServerResponse, query: URLSearchParams) => {
+    const q = arrayQuery.safeParse(Object.fromEntries(query));
+    if (!q.success) throw new HttpError(400, "validation_failed", zodMessage(q.error));
+    if (q.data.dtype !== undefined) throw new HttpError(400, "validation_failed", "dtype: not accepted on GET (the engines' dtype is returned)");
+    const accept = (req.headers.accept ?? "").toLowerCase();
+    const raw = accept.includes("application/octet-stream");
+    if (!raw && accept !== "" && !/application\/json|\*\/\*|application\/\*/.test(accept)) {
+      throw new HttpError(406, "not_acceptable", "GET /api/v1/arrays/<name> returns application/json or application/octet-stream");
+    }
+    const client = await apiClient();
+    const targets = await resolveTargets(client, parseQueryTargets(q.data.targets));
+    const outcomes = await Promise.all(targets.map((t) => client.apply(t, gatherApplyBuffers(name), q.data.timeoutMs ?? defaultTimeout)));
+    const failed = outcomes.filter((o) => o.status !== "ok");
+    if (failed.length > 0) throw applyFailure(name, failed);
+    const parts = outcomes.map((o) => ({ engine: o.engine, ...parseGatherResult(o.buffers) }));
+    const bad = parts.find((p) => p.dtype === undefined);
+    if (bad) throw new HttpError(422, "unsupported_dtype", `engine ${bad.engine}: '${name}' has dtype ${bad.numpyDtype}; only float64 and int64 are served`);
+    const dtypes = new Set(parts.map((p) => p.dtype));
+    if (dtypes.size > 1) throw new HttpError(409, "mixed_dtypes", `'${name}' has different dtypes on different engines: ${[...dtypes].join(", ")}`);
+    const dtype = parts[0]!.dtype as Dtype;
+    const data = Buffer.concat(parts.map((p) => p.data));
+    const length = data.length / ITEM_BYTES;
+    if (raw) {
+      res.writeHead(200, {
+        "content-type": "application/octet-stream", "content-length": data.length,
+        "x-ipp-dtype": dtype, "x-ipp-length": String(length),
+      });
+      res.end(data);
+      return;
+    }
+    let offset = 0;
+    const layout = parts.map((p) => {
+      const n = p.data.length / ITEM_BYTES;
+      const e = { engine: p.engine, offset, length: n };
+      offset += n;
+      return e;
+    });
+    sendJson(res, 200, { name, dtype, length, parts: layout, data: decodeArray(data, dtype) });
+  };
+
+  const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const path = url.pathname;
+    const method = req.method ?? "GET";
+    const only = (...allowed: string[]) => {
+      if (!allowed.includes(method)) {
+        res.setHeader("allow", allowed.join(", "));
+        throw new HttpError(405, "method_not_allowed", `${method} is not allowed on ${path}`);
+      }
+    };
+    if (path === "/healthz") {
+      only("GET", "HEAD");
+      return sendJson(res, 200, { status: "ok" });
+    }
+    if (path === "/readyz") {
+      only("GET", "HEAD");
+      const want = url.searchParams.get("engines");
+      if (want !== null && !/^\d{1,6}$/.test(want)) throw new HttpError(400, "validation_failed", "engines: a non-negative integer");
+      const alive = controller.engines().filter((e) => e.alive).length;
+      const bound = controller.ready ? controller.ready() : true;
+      const ok = bound && alive >= Number(want ?? 0);
+      return sendJson(res, ok ? 200 : 503, { ready: ok, controller: bound, engines: alive, ...(want !== null ? { want: Number(want) } : {}) });
+    }
+    if (path === "/metrics") {
+      only("GET", "HEAD");
+      const text = await registry.metrics();
+      res.writeHead(200, { "content-type": registry.contentType });
+      res.end(text);
+      return;
+    }
+    if (path === "/api/v1/engines") {
+      only("GET");
+      const engines = controller.engines().map((e) => ({
+        id: e.id, uuid: e.uuid, alive: e.alive, registeredAt: e.registeredAt.toISOString(),
+        queueDepth: e.queueDepth, missedBeats: e.missedBeats,
+      }));
+      return sendJson(res, 200, { engines });
+    }
+    if (path === "/api/v1/execute") {
+      only("POST");
+      return handleExecute(req, res);
+    }
+    const m = /^\/api\/v1\/arrays\/([^/]+)$/.exec(path);
+    if (m) {
+      only("GET", "PUT");
+      const name = decodeURIComponent(m[1]!);
+      if (!isPythonName(name)) throw new HttpError(400, "invalid_name", `array name must be a Python identifier (not a keyword): ${JSON.stringify(name)}`);
+      return method === "PUT" ? handleScatter(name, req, res, url.searchParams) : handleGather(name, req, res, url.searchParams);
+    }
+    throw new HttpError(404, "not_found", `no route ${path}`);
+  };
+
+  const server = createServer((req, res) => {
+    const started = Date.now();
+    route(req, res).then(
+      () => log.debug("request", { method: req.method, path: req.url, status: res.statusCode, ms: Date.now() - started }),
+      (err: unknown) => {
+        if (err instanceof EngineUnknownError) err = new HttpError(404, "unknown_engine", err.message);
+        const e = err instanceof HttpError ? err : new HttpError(500, "internal", err instanceof Error ? err.message : String(err));
+        if (e.status >= 500) log.error("request failed", err, { method: req.method, path: req.url, status: e.status });
+        else log.info("request rejected", { method: req.method, path: req.url, status: e.status, error: e.code });
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        if (e.status === 413) res.setHeader("connection", "close"); // do not read the rest of a huge body
+        sendError(res, e.status, e.code, e.message);
+        if (e.status === 413) res.once("finish", () => req.destroy());
+      },
+    );
+  });
+  server.requestTimeout = 0; // large uploads; per-call timeouts bound the engine side
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host ?? "127.0.0.1", () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  log.info("http server listening", { host: opts.host ?? "127.0.0.1", port });
+  return {
+    port,
+    close: async () => {
+      if (clientPromise) {
+        try {
+          (await clientPromise).close();
+        } catch {
+          // never connected
+        }
+      }
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
