@@ -234,8 +234,19 @@ export const EngineClusterStatus = z.object({
 // ---------------------------------------------------------------------------------------------
 // the object
 
+/**
+ * Cluster names become parts of child names (`<name>-controller`, `<name>-launcher-<hash>`, the
+ * worker pods' host names), which must be DNS labels of at most 63 characters.
+ */
+export const MAX_NAME_LENGTH = 40;
+export const NAME_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+export const NAME_RULE = {
+  rule: `self.metadata.name.size() <= ${MAX_NAME_LENGTH} && self.metadata.name.matches('${NAME_PATTERN}')`,
+  message: `metadata.name must be a DNS label starting with a letter, at most ${MAX_NAME_LENGTH} characters (child objects append suffixes such as -launcher-<hash>)`,
+};
+
 export const EngineClusterMetadata = z.object({
-  name: str(253),
+  name: str(MAX_NAME_LENGTH).regex(re(NAME_PATTERN), { error: NAME_RULE.message }),
   namespace: z.string().optional(),
   uid: z.string().optional(),
   generation: z.int().optional(),

@@ -8,7 +8,7 @@
 import { z } from "zod";
 import { stringify } from "yaml";
 import {
-  API_VERSION, CATEGORIES, EngineClusterSpec, EngineClusterStatus, GROUP, KIND, LIST_KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION,
+  API_VERSION, CATEGORIES, NAME_RULE, EngineClusterSpec, EngineClusterStatus, GROUP, KIND, LIST_KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION,
 } from "../api/engine-cluster.ts";
 
 type Json = Record<string, unknown>;
@@ -112,6 +112,7 @@ export function engineClusterCrd(): Crd {
       status,
     },
     required: ["spec"],
+    "x-kubernetes-validations": [NAME_RULE],
   };
   checkStructural(openAPIV3Schema);
   return {

@@ -97,13 +97,14 @@ test("resource quantities are int-or-string", () => {
 test("CEL rules are present, with messages that name the field and fieldPaths", () => {
   const rules: J[] = [];
   walk(root, (n) => { if (Array.isArray(n["x-kubernetes-validations"])) rules.push(...n["x-kubernetes-validations"]); });
-  assert.equal(rules.length, 4);
+  assert.equal(rules.length, 5);
   for (const r of rules) {
     assert.equal(typeof r.rule, "string");
-    assert.match(r.message, /^spec\./, "message names the field");
+    assert.match(r.message, /^(spec|metadata)\./, "message names the field");
   }
   assert.deepEqual(spec["x-kubernetes-validations"].map((r: J) => r.fieldPath), [".backend.mpi.workers"]);
   assert.ok(spec.properties.backend["x-kubernetes-validations"][0].rule.includes("has(self.mpi)"));
+  assert.ok(root["x-kubernetes-validations"][0].rule.includes("self.metadata.name.size() <= 40"));
 });
 
 test("shell-reaching pbs fields carry patterns", () => {
