@@ -21,13 +21,20 @@
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* Labels on every object of the chart. */}}
-{{- define "ipp-operator.labels" -}}
+{{/* Labels on every object of the chart, except the component. */}}
+{{- define "ipp-operator.baseLabels" -}}
 helm.sh/chart: {{ include "ipp-operator.chart" . }}
-{{ include "ipp-operator.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "ipp-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: ipp-operator
+{{- end }}
+
+{{/* Labels on the operator's objects. */}}
+{{- define "ipp-operator.labels" -}}
+{{ include "ipp-operator.baseLabels" . }}
+app.kubernetes.io/component: operator
 {{- end }}
 
 {{/* Labels that select the operator's pods. */}}

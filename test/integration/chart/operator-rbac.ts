@@ -1,0 +1,21 @@
+/**
+ * Every API call the operator makes (src/operator): EngineClusters watched, finalizers patched,
+ * status written through the subresource; owned objects server-side applied (create + patch),
+ * listed/watched and deleted; pods read; events created and their counts patched. The
+ * operator-under-RBAC test (rbac.test.ts) runs the real operator with exactly these rules.
+ */
+export const OPERATOR_RULES: Record<string, string[]> = {
+  "ipp.dev/engineclusters": ["get", "list", "watch", "patch", "update"],
+  "ipp.dev/engineclusters/status": ["get", "patch", "update"],
+  "ipp.dev/engineclusters/finalizers": ["update"],
+  "apps/deployments": ["get", "list", "watch", "create", "patch", "delete"],
+  "apps/statefulsets": ["get", "list", "watch", "create", "patch", "delete"],
+  "/services": ["get", "list", "watch", "create", "patch", "delete"],
+  "/secrets": ["get", "list", "watch", "create", "patch", "delete"],
+  "/configmaps": ["get", "list", "watch", "create", "patch", "delete"],
+  "batch/jobs": ["get", "list", "watch", "create", "patch", "delete"],
+  "networking.k8s.io/networkpolicies": ["get", "list", "watch", "create", "patch", "delete"],
+  "/pods": ["get", "list", "watch"],
+  "/events": ["create", "patch"],
+};
+export const LEASE_RULES: Record<string, string[]> = { "coordination.k8s.io/leases": ["get", "create", "update"] };
