@@ -1,0 +1,429 @@
+/**
+ * Pure builders: an EngineCluster (parsed, mpi backend) plus key material → every object it owns.
+ * The layout follows the MPI Operator v2: a per-cluster SSH key Secret, a headless Service, worker
+ * pods running sshd from the engine image, a hostfile ConfigMap and a launcher Job running mpiexec
+ * over it; plus our controller (Deployment + Service), the connection Secret and a NetworkPolicy.
+ *
+ * Key material is passed in (generated outside, or read back from the existing Secrets) so the
+ * output is a deterministic function of the input.
+ */
+import { createHash } from "node:crypto";
+import type { EngineCluster, EnvVar, MpiBackend, Resources, Toleration } from "../../../api/engine-cluster.ts";
+import type { KubeObject } from "../../../api/kube.ts";
+import { renderHostfile, worldShape, type WorldShape } from "./hostfile.ts";
+import {
+  CLIENT_LABEL, CLIENT_PORTS, CLIENT_PORT_RANGE, CONNECTION_KEYS, CONTROLLER_UID, ENGINE_PORTS, ENGINE_PORT_RANGE, ENGINE_UID,
+  HOSTFILE_KEY, HTTP_PORT, PATHS, SERVICE_PORTS, SSH_KEYS, SSH_PORT, WORLD_LABEL, clusterRef, dns, labels, names,
+  ownerReference, selector, type ClusterRef, type Component,
+} from "./names.ts";
+
+export interface KeyMaterial {
+  /** HMAC-SHA256 key for message signing (ipyparallel's `key`). */
+  hmacKey: string;
+  /** Private key in a format OpenSSH reads (PEM), used as the user key AND as every worker's host key. */
+  sshPrivateKey: string;
+  /** The matching public key in authorized_keys format (`ecdsa-sha2-nistp256 AAAA...`). */
+  sshPublicKey: string;
+  /** CurveZMQ server key pair (Z85, 40 characters each); only with spec.controller.curve. */
+  curveSecretKey?: string;
+  curvePublicKey?: string;
+}
+
+export interface BuildConfig {
+  /** Controller image when spec.controller.image is not set (the operator's own image). */
+  controllerImage: string;
+  /** Cluster DNS domain, for the fully qualified names in the connection files and hostfile. */
+  clusterDomain: string;
+}
+
+export const DEFAULT_BUILD_CONFIG: BuildConfig = { controllerImage: "ghcr.io/ipp-operator/ipp-operator:0.1.0", clusterDomain: "cluster.local" };
+
+export interface MpiObjects {
+  world: string;
+  shape: WorldShape;
+  connectionSecret: KubeObject;
+  sshSecret: KubeObject;
+  controllerDeployment: KubeObject;
+  controllerService: KubeObject;
+  hostfile: KubeObject;
+  workersService: KubeObject;
+  workers: KubeObject;
+  launcher: KubeObject;
+  networkPolicy: KubeObject;
+}
+
+const b64 = (s: string): string => Buffer.from(s, "utf8").toString("base64");
+
+function meta(ref: ClusterRef, name: string, component: Component, extraLabels: Record<string, string> = {}, annotations?: Record<string, string>) {
+  return {
+    name,
+    namespace: ref.namespace,
+    labels: { ...labels(ref.name, component), ...extraLabels },
+    ...(annotations !== undefined && Object.keys(annotations).length > 0 ? { annotations } : {}),
+    ownerReferences: [ownerReference(ref)],
+  };
+}
+
+/** Container security context that satisfies the restricted Pod Security Standard. */
+export function restrictedContainer(uid: number): Record<string, unknown> {
+  return {
+    runAsNonRoot: true,
+    runAsUser: uid,
+    runAsGroup: uid,
+    allowPrivilegeEscalation: false,
+    capabilities: { drop: ["ALL"] },
+    seccompProfile: { type: "RuntimeDefault" },
+  };
+}
+
+export function restrictedPod(uid: number): Record<string, unknown> {
+  return { runAsNonRoot: true, runAsUser: uid, runAsGroup: uid, fsGroup: uid, seccompProfile: { type: "RuntimeDefault" } };
+}
+
+function resources(r: Resources | undefined): Record<string, unknown> {
+  if (r === undefined) return {};
+  const out: Record<string, unknown> = {};
+  if (r.requests !== undefined) out.requests = r.requests;
+  if (r.limits !== undefined) out.limits = r.limits;
+  return Object.keys(out).length > 0 ? { resources: out } : {};
+}
+
+function scheduling(mpi: MpiBackend): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (mpi.nodeSelector !== undefined && Object.keys(mpi.nodeSelector).length > 0) out.nodeSelector = mpi.nodeSelector;
+  if (mpi.tolerations !== undefined && mpi.tolerations.length > 0) out.tolerations = mpi.tolerations.map((t: Toleration) => ({ ...t }));
+  if (mpi.imagePullSecrets !== undefined && mpi.imagePullSecrets.length > 0) out.imagePullSecrets = mpi.imagePullSecrets.map((name) => ({ name }));
+  return out;
+}
+
+function envVar(e: EnvVar): Record<string, unknown> {
+  return { name: e.name, ...(e.value !== undefined ? { value: e.value } : {}), ...(e.valueFrom !== undefined ? { valueFrom: e.valueFrom } : {}) };
+}
+
+export function shortHash(value: unknown, length = 10): string {
+  return createHash("sha256").update(JSON.stringify(value)).digest("hex").slice(0, length);
+}
+
+// ---------------------------------------------------------------------------------------------
+// connection files (the same keys, in the same order, as ipcontroller writes them)
+
+export interface ConnectionFiles { client: Record<string, unknown>; engine: Record<string, unknown> }
+
+export function connectionFiles(ref: ClusterRef, ec: EngineCluster, material: KeyMaterial, config: BuildConfig): ConnectionFiles {
+  const host = dns.controller(ref, config.clusterDomain);
+  const curve = ec.spec.controller.curve ? material.curvePublicKey ?? null : null;
+  const base = { key: material.hmacKey, curve_serverkey: curve, location: host, pack: "json", unpack: "json", signature_scheme: "hmac-sha256" };
+  const client = {
+    ssh: "", interface: `tcp://${host}`, registration: ENGINE_PORTS.registration,
+    control: CLIENT_PORTS.control, mux: CLIENT_PORTS.mux, task: CLIENT_PORTS.task, task_scheme: ec.spec.controller.taskScheme,
+    iopub: CLIENT_PORTS.iopub, notification: CLIENT_PORTS.notification, broadcast: CLIENT_PORTS.broadcast, ...base,
+  };
+  const engine = {
+    ssh: "", interface: `tcp://${host}`, registration: ENGINE_PORTS.registration,
+    control: ENGINE_PORTS.control, mux: ENGINE_PORTS.mux, task: ENGINE_PORTS.task, iopub: ENGINE_PORTS.iopub,
+    hb_ping: ENGINE_PORTS.hb_ping, hb_pong: ENGINE_PORTS.hb_pong, broadcast: [...ENGINE_PORTS.broadcast], ...base,
+  };
+  return { client, engine };
+}
+
+export function buildConnectionSecret(ref: ClusterRef, ec: EngineCluster, material: KeyMaterial, config: BuildConfig): KubeObject {
+  const files = connectionFiles(ref, ec, material, config);
+  const data: Record<string, string> = {
+    [CONNECTION_KEYS.client]: b64(JSON.stringify(files.client, null, 2) + "\n"),
+    [CONNECTION_KEYS.engine]: b64(JSON.stringify(files.engine, null, 2) + "\n"),
+    [CONNECTION_KEYS.hmacKey]: b64(material.hmacKey),
+  };
+  if (ec.spec.controller.curve && material.curveSecretKey !== undefined && material.curvePublicKey !== undefined) {
+    data[CONNECTION_KEYS.curveSecretKey] = b64(material.curveSecretKey);
+    data[CONNECTION_KEYS.curvePublicKey] = b64(material.curvePublicKey);
+  }
+  return { apiVersion: "v1", kind: "Secret", metadata: meta(ref, names.connectionSecret(ref.name), "connection"), type: "Opaque", data };
+}
+
+// ---------------------------------------------------------------------------------------------
+// SSH: one key pair per cluster, used as the launcher's user key and as every worker's host key,
+// so the launcher pins the host key (StrictHostKeyChecking stays on).
+
+export function buildSshSecret(ref: ClusterRef, material: KeyMaterial, config: BuildConfig): KubeObject {
+  const pub = material.sshPublicKey.trim();
+  const knownHosts = `[${dns.workerPattern(ref, config.clusterDomain)}]:${SSH_PORT} ${pub}\n`;
+  return {
+    apiVersion: "v1", kind: "Secret", metadata: meta(ref, names.sshSecret(ref.name), "ssh"), type: "kubernetes.io/ssh-auth",
+    data: {
+      [SSH_KEYS.privateKey]: b64(material.sshPrivateKey.endsWith("\n") ? material.sshPrivateKey : material.sshPrivateKey + "\n"),
+      [SSH_KEYS.publicKey]: b64(pub + "\n"),
+      [SSH_KEYS.authorizedKeys]: b64(pub + "\n"),
+      [SSH_KEYS.knownHosts]: b64(knownHosts),
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// controller
+
+/** The controller's command line (ipcontroller-compatible flags of `ipp-operator controller`). */
+export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: BuildConfig): string[] {
+  const c = ec.spec.controller;
+  return [
+    "controller",
+    "--ip=0.0.0.0",
+    `--location=${dns.controller(ref, config.clusterDomain)}`,
+    `--engine-ports=${ENGINE_PORT_RANGE}`,
+    `--client-ports=${CLIENT_PORT_RANGE}`,
+    `--keyfile=${PATHS.connectionDir}/${CONNECTION_KEYS.hmacKey}`,
+    `--ping=${c.heartbeatPeriodMs}`,
+    `--scheme=${c.taskScheme}`,
+    `--http-port=${HTTP_PORT}`,
+    "--http-host=0.0.0.0",
+    `--connection-dir=${PATHS.controllerRunDir}`,
+    ...(c.curve ? ["--enable-curve"] : []),
+  ];
+}
+
+export function buildControllerDeployment(ref: ClusterRef, ec: EngineCluster, config: BuildConfig): KubeObject {
+  const c = ec.spec.controller;
+  const sel = selector(ref.name, "controller");
+  const secret = names.connectionSecret(ref.name);
+  const curveEnv = c.curve ? [
+    { name: "IPP_CURVE_SECRETKEY", valueFrom: { secretKeyRef: { name: secret, key: CONNECTION_KEYS.curveSecretKey } } },
+    { name: "IPP_CURVE_PUBLICKEY", valueFrom: { secretKeyRef: { name: secret, key: CONNECTION_KEYS.curvePublicKey } } },
+  ] : [];
+  return {
+    apiVersion: "apps/v1", kind: "Deployment", metadata: meta(ref, names.controller(ref.name), "controller"),
+    spec: {
+      replicas: 1,
+      strategy: { type: "Recreate" }, // one controller owns the ports and the engines' registrations
+      selector: { matchLabels: sel },
+      template: {
+        metadata: { labels: labels(ref.name, "controller") },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: restrictedPod(CONTROLLER_UID),
+          containers: [{
+            name: "controller",
+            image: c.image ?? config.controllerImage,
+            imagePullPolicy: c.imagePullPolicy,
+            args: controllerArgs(ref, ec, config),
+            ...(curveEnv.length > 0 ? { env: curveEnv } : {}),
+            ports: SERVICE_PORTS.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" })),
+            readinessProbe: { httpGet: { path: "/readyz", port: "http" }, periodSeconds: 5 },
+            livenessProbe: { httpGet: { path: "/healthz", port: "http" }, periodSeconds: 10, failureThreshold: 6 },
+            ...resources(c.resources),
+            securityContext: { ...restrictedContainer(CONTROLLER_UID), readOnlyRootFilesystem: true },
+            volumeMounts: [
+              { name: "connection", mountPath: PATHS.connectionDir, readOnly: true },
+              { name: "run", mountPath: PATHS.controllerRunDir },
+            ],
+          }],
+          volumes: [
+            { name: "connection", secret: { secretName: secret, defaultMode: 0o440 } },
+            { name: "run", emptyDir: {} },
+          ],
+        },
+      },
+    },
+  };
+}
+
+export function buildControllerService(ref: ClusterRef, ec: EngineCluster): KubeObject {
+  const svc = ec.spec.controller.service;
+  return {
+    apiVersion: "v1", kind: "Service",
+    metadata: meta(ref, names.controllerService(ref.name), "controller", {}, svc.annotations),
+    spec: {
+      type: svc.type,
+      selector: selector(ref.name, "controller"),
+      ports: SERVICE_PORTS.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })),
+    },
+  };
+}
+
+/**
+ * Only engines (launcher and worker pods of this cluster) and clients (pods labelled
+ * `ipp.dev/client: <cluster>` in the namespace) reach the ZeroMQ ports; the HTTP port (health,
+ * metrics, JSON API) also admits the operator (pods named ipp-operator in any namespace).
+ */
+export function buildNetworkPolicy(ref: ClusterRef): KubeObject {
+  const port = (p: number) => ({ protocol: "TCP", port: p });
+  const enginePorts = SERVICE_PORTS.filter((p) => p.side === "engine" || p.side === "both").map((p) => port(p.port));
+  const clientPorts = SERVICE_PORTS.filter((p) => p.side !== "engine").map((p) => port(p.port));
+  const enginePods = (component: "worker" | "launcher") => ({ podSelector: { matchLabels: selector(ref.name, component) } });
+  return {
+    apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: meta(ref, names.networkPolicy(ref.name), "network-policy"),
+    spec: {
+      podSelector: { matchLabels: selector(ref.name, "controller") },
+      policyTypes: ["Ingress"],
+      ingress: [
+        { from: [enginePods("launcher"), enginePods("worker")], ports: enginePorts },
+        { from: [{ podSelector: { matchLabels: { [CLIENT_LABEL]: ref.name } } }], ports: clientPorts },
+        {
+          from: [{ namespaceSelector: {}, podSelector: { matchLabels: { "app.kubernetes.io/name": "ipp-operator" } } }],
+          ports: [port(HTTP_PORT)],
+        },
+      ],
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// MPI world: hostfile, headless Service, workers, launcher
+
+export function workerHosts(ref: ClusterRef, shape: WorldShape, config: BuildConfig): string[] {
+  return Array.from({ length: shape.workers }, (_, i) => dns.worker(ref, i, config.clusterDomain));
+}
+
+export function buildHostfile(ref: ClusterRef, shape: WorldShape, config: BuildConfig): KubeObject {
+  return {
+    apiVersion: "v1", kind: "ConfigMap", metadata: meta(ref, names.hostfile(ref.name), "hostfile"),
+    data: { [HOSTFILE_KEY]: renderHostfile(workerHosts(ref, shape, config), shape.slotsPerWorker, shape.implementation) },
+  };
+}
+
+export function buildWorkersService(ref: ClusterRef): KubeObject {
+  return {
+    apiVersion: "v1", kind: "Service", metadata: meta(ref, names.workersService(ref.name), "workers"),
+    spec: {
+      clusterIP: "None",
+      publishNotReadyAddresses: true, // mpiexec resolves workers by name before they are Ready
+      selector: selector(ref.name, "worker"),
+      ports: [{ name: "ssh", port: SSH_PORT, targetPort: "ssh", protocol: "TCP" }],
+    },
+  };
+}
+
+const sshVolume = (ref: ClusterRef) => ({ name: "ssh", secret: { secretName: names.sshSecret(ref.name), defaultMode: 0o440 } });
+
+export function buildWorkers(ref: ClusterRef, ec: EngineCluster, mpi: MpiBackend, shape: WorldShape): KubeObject {
+  return {
+    apiVersion: "apps/v1", kind: "StatefulSet", metadata: meta(ref, names.workers(ref.name), "worker"),
+    spec: {
+      replicas: shape.workers,
+      serviceName: names.workersService(ref.name),
+      podManagementPolicy: "Parallel",
+      selector: { matchLabels: selector(ref.name, "worker") },
+      template: {
+        metadata: { labels: labels(ref.name, "worker") },
+        spec: {
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          securityContext: restrictedPod(ENGINE_UID),
+          ...scheduling(mpi),
+          containers: [{
+            name: "worker",
+            image: mpi.image,
+            imagePullPolicy: mpi.imagePullPolicy,
+            command: [PATHS.workerEntrypoint],
+            env: [
+              { name: "IPP_SSH_DIR", value: PATHS.sshDir },
+              { name: "IPP_SSH_PORT", value: String(SSH_PORT) },
+            ],
+            ports: [{ name: "ssh", containerPort: SSH_PORT, protocol: "TCP" }],
+            readinessProbe: { tcpSocket: { port: "ssh" }, periodSeconds: 5 },
+            ...resources(mpi.resources),
+            securityContext: restrictedContainer(ENGINE_UID),
+            volumeMounts: [{ name: "ssh", mountPath: PATHS.sshDir, readOnly: true }],
+          }],
+          volumes: [sshVolume(ref)],
+        },
+      },
+    },
+  };
+}
+
+/** The environment of the launcher container (what entrypoint-launcher.sh reads). */
+export function launcherEnv(ref: ClusterRef, mpi: MpiBackend, shape: WorldShape): Record<string, unknown>[] {
+  const userEnv = (mpi.env ?? []).map(envVar);
+  return [
+    { name: "IPP_CONNECTION_INFO", valueFrom: { secretKeyRef: { name: names.connectionSecret(ref.name), key: CONNECTION_KEYS.engine } } },
+    { name: "IPP_ENGINES", value: String(shape.engines) },
+    { name: "IPP_MPI", value: shape.implementation },
+    { name: "IPP_HOSTFILE", value: `${PATHS.hostfileDir}/${HOSTFILE_KEY}` },
+    { name: "IPP_SSH_DIR", value: PATHS.sshDir },
+    { name: "IPP_SSH_PORT", value: String(SSH_PORT) },
+    { name: "IPP_ENGINE_ARGS", value: (mpi.engineArgs ?? []).join(" ") },
+    // user variables are forwarded to every rank (mpiexec -x NAME / -genvlist)
+    { name: "IPP_FORWARD_ENV", value: userEnv.map((e) => e.name as string).join(",") },
+    ...userEnv,
+  ];
+}
+
+function launcherPodTemplate(ref: ClusterRef, mpi: MpiBackend, shape: WorldShape): Record<string, unknown> {
+  return {
+    metadata: { labels: labels(ref.name, "launcher") },
+    spec: {
+      restartPolicy: "OnFailure",
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
+      securityContext: restrictedPod(ENGINE_UID),
+      ...scheduling(mpi),
+      containers: [{
+        name: "launcher",
+        image: mpi.image,
+        imagePullPolicy: mpi.imagePullPolicy,
+        command: [PATHS.launcherEntrypoint],
+        env: launcherEnv(ref, mpi, shape),
+        ...resources(mpi.launcherResources),
+        securityContext: restrictedContainer(ENGINE_UID),
+        volumeMounts: [
+          { name: "ssh", mountPath: PATHS.sshDir, readOnly: true },
+          { name: "hostfile", mountPath: PATHS.hostfileDir, readOnly: true },
+        ],
+      }],
+      volumes: [
+        sshVolume(ref),
+        { name: "hostfile", configMap: { name: names.hostfile(ref.name) } },
+      ],
+    },
+  };
+}
+
+/**
+ * The world generation: a hash of everything that fixes MPI_COMM_WORLD and the launcher pod (a
+ * Job's pod template is immutable): engines, slots, workers, image, implementation, plus the
+ * launcher's environment, arguments and scheduling. It names the launcher Job, so a change
+ * creates a new Job (and the planner deletes the old one): the world is relaunched.
+ */
+export function worldGeneration(ref: ClusterRef, mpi: MpiBackend, shape: WorldShape, hostfile: string): string {
+  return shortHash({ shape, image: mpi.image, hostfile, template: launcherPodTemplate(ref, mpi, shape) }, 10);
+}
+
+export function buildLauncher(ref: ClusterRef, mpi: MpiBackend, shape: WorldShape, world: string): KubeObject {
+  const template = launcherPodTemplate(ref, mpi, shape) as { metadata: { labels: Record<string, string> } };
+  template.metadata.labels = { ...template.metadata.labels, [WORLD_LABEL]: world };
+  return {
+    apiVersion: "batch/v1", kind: "Job", metadata: meta(ref, names.launcher(ref.name, world), "launcher", { [WORLD_LABEL]: world }),
+    spec: {
+      backoffLimit: 6,
+      template,
+    },
+  };
+}
+
+/** Every object an mpi EngineCluster owns. `ec.spec.backend.mpi` must be set. */
+export function buildMpiObjects(ec: EngineCluster, material: KeyMaterial, config: BuildConfig = DEFAULT_BUILD_CONFIG): MpiObjects {
+  const mpi = ec.spec.backend.mpi;
+  if (mpi === undefined) throw new Error("buildMpiObjects: spec.backend.mpi is not set");
+  const ref = clusterRef(ec);
+  const shape = worldShape(ec.spec.engines, mpi);
+  const hostfile = buildHostfile(ref, shape, config);
+  const world = worldGeneration(ref, mpi, shape, (hostfile.data as Record<string, string>)[HOSTFILE_KEY]!);
+  return {
+    world,
+    shape,
+    connectionSecret: buildConnectionSecret(ref, ec, material, config),
+    sshSecret: buildSshSecret(ref, material, config),
+    controllerDeployment: buildControllerDeployment(ref, ec, config),
+    controllerService: buildControllerService(ref, ec),
+    hostfile,
+    workersService: buildWorkersService(ref),
+    workers: buildWorkers(ref, ec, mpi, shape),
+    launcher: buildLauncher(ref, mpi, shape, world),
+    networkPolicy: buildNetworkPolicy(ref),
+  };
+}
+
+/** The objects in apply order: Secrets and ConfigMap first, then Services, then workloads. */
+export function applyOrder(o: MpiObjects): KubeObject[] {
+  return [o.connectionSecret, o.sshSecret, o.hostfile, o.controllerService, o.workersService, o.networkPolicy, o.controllerDeployment, o.workers, o.launcher];
+}
