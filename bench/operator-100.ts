@@ -1,0 +1,106 @@
+/**
+ * Benchmark: 100 EngineClusters on a real kube-apiserver. Measures the time from the first create
+ * until every cluster has all its owned objects and a current status (observedGeneration equal to
+ * its generation, conditions set), and the operator process's peak RSS (VmHWM).
+ *
+ *   node --import tsx bench/operator-100.ts [--clusters 100] [--workers 8]
+ *
+ * Targets: ≤ 10 s for 100 clusters, peak RSS ≤ 150 MB. Needs scripts/setup/kube.sh.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createNamespace, freePort, startApiServer } from "../test/support/apiserver.ts";
+import { REPO_ROOT } from "../test/support/paths.ts";
+import { collectionPath, resourceType, ENGINECLUSTER, type KubeObject } from "../src/operator/kube/resources.ts";
+import { OWNED_KINDS } from "../src/operator/operator.ts";
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const N = arg("clusters", 100);
+const WORKERS = arg("workers", 8);
+const NS = "bench";
+
+function manifest(i: number) {
+  return {
+    apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster",
+    metadata: { name: `ec-${i}`, namespace: NS },
+    spec: { engines: 4, backend: { mpi: { image: "ghcr.io/example/ipp-engine:1.0", slotsPerWorker: 2 } } },
+  };
+}
+
+const vmHWM = (pid: number): number => {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) * 1024 : NaN;
+};
+
+async function main() {
+  const api = await startApiServer();
+  const client = api.client;
+  await createNamespace(client, NS);
+  const metricsPort = await freePort();
+  const op = spawn(join(REPO_ROOT, "bin/ipp-operator"), [
+    "operator", "--kubeconfig", api.kubeconfigPath, "--namespace", NS, "--metrics-port", String(metricsPort),
+    "--workers", String(WORKERS), "--log-level", "warn",
+  ], { stdio: ["ignore", "inherit", "inherit"] });
+  try {
+    // wait until the operator serves /readyz (caches synced)
+    for (let i = 0; ; i++) {
+      try { if ((await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).ok) break; } catch { /* starting */ }
+      if (i > 600) throw new Error("operator not ready after 60 s");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const rssIdle = vmHWM(op.pid!);
+    const t0 = performance.now();
+    const ecPath = collectionPath(ENGINECLUSTER, NS);
+    for (let i = 0; i < N; i += 20) {
+      await Promise.all(Array.from({ length: Math.min(20, N - i) }, (_, j) => client.request("POST", ecPath, { body: manifest(i + j) })));
+    }
+    const tCreated = performance.now();
+    let expectedKinds: string[] | undefined;
+    let done = 0;
+    while (done < N) {
+      const ecs = (await client.request<{ items: KubeObject[] }>("GET", ecPath)).items;
+      const owned = new Map<string, Set<string>>();
+      for (const [v, k] of OWNED_KINDS) {
+        const items = (await client.request<{ items: KubeObject[] }>("GET", collectionPath(resourceType(v, k), NS))).items;
+        for (const o of items) for (const r of o.metadata?.ownerReferences ?? []) {
+          if (!owned.has(r.uid)) owned.set(r.uid, new Set());
+          owned.get(r.uid)!.add(k);
+        }
+      }
+      done = 0;
+      for (const ec of ecs) {
+        const st = ec.status as { observedGeneration?: number; conditions?: unknown[] } | undefined;
+        const kinds = [...(owned.get(ec.metadata!.uid!) ?? [])].sort();
+        const current = st?.observedGeneration === ec.metadata?.generation && (st?.conditions?.length ?? 0) > 0;
+        if (current && !expectedKinds && kinds.length > 0) expectedKinds = kinds;
+        if (current && expectedKinds && kinds.join() === expectedKinds.join()) done++;
+      }
+      if (performance.now() - t0 > 120_000) throw new Error(`only ${done}/${N} clusters converged after 120 s`);
+      if (done < N) await new Promise((r) => setTimeout(r, 100));
+    }
+    const elapsed = (performance.now() - t0) / 1000;
+    await new Promise((r) => setTimeout(r, 1000));
+    const rssPeak = vmHWM(op.pid!);
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    const reconciles = metrics.split("\n").filter((l) => l.startsWith("ipp_operator_reconcile_total")).join("; ");
+    console.log(JSON.stringify({
+      clusters: N, workers: WORKERS, ownedKinds: expectedKinds,
+      createSeconds: +((tCreated - t0) / 1000).toFixed(2),
+      allConvergedSeconds: +elapsed.toFixed(2),
+      operatorPeakRssMB: +(rssPeak / 2 ** 20).toFixed(1),
+      operatorIdleRssMB: +(rssIdle / 2 ** 20).toFixed(1),
+      reconciles,
+    }, null, 2));
+    console.log(`targets: converge ≤ 10 s → ${elapsed <= 10 ? "met" : "MISSED"}; peak RSS ≤ 150 MB → ${rssPeak <= 150 * 2 ** 20 ? "met" : "MISSED"}`);
+  } finally {
+    op.kill("SIGTERM");
+    await new Promise((r) => op.once("exit", r));
+    await api.stop();
+  }
+}
+
+main().catch((err: unknown) => { console.error(err); process.exitCode = 1; });

@@ -1,0 +1,63 @@
+/**
+ * Asks a cluster's controller how many engines registered, over its HTTP API
+ * (GET /api/v1/engines). The controller is only asked once its Deployment reports an available
+ * replica; before that, or when it does not answer, the result says why (the planner shows it as
+ * not ready), so an unreachable controller never turns into an error loop.
+ */
+import http from "node:http";
+import type { KubeObject } from "./kube/resources.ts";
+import type { EngineProbe } from "./reconciler.ts";
+
+export interface ProbeOptions {
+  timeoutMs?: number;
+  /** The controller's base URL for a cluster; default: its Service's `http` port via cluster DNS. */
+  controllerUrl?: (cluster: KubeObject, owned: KubeObject[]) => string | undefined;
+}
+
+interface ServiceLike { metadata?: { name?: string; namespace?: string }; spec?: { ports?: Array<{ name?: string; port?: number }> } }
+
+export function serviceUrl(_cluster: KubeObject, owned: KubeObject[]): string | undefined {
+  for (const o of owned) {
+    if (o.kind !== "Service") continue;
+    const s = o as ServiceLike;
+    const port = s.spec?.ports?.find((p) => p.name === "http");
+    if (port?.port) return `http://${s.metadata?.name}.${s.metadata?.namespace}.svc:${port.port}`;
+  }
+  return undefined;
+}
+
+export function createEnginesProbe(opts: ProbeOptions = {}): (cluster: KubeObject, owned: KubeObject[]) => Promise<EngineProbe | undefined> {
+  const urlOf = opts.controllerUrl ?? serviceUrl;
+  const timeoutMs = opts.timeoutMs ?? 1500;
+  return async (cluster, owned) => {
+    const deployment = owned.find((o) => o.kind === "Deployment") as { status?: { availableReplicas?: number } } | undefined;
+    if (!deployment) return undefined;
+    if (!opts.controllerUrl && !(deployment.status?.availableReplicas ?? 0)) return { error: "controller Deployment has no available replica" };
+    const base = urlOf(cluster, owned);
+    if (!base) return { error: "controller Service has no http port" };
+    try {
+      const body = await getJson(`${base}/api/v1/engines`, timeoutMs);
+      const engines = (body as { engines?: Array<{ alive?: boolean }> }).engines;
+      if (!Array.isArray(engines)) return { error: "controller answered without an engine list" };
+      return { registered: engines.length, alive: engines.filter((e) => e.alive !== false).length };
+    } catch (err) {
+      return { error: `controller unreachable: ${err instanceof Error ? err.message : String(err)}` };
+    }
+  };
+}
+
+function getJson(url: string, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { Accept: "application/json" } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () => {
+        if ((res.statusCode ?? 0) >= 300) return reject(new Error(`HTTP ${res.statusCode}`));
+        try { resolve(JSON.parse(Buffer.concat(chunks).toString("utf8"))); } catch (e) { reject(e as Error); }
+      });
+      res.on("error", reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on("error", reject);
+  });
+}

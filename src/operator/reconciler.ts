@@ -1,0 +1,346 @@
+/**
+ * One reconcile of one EngineCluster, level-based: read the observed state (the cluster and its
+ * owned objects from the informer caches, referenced Secrets, the controller's engine counts),
+ * ask the pure planner what to do, execute its actions, then write status once, only when it
+ * changed. The outcome is one of controller-runtime's four: success, error (rate-limited retry),
+ * terminal error (a request the API server rejects as invalid: logged, counted, surfaced as a
+ * Degraded condition and a Warning Event, not retried), or requeue-after.
+ */
+import { createHash } from "node:crypto";
+import ssh2 from "ssh2";
+import { randomUUID } from "node:crypto";
+import type { Informer } from "./informer.ts";
+import type { EventRecorder } from "./events.ts";
+import { deepEqual, keepTransitionTimes } from "./status.ts";
+import { realClock, type Clock } from "./clock.ts";
+import { isConflict, isNotFound, isPermanent, KubeApiError, type KubeClient } from "./kube/client.ts";
+import { ENGINECLUSTER, objectKey, objectPath, resourceType, splitKey, type KubeObject } from "./kube/resources.ts";
+import type { OperatorMetrics, ReconcileResult } from "../metrics/operator.ts";
+import { silentLogger, type Logger } from "../util/log.ts";
+
+export const FIELD_MANAGER = "ipp-operator";
+/** Hash of the last applied desired object: an unchanged desired object on an undrifted live one is not re-sent. */
+export const APPLIED_HASH = "ipp.dev/applied-hash";
+
+// The planner contract (src/operator/core), restated structurally so this adapter depends on its
+// shape only.
+export type EngineProbe = { registered: number; alive: number } | { error: string };
+export interface Generated { hmacKey: string; sshPrivateKey: string; sshPublicKey: string }
+export interface ObservedState {
+  cluster: unknown;
+  owned: KubeObject[];
+  controllerEngines?: EngineProbe;
+  secrets?: Record<string, boolean>;
+  generated: Generated;
+  now: Date;
+}
+export interface ObjectRef { apiVersion: string; kind: string; namespace: string; name: string }
+export type PlanAction =
+  | { type: "addFinalizer" } | { type: "removeFinalizer" }
+  | { type: "apply"; object: KubeObject }
+  | { type: "delete"; ref: ObjectRef }
+  | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string };
+export interface PlanResult { actions: PlanAction[]; status: unknown; requeueAfterMs?: number }
+
+export interface Planner {
+  plan(observed: ObservedState): PlanResult;
+  finalizer: string;
+  /** Names of Secrets the cluster's spec refers to (their existence is observed). */
+  referencedSecrets?(cluster: KubeObject): string[];
+}
+
+export interface ReconcileOutcome {
+  result: ReconcileResult;
+  requeueAfterMs?: number;
+  error?: unknown;
+}
+
+export interface ReconcilerDeps {
+  client: KubeClient;
+  clusters: Informer;
+  owned: Informer[];
+  planner: Planner;
+  recorder: EventRecorder;
+  metrics?: OperatorMetrics;
+  /** The controller's engine counts; undefined when not asked (no controller yet). */
+  probeEngines?: (cluster: KubeObject, owned: KubeObject[]) => Promise<EngineProbe | undefined>;
+  clock?: Clock;
+  logger?: Logger;
+  generate?: () => Generated;
+}
+
+/** Fresh key material, computed only if the planner reads it (it needs it once per cluster). */
+export function lazyGenerated(): Generated {
+  let ssh: { private: string; public: string } | undefined;
+  let hmac: string | undefined;
+  const keys = () => (ssh ??= ssh2.utils.generateKeyPairSync("ed25519"));
+  return {
+    get hmacKey() { return (hmac ??= randomUUID()); },
+    get sshPrivateKey() { return keys().private; },
+    get sshPublicKey() { return keys().public; },
+  };
+}
+
+export function ownedBy(uid: string, objects: Iterable<KubeObject>): KubeObject[] {
+  const out: KubeObject[] = [];
+  for (const o of objects) if (o.metadata?.ownerReferences?.some((r) => r.uid === uid)) out.push(o);
+  return out;
+}
+
+/** Every field of `want` is present with the same value in `have` (arrays compared whole). */
+export function isSubset(want: unknown, have: unknown): boolean {
+  if (want === have) return true;
+  if (typeof want !== "object" || want === null || typeof have !== "object" || have === null) return false;
+  if (Array.isArray(want)) {
+    const h = have as unknown[];
+    return Array.isArray(have) && want.length === h.length && want.every((w, i) => isSubset(w, h[i]));
+  }
+  const h = have as Record<string, unknown>;
+  return Object.entries(want as Record<string, unknown>).every(([k, v]) => v === undefined || isSubset(v, h[k]));
+}
+
+const hashOf = (o: unknown): string => createHash("sha256").update(stableJson(o)).digest("hex").slice(0, 32);
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
+  if (v && typeof v === "object") {
+    return `{${Object.keys(v).sort().filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+
+interface ClusterStatusView {
+  phase?: string;
+  engines?: { desired?: number; registered?: number; alive?: number };
+  conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string; observedGeneration?: number }>;
+}
+
+export class Reconciler {
+  private readonly clock: Clock;
+  private readonly log: Logger;
+
+  constructor(private readonly d: ReconcilerDeps) {
+    this.clock = d.clock ?? realClock;
+    this.log = d.logger ?? silentLogger;
+  }
+
+  /** Reconciles `key` and records the outcome's metrics. */
+  async reconcile(key: string): Promise<ReconcileOutcome> {
+    const started = performance.now();
+    let outcome: ReconcileOutcome;
+    try {
+      outcome = await this.reconcileOnce(key);
+    } catch (err) {
+      outcome = isPermanent(err) ? { result: "terminal_error", error: err } : { result: "error", error: err };
+      if (outcome.result === "terminal_error") await this.surfaceTerminal(key, err);
+    }
+    this.d.metrics?.reconciled(outcome.result, (performance.now() - started) / 1000);
+    return outcome;
+  }
+
+  private async reconcileOnce(key: string): Promise<ReconcileOutcome> {
+    const cached = this.d.clusters.get(key);
+    if (!cached) {
+      const { namespace, name } = splitKey(key);
+      this.d.metrics?.clusterGone(namespace, name);
+      return { result: "success" };
+    }
+    let cluster: KubeObject = { apiVersion: ENGINECLUSTER.apiVersion, kind: ENGINECLUSTER.kind, ...cached };
+    const uid = cluster.metadata?.uid ?? "";
+    const owned = ownedBy(uid, this.d.owned.flatMap((i) => i.list()));
+    const observed: ObservedState = {
+      cluster,
+      owned,
+      generated: (this.d.generate ?? lazyGenerated)(),
+      now: new Date(this.clock.now()),
+    };
+    const refs = this.d.planner.referencedSecrets?.(cluster) ?? [];
+    if (refs.length > 0) observed.secrets = Object.fromEntries(await Promise.all(refs.map(async (n) => [n, await this.exists("v1", "Secret", cluster.metadata!.namespace!, n)] as const)));
+    if (this.d.probeEngines && !cluster.metadata?.deletionTimestamp) {
+      const probe = await this.d.probeEngines(cluster, owned);
+      if (probe) observed.controllerEngines = probe;
+    }
+
+    let plan: PlanResult;
+    try {
+      plan = this.d.planner.plan(observed);
+    } catch (err) {
+      // A planner exception is a bug or input the schema let through: not worth a retry loop.
+      this.log.error("planning failed", err, { cluster: key });
+      return { result: "terminal_error", error: err };
+    }
+
+    const events: Array<Promise<void>> = [];
+    let gone = false;
+    try {
+      for (const action of plan.actions) {
+        switch (action.type) {
+          case "event":
+            events.push(this.d.recorder.record(cluster, action.eventType, action.reason, action.message));
+            break;
+          case "addFinalizer":
+          case "removeFinalizer": {
+            const updated = await this.setFinalizer(cluster, action.type === "addFinalizer");
+            if (updated) cluster = updated;
+            else gone = true;
+            break;
+          }
+          case "apply":
+            await this.apply(action.object, owned);
+            break;
+          case "delete":
+            await this.remove(action.ref);
+            break;
+        }
+        if (gone) break;
+      }
+    } finally {
+      await Promise.all(events);
+    }
+
+    const status = plan.status as ClusterStatusView | undefined;
+    const { namespace = "", name = "" } = cluster.metadata ?? {};
+    if (gone || (cluster.metadata?.deletionTimestamp && !cluster.metadata.finalizers?.length)) {
+      this.d.metrics?.clusterGone(namespace, name, uid);
+      return { result: "success" };
+    }
+    if (status !== undefined) {
+      await this.writeStatus(cluster, status);
+      this.observeMetrics(cluster, status);
+    }
+    if (plan.requeueAfterMs !== undefined && plan.requeueAfterMs > 0) return { result: "requeue_after", requeueAfterMs: plan.requeueAfterMs };
+    return { result: "success" };
+  }
+
+  private observeMetrics(cluster: KubeObject, status: ClusterStatusView): void {
+    const m = cluster.metadata!;
+    this.d.metrics?.clusterObserved({
+      namespace: m.namespace ?? "", name: m.name ?? "", phase: status.phase,
+      desired: status.engines?.desired, registered: status.engines?.registered, alive: status.engines?.alive,
+    });
+    const ready = status.conditions?.find((c) => c.type === "Ready");
+    if (ready?.status === "True" && m.creationTimestamp && m.uid) {
+      this.d.metrics?.clusterReady(m.uid, (this.clock.now() - Date.parse(m.creationTimestamp)) / 1000);
+    }
+  }
+
+  private async exists(apiVersion: string, kind: string, namespace: string, name: string): Promise<boolean> {
+    try {
+      await this.d.client.request("GET", objectPath(resourceType(apiVersion, kind), namespace, name));
+      return true;
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
+    }
+  }
+
+  /** Server-side apply with our field manager, skipped when the live object already matches. */
+  private async apply(desired: KubeObject, owned: KubeObject[]): Promise<void> {
+    const t = resourceType(desired.apiVersion ?? "", desired.kind ?? "");
+    const hash = hashOf(desired);
+    const key = objectKey(desired);
+    const live = owned.find((o) => o.kind === desired.kind && objectKey(o) === key);
+    if (live && live.metadata?.annotations?.[APPLIED_HASH] === hash && isSubset(stripForCompare(desired), live)) return;
+    const body = {
+      ...desired,
+      metadata: { ...desired.metadata, annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hash } },
+    };
+    await this.d.client.request("PATCH", objectPath(t, desired.metadata?.namespace, desired.metadata?.name ?? ""), {
+      query: { fieldManager: FIELD_MANAGER, force: true },
+      body,
+      contentType: "application/apply-patch+yaml",
+    });
+    this.d.metrics?.apiRequest("apply", "200");
+  }
+
+  private async remove(ref: ObjectRef): Promise<void> {
+    try {
+      await this.d.client.request("DELETE", objectPath(resourceType(ref.apiVersion, ref.kind), ref.namespace, ref.name), {
+        body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" },
+      });
+      this.d.metrics?.apiRequest("delete", "200");
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  /** Adds or removes our finalizer; retries conflicts on a fresh read. Undefined when the object is gone. */
+  private async setFinalizer(cluster: KubeObject, add: boolean): Promise<KubeObject | undefined> {
+    const f = this.d.planner.finalizer;
+    let current = cluster;
+    for (let attempt = 0; ; attempt++) {
+      const list = current.metadata?.finalizers ?? [];
+      const next = add ? (list.includes(f) ? list : [...list, f]) : list.filter((x) => x !== f);
+      if (next.length === list.length && next.every((x, i) => x === list[i])) return current;
+      const m = current.metadata!;
+      try {
+        const updated = await this.d.client.request<KubeObject>("PATCH", objectPath(ENGINECLUSTER, m.namespace, m.name ?? ""), {
+          body: { metadata: { finalizers: next, resourceVersion: m.resourceVersion } },
+          contentType: "application/merge-patch+json",
+        });
+        this.d.metrics?.apiRequest("patch", "200");
+        return updated;
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        if (!isConflict(err) || attempt >= 4) throw err;
+        this.d.metrics?.apiRequest("patch", "409");
+        try {
+          current = await this.d.client.request<KubeObject>("GET", objectPath(ENGINECLUSTER, m.namespace, m.name ?? ""));
+        } catch (e) {
+          if (isNotFound(e)) return undefined;
+          throw e;
+        }
+      }
+    }
+  }
+
+  /** Writes status through the status subresource if it changed; retries 409s on a fresh read. */
+  private async writeStatus(cluster: KubeObject, planned: unknown): Promise<void> {
+    let current = cluster;
+    for (let attempt = 0; ; attempt++) {
+      const next = keepTransitionTimes(current.status, planned);
+      if (deepEqual(current.status, next)) return;
+      const m = current.metadata!;
+      try {
+        await this.d.client.request("PUT", objectPath(ENGINECLUSTER, m.namespace, m.name ?? "", "status"), {
+          body: { ...current, apiVersion: ENGINECLUSTER.apiVersion, kind: ENGINECLUSTER.kind, status: next },
+        });
+        this.d.metrics?.apiRequest("update_status", "200");
+        return;
+      } catch (err) {
+        if (isNotFound(err)) return;
+        if (!isConflict(err) || attempt >= 4) throw err;
+        this.d.metrics?.apiRequest("update_status", "409");
+        current = await this.d.client.request<KubeObject>("GET", objectPath(ENGINECLUSTER, m.namespace, m.name ?? ""));
+      }
+    }
+  }
+
+  /** A rejected write is not retried: say so on the object (Warning Event, Degraded condition). */
+  private async surfaceTerminal(key: string, err: unknown): Promise<void> {
+    const cluster = this.d.clusters.get(key);
+    const message = err instanceof KubeApiError ? `${err.reason || err.status}: ${err.message}` : String(err);
+    this.log.error("reconcile failed permanently", err, { cluster: key });
+    if (!cluster) return;
+    const obj: KubeObject = { apiVersion: ENGINECLUSTER.apiVersion, kind: ENGINECLUSTER.kind, ...cluster };
+    await this.d.recorder.record(obj, "Warning", "ReconcileRejected", message);
+    const status = { ...(obj.status as ClusterStatusView | undefined) };
+    const now = new Date(this.clock.now()).toISOString().replace(/\.\d+Z$/, "Z");
+    const degraded = {
+      type: "Degraded", status: "True", reason: "ApplyRejected", message: message.slice(0, 32768),
+      lastTransitionTime: now, observedGeneration: obj.metadata?.generation,
+    };
+    status.conditions = [...(status.conditions ?? []).filter((c) => c.type !== "Degraded"), degraded];
+    status.phase = "Degraded";
+    try {
+      await this.writeStatus(obj, status);
+    } catch (e) {
+      this.log.error("writing the Degraded condition failed", e, { cluster: key });
+    }
+  }
+}
+
+/** The fields of a desired object compared against the live one (our bookkeeping annotation aside). */
+function stripForCompare(o: KubeObject): KubeObject {
+  return { ...o, metadata: { ...o.metadata, annotations: o.metadata?.annotations } };
+}
