@@ -73,12 +73,14 @@ export interface ControllerOptions {
   registrationTimeoutS?: number;
   taskScheme: TaskScheme;
   hwm: number;
-  db: "dictdb" | "nodb";
+  /** Always in-memory, bounded records (DictDB); --nodb is accepted and noted. */
+  db: "dictdb";
+  broadcastDepth: number;
   dbRecordLimit?: number;
   dbSizeLimit?: number;
-  dbCullFraction?: number;
   // security
   key?: string;               // explicit HMAC key ("" = no signing)
+  keyFlag?: string;           // which option or variable set `key` (for error messages)
   keyFile?: string;           // read the key from this file (whitespace stripped)
   generateKey: boolean;       // --secure: always a fresh random key
   enableCurve: boolean;
@@ -285,18 +287,18 @@ const SETTINGS: Record<string, Setting> = {
   "IPController.curve_publickey": { kind: "str", status: "supported", why: "Z85 CurveZMQ public key (default $IPP_CURVE_PUBLICKEY or generated)", apply: (o, v) => { o.curvePublicKey = str(v) || undefined; } },
   "IPController.use_threads": { kind: "bool", status: "meaningless", why: "schedulers and relays always run in this one process (no Python subprocesses)", apply: (o, v, f) => { if (v) note(o, f, "schedulers already run in-process"); } },
   "IPController.db_class": {
-    kind: "str", status: "supported", why: "DictDB (in-memory task records, default) or NoDB; SQLiteDB and MongoDB are rejected",
+    kind: "str", status: "supported", why: "DictDB (bounded in-memory task records, the default); NoDB is accepted and behaves as DictDB; SQLiteDB and MongoDB are rejected",
     apply: (o, v, f) => {
       const db = DB_CLASSES[str(v).toLowerCase()];
       if (db === undefined) throw badValue(f, str(v), "one of DictDB, NoDB, SQLiteDB, MongoDB");
-      if (db === "sqlitedb" || db === "mongodb") throw unsupported(named(f, v), `the ${db === "sqlitedb" ? "SQLite" : "MongoDB"} task database is not implemented; task records are kept in memory (--dictdb, the default) or not at all (--nodb)`);
-      o.db = db;
+      if (db === "sqlitedb" || db === "mongodb") throw unsupported(named(f, v), `the ${db === "sqlitedb" ? "SQLite" : "MongoDB"} task database is not implemented; task records are kept in memory (--dictdb, the default)`);
+      if (db === "nodb") note(o, f, "task records are always kept in memory, bounded by the DictDB limits (record_limit, size_limit)");
     },
   },
   "IPController.registration_timeout": { kind: "int", status: "supported", why: "seconds an engine may take to complete registration (default max(30, 10 heartbeats))", apply: (o, v, f) => { o.registrationTimeoutS = num(v) === 0 ? undefined : positiveInt(f, num(v)); } },
   "IPController.engine_json_file": { kind: "str", status: "supported", why: "file name of the engine connection file in the security dir", apply: (o, v, f) => { if (!str(v)) throw badValue(f, "", "a file name"); o.engineJsonFile = str(v); } },
   "IPController.client_json_file": { kind: "str", status: "supported", why: "file name of the client connection file in the security dir", apply: (o, v, f) => { if (!str(v)) throw badValue(f, "", "a file name"); o.clientJsonFile = str(v); } },
-  "IPController.broadcast_scheduler_depth": { kind: "int", status: "rejected", why: "the broadcast scheduler is a single in-process relay with ipyparallel's default layout (depth 1: two engine-side broadcast ports)", apply: onlyDefault([1], "only the default broadcast layout (depth 1) is implemented") },
+  "IPController.broadcast_scheduler_depth": { kind: "int", status: "supported", why: "broadcast tree depth: 2**depth engine-side broadcast ports (default 1)", apply: (o, v, f) => { const d = num(v); if (!Number.isInteger(d) || d < 0 || d > 8) throw badValue(f, String(v), "a depth in 0-8"); o.broadcastDepth = d; } },
   // --- HeartMonitor
   "HeartMonitor.period": { kind: "int", status: "supported", why: "heartbeat period in ms (default 3000)", apply: (o, v, f) => { o.heartbeatPeriodMs = positiveInt(f, num(v), 10); } },
   "HeartMonitor.max_heartmonitor_misses": { kind: "int", status: "supported", why: "consecutive missed heartbeats before an engine is unregistered (default 10)", apply: (o, v, f) => { o.maxHeartbeatMisses = positiveInt(f, num(v)); } },
@@ -315,9 +317,9 @@ const SETTINGS: Record<string, Setting> = {
   // --- DictDB
   "DictDB.record_limit": { kind: "int", status: "supported", why: "maximum task records kept in memory (default 1024)", apply: (o, v, f) => { o.dbRecordLimit = positiveInt(f, num(v)); } },
   "DictDB.size_limit": { kind: "int", status: "supported", why: "maximum bytes of task records kept in memory (default 1 GiB)", apply: (o, v, f) => { o.dbSizeLimit = positiveInt(f, num(v)); } },
-  "DictDB.cull_fraction": { kind: "float", status: "supported", why: "fraction of records dropped when a limit is hit (default 0.1)", apply: (o, v, f) => { if (num(v) <= 0 || num(v) > 1) throw badValue(f, String(v), "a fraction in (0, 1]"); o.dbCullFraction = num(v); } },
+  "DictDB.cull_fraction": { kind: "float", status: "rejected", why: "records are culled 10 % at a time (the default, 0.1); other fractions are not implemented", apply: onlyDefault([0.1], "records are culled 10 % at a time; other fractions are not implemented") },
   // --- Session (jupyter_client)
-  "Session.key": { kind: "str", status: "supported", why: "HMAC key for message signatures ('' disables signing)", apply: (o, v) => { o.key = str(v); o.keyFile = undefined; o.generateKey = false; } },
+  "Session.key": { kind: "str", status: "supported", why: "HMAC key for message signatures ('' only with CurveZMQ)", apply: (o, v, f) => { o.key = str(v); o.keyFlag = f; o.keyFile = undefined; o.generateKey = false; } },
   "Session.keyfile": { kind: "str", status: "supported", why: "file whose contents (whitespace stripped) are the HMAC key", apply: (o, v) => { if (str(v)) { o.keyFile = str(v); o.key = undefined; o.generateKey = false; } else o.keyFile = undefined; } },
   "Session.signature_scheme": { kind: "str", status: "supported", why: "only hmac-sha256 (the default) is implemented", apply: onlyDefault(["hmac-sha256"], "only the hmac-sha256 signature scheme is implemented") },
   "Session.packer": { kind: "str", status: "supported", why: "only JSON message packing (json/orjson, the default) is implemented", apply: onlyDefault(["json", "orjson"], "messages are packed as JSON; pickle/msgpack packers are not implemented") },
@@ -445,11 +447,11 @@ export const FLAGS: Record<string, Flag> = {
   sqlitedb: { set: [["IPController.db_class", "SQLiteDB"]], help: "rejected: SQLite task database not implemented" },
   mongodb: { set: [["IPController.db_class", "MongoDB"]], help: "rejected: MongoDB task database not implemented" },
   dictdb: { set: [["IPController.db_class", "DictDB"]], help: "keep task records in memory (default)" },
-  nodb: { set: [["IPController.db_class", "NoDB"]], help: "keep no task records (results only while pending)" },
+  nodb: { set: [["IPController.db_class", "NoDB"]], help: "accepted; task records are still kept in memory, bounded as with --dictdb" },
   reuse: { set: [["IPController.reuse_files", "true"]], help: "reuse existing connection files (same ports and key); keep them on exit" },
   restore: { set: [["IPController.restore_engines", "true"], ["IPController.reuse_files", "true"]], help: "rejected: engine-state restore not implemented" },
   secure: { set: (o) => { o.key = undefined; o.keyFile = undefined; o.generateKey = true; }, help: "sign messages with a new random HMAC key (the default)" },
-  "no-secure": { set: (o) => { o.key = ""; o.keyFile = undefined; o.generateKey = false; }, help: "do not sign messages (empty key)" },
+  "no-secure": { set: (o, f) => { o.key = ""; o.keyFlag = f; o.keyFile = undefined; o.generateKey = false; }, help: "do not sign messages (empty key): only with --enable-curve" },
   // ours
   "enable-curve": { set: [["IPController.enable_curve", "true"]], help: "CurveZMQ encryption (same as --IPController.enable_curve=True)" },
 };
@@ -474,6 +476,7 @@ export function defaultOptions(): ControllerOptions {
     taskScheme: "leastload",
     hwm: 1,
     db: "dictdb",
+    broadcastDepth: 1,
     generateKey: false,
     enableCurve: false,
     logLevel: "info",
@@ -497,7 +500,10 @@ function applyEnv(o: Opts, env: ParseInput["env"], home: string | undefined): vo
     throw new ControllerArgsError("IPP_ARGS_BAD_VALUE", "$IPP_KEY", "$IPP_KEY and $IPP_SESSION_KEY are both set and differ; set one");
   }
   const key = sessionKey ?? ourKey;
-  if (key !== undefined) o.key = key;
+  if (key !== undefined) {
+    o.key = key;
+    o.keyFlag = sessionKey !== undefined ? "$IPP_SESSION_KEY" : "$IPP_KEY";
+  }
   if (env.IPP_CLUSTER_ID !== undefined) o.clusterId = env.IPP_CLUSTER_ID;
   // launchers export IPP_PROFILE_DIR even when empty; empty means "not given"
   if (env.IPP_PROFILE_DIR) o.profileDir = unquote(env.IPP_PROFILE_DIR, home);
@@ -606,7 +612,14 @@ function suggestAlias(name: string): string {
 
 function finish(o: Opts): ControllerOptions {
   // CurveZMQ replaces message signing unless a key was given explicitly (ipcontroller's rule)
-  if (o.enableCurve && o.key === undefined && o.keyFile === undefined && !o.generateKey) o.key = "";
+  if (o.enableCurve && o.key === undefined && o.keyFile === undefined && !o.generateKey) {
+    o.key = "";
+    o.keyFlag = "--enable-curve";
+  }
+  if (o.key === "" && !o.enableCurve) {
+    const flag = o.keyFlag ?? "--no-secure";
+    throw unsupported(flag, "unsigned messages (an empty HMAC key) are only allowed together with CurveZMQ (--enable-curve); drop it to get a random key");
+  }
   if ((o.curveSecretKey === undefined) !== (o.curvePublicKey === undefined)) {
     const missing = o.curveSecretKey === undefined ? "IPController.curve_secretkey ($IPP_CURVE_SECRETKEY)" : "IPController.curve_publickey ($IPP_CURVE_PUBLICKEY)";
     throw new ControllerArgsError("IPP_ARGS_MISSING_VALUE", missing, `a CurveZMQ key pair needs both keys; ${missing} is missing`);
@@ -633,11 +646,11 @@ export interface PortAssignment {
 
 /**
  * Which port each socket gets from the pools, in the order ipcontroller's init_hub draws them:
- * registration, then engine control, mux, task, iopub, hb_ping, hb_pong, 2 broadcast leaves, then
+ * registration, then engine control, mux, task, iopub, hb_ping, hb_pong, the broadcast leaves (2 by default), then
  * client control, mux, task, iopub, notification, broadcast. Each engine/client draw takes the
  * side's own pool first, then the common pool; an exhausted pool means "any free port".
  */
-export function assignPorts(pools: PortPools): PortAssignment {
+export function assignPorts(pools: PortPools, broadcastLeaves = 2): PortAssignment {
   const idx = { common: 0, engine: 0, client: 0 };
   const next = (side: "engine" | "client"): number | undefined => {
     if (idx[side] < pools[side].length) return pools[side][idx[side]++];
@@ -647,7 +660,7 @@ export function assignPorts(pools: PortPools): PortAssignment {
   const registration = next("engine");
   const engine: EnginePorts = {
     control: next("engine"), mux: next("engine"), task: next("engine"), iopub: next("engine"),
-    hb_ping: next("engine"), hb_pong: next("engine"), broadcast: [next("engine"), next("engine")],
+    hb_ping: next("engine"), hb_pong: next("engine"), broadcast: Array.from({ length: broadcastLeaves }, () => next("engine")),
   };
   const client: ClientPorts = {
     control: next("client"), mux: next("client"), task: next("client"), iopub: next("client"),
@@ -681,7 +694,7 @@ export function optionCatalogue(): CatalogueEntry[] {
   }
   for (const [name, f] of Object.entries(FLAGS)) {
     const status: Status = ["sqlitedb", "mongodb", "restore"].includes(name) ? "rejected"
-      : ["usethreads", "init"].includes(name) ? "meaningless" : "supported";
+      : ["usethreads", "init", "nodb"].includes(name) ? "meaningless" : "supported";
     out.push({ spellings: [`--${name}`], status, why: f.help, ours: OUR_FLAGS.has(name) });
   }
   for (const [trait, s] of Object.entries(SETTINGS)) {

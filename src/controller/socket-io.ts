@@ -1,0 +1,78 @@
+/**
+ * zeromq.js allows one pending send and one pending receive per socket (else EBUSY). Each socket
+ * therefore gets exactly one writer (an Outbox draining a FIFO) and one reader loop.
+ */
+import type { Socket } from "zeromq";
+
+export type Frames = Buffer[];
+
+export class Outbox {
+  private queue: Frames[] = [];
+  private head = 0;
+  private draining = false;
+  private closed = false;
+  private readonly onError: (err: unknown) => void;
+
+  constructor(private readonly sock: Socket & { send(frames: Frames): Promise<void> }, onError: (err: unknown) => void) {
+    this.onError = onError;
+  }
+
+  get depth(): number {
+    return this.queue.length - this.head;
+  }
+
+  send(frames: Frames): void {
+    if (this.closed) return;
+    this.queue.push(frames);
+    if (!this.draining) void this.drain();
+  }
+
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.head < this.queue.length && !this.closed) {
+        const frames = this.queue[this.head]!;
+        this.queue[this.head++] = undefined as unknown as Frames;
+        if (this.head > 1024 && this.head * 2 > this.queue.length) {
+          this.queue = this.queue.slice(this.head);
+          this.head = 0;
+        }
+        try {
+          await this.sock.send(frames);
+        } catch (err) {
+          if (this.closed || this.sock.closed) return;
+          this.onError(err);
+        }
+      }
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.queue = [];
+    this.head = 0;
+  }
+}
+
+/** Run `handler` for every message until the socket closes. Handler errors never end the loop. */
+export async function readLoop(
+  sock: Socket & AsyncIterable<Frames>, handler: (frames: Frames) => void, onError: (err: unknown) => void,
+): Promise<void> {
+  try {
+    for await (const frames of sock) {
+      try {
+        handler(frames);
+      } catch (err) {
+        onError(err);
+      }
+    }
+  } catch (err) {
+    if (!sock.closed) onError(err);
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * Every Prometheus metric of the controller (prefix `ipp_controller_`), created on a caller-supplied
+ * Registry. Per-engine series are removed when the engine goes away.
+ */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+export type Direction = "in" | "out";
+
+export interface ControllerMetrics {
+  enginesRegistered: Gauge<string>;
+  enginesAlive: Gauge<string>;
+  heartbeatMisses: Counter<"engine">;
+  messages: Counter<"channel" | "direction">;
+  bytes: Counter<"channel" | "direction">;
+  tasksSubmitted: Counter<"queue">;
+  tasksCompleted: Counter<"queue">;
+  tasksFailed: Counter<"queue" | "reason">;
+  taskLatency: Histogram<"queue">;
+  queueDepth: Gauge<"engine">;
+  badMessages: Counter<"channel" | "reason">;
+  timeToFirstEngine: Gauge<string>;
+  registrations: Counter<"result">;
+  unregistrations: Counter<"reason">;
+  dbRecords: Gauge<string>;
+  dbCulled: Counter<string>;
+  /** Drop every series labelled with this engine id. */
+  forgetEngine(engine: string): void;
+}
+
+export function createControllerMetrics(registry: Registry): ControllerMetrics {
+  const registers = [registry];
+  const m = {
+    enginesRegistered: new Gauge({ name: "ipp_controller_engines_registered", help: "Engines currently registered", registers }),
+    enginesAlive: new Gauge({ name: "ipp_controller_engines_alive", help: "Registered engines that answered the last heartbeat", registers }),
+    heartbeatMisses: new Counter({ name: "ipp_controller_heartbeat_misses_total", help: "Missed heartbeats by engine id", labelNames: ["engine"], registers }),
+    messages: new Counter({ name: "ipp_controller_messages_total", help: "Messages by channel and direction (in = received by the controller)", labelNames: ["channel", "direction"], registers }),
+    bytes: new Counter({ name: "ipp_controller_bytes_total", help: "Message bytes by channel and direction", labelNames: ["channel", "direction"], registers }),
+    tasksSubmitted: new Counter({ name: "ipp_controller_tasks_submitted_total", help: "Requests submitted by queue (mux, task, broadcast)", labelNames: ["queue"], registers }),
+    tasksCompleted: new Counter({ name: "ipp_controller_tasks_completed_total", help: "Requests answered with status ok, by queue", labelNames: ["queue"], registers }),
+    tasksFailed: new Counter({ name: "ipp_controller_tasks_failed_total", help: "Requests answered with an error, by queue and reason", labelNames: ["queue", "reason"], registers }),
+    taskLatency: new Histogram({
+      name: "ipp_controller_task_latency_seconds", help: "Time from request received to reply relayed, by queue", labelNames: ["queue"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300], registers,
+    }),
+    queueDepth: new Gauge({ name: "ipp_controller_queue_depth", help: "Outstanding requests per engine id (mux + task)", labelNames: ["engine"], registers }),
+    badMessages: new Counter({ name: "ipp_controller_bad_messages_total", help: "Dropped malformed messages by channel and reason", labelNames: ["channel", "reason"], registers }),
+    timeToFirstEngine: new Gauge({ name: "ipp_controller_time_to_first_engine_seconds", help: "Seconds from controller start to the first registered engine", registers }),
+    registrations: new Counter({ name: "ipp_controller_registrations_total", help: "Engine registration attempts by result", labelNames: ["result"], registers }),
+    unregistrations: new Counter({ name: "ipp_controller_unregistrations_total", help: "Engines that left, by reason", labelNames: ["reason"], registers }),
+    dbRecords: new Gauge({ name: "ipp_controller_db_records", help: "Task records held by the hub", registers }),
+    dbCulled: new Counter({ name: "ipp_controller_db_culled_total", help: "Task records culled by the record/size limits", registers }),
+  };
+  return {
+    ...m,
+    forgetEngine(engine: string) {
+      m.heartbeatMisses.remove({ engine });
+      m.queueDepth.remove({ engine });
+    },
+  };
+}
