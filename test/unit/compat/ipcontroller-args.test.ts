@@ -202,6 +202,12 @@ test("assignPorts: side pools first, then the common pool, then any free port", 
   assert.equal(none.registration, undefined);
 });
 
+test("assignPorts: 2**depth broadcast leaves", () => {
+  const a = assignPorts({ common: Array.from({ length: 20 }, (_, i) => 100 + i), engine: [], client: [] }, 4);
+  assert.deepEqual(a.engine.broadcast, [107, 108, 109, 110]);
+  assert.equal(a.client.control, 111);
+});
+
 test("assignPorts rejects a port given twice", () => {
   assert.throws(() => assignPorts({ common: [5, 6], engine: [5], client: [] }), (e: unknown) => e instanceof ControllerArgsError && e.code === "IPP_ARGS_BAD_VALUE");
 });
@@ -251,16 +257,17 @@ test("--scheme: the five Python schemes; pure is rejected naming the flag", () =
 });
 
 test("task databases: --dictdb and --nodb accepted; --sqlitedb and --mongodb fail naming the flag", () => {
-  assert.equal(parse(["--nodb"]).db, "nodb");
-  assert.equal(parse(["--nodb", "--dictdb"]).db, "dictdb");
-  assert.equal(parse(["--IPController.db_class=NoDB"]).db, "nodb");
+  assert.equal(parse(["--nodb"]).db, "dictdb");
+  assert.deepEqual(parse(["--nodb"]).notes.map((n) => n.flag), ["--nodb"]);
+  assert.equal(parse(["--IPController.db_class=NoDB"]).notes.length, 1);
   assert.equal(parse(["--IPController.db_class=ipyparallel.controller.dictdb.DictDB"]).db, "dictdb");
   assert.match(fails(["--sqlitedb"], "IPP_ARGS_UNSUPPORTED", "--sqlitedb").message, /SQLite/);
   assert.match(fails(["--mongodb"], "IPP_ARGS_UNSUPPORTED", "--mongodb").message, /MongoDB/);
   fails(["--IPController.db_class=SQLiteDB"], "IPP_ARGS_UNSUPPORTED", "--IPController.db_class=SQLiteDB");
   fails(["--IPController.db_class=my.DB"], "IPP_ARGS_BAD_VALUE", "--IPController.db_class");
   fails(["--MongoDB.url=x"], "IPP_ARGS_UNSUPPORTED", "--MongoDB.url");
-  assert.equal(parse(["--DictDB.record_limit=10", "--DictDB.size_limit=1000", "--DictDB.cull_fraction=0.5"]).dbRecordLimit, 10);
+  assert.equal(parse(["--DictDB.record_limit=10", "--DictDB.size_limit=1000", "--DictDB.cull_fraction=0.1"]).dbRecordLimit, 10);
+  fails(["--DictDB.cull_fraction=0.5"], "IPP_ARGS_UNSUPPORTED", "--DictDB.cull_fraction=0.5");
 });
 
 test("--reuse; --restore is rejected naming the flag", () => {
@@ -282,7 +289,10 @@ test("HMAC key: $IPP_SESSION_KEY, --Session.key, --keyfile/--key-file, --no-secu
   assert.equal(kf.keyFile, "/run/secret/key");
   assert.equal(kf.key, undefined);
   assert.equal(parse(["--key-file", "/k"]).keyFile, "/k");
-  assert.equal(parse(["--no-secure"]).key, "");
+  assert.match(fails(["--no-secure"], "IPP_ARGS_UNSUPPORTED", "--no-secure").message, /CurveZMQ/);
+  fails([], "IPP_ARGS_UNSUPPORTED", "$IPP_SESSION_KEY", { IPP_SESSION_KEY: "" });
+  fails(["--Session.key="], "IPP_ARGS_UNSUPPORTED", "--Session.key");
+  assert.equal(parse(["--no-secure", "--enable-curve"]).key, "");
   const s = parse(["--secure"], { IPP_SESSION_KEY: "k-env" });
   assert.equal(s.key, undefined);
   assert.equal(s.generateKey, true);
@@ -318,7 +328,8 @@ test("network: --ip '*', --location, ssh servers; only tcp; one listen address",
   assert.equal(parse(["--ip=0.0.0.0", "--IPController.engine_ip=0.0.0.0"]).ip, "0.0.0.0");
   fails(["--ip=0.0.0.0", "--IPController.engine_ip=10.1.1.1"], "IPP_ARGS_UNSUPPORTED", "--IPController.engine_ip");
   fails(["--IPController.hb=[1,2]"], "IPP_ARGS_UNSUPPORTED", "--IPController.hb");
-  fails(["--IPController.broadcast_scheduler_depth=2"], "IPP_ARGS_UNSUPPORTED", "--IPController.broadcast_scheduler_depth=2");
+  assert.equal(parse(["--IPController.broadcast_scheduler_depth=2"]).broadcastDepth, 2);
+  fails(["--IPController.broadcast_scheduler_depth=x"], "IPP_ARGS_BAD_VALUE", "--IPController.broadcast_scheduler_depth");
   fails(["--ip="], "IPP_ARGS_BAD_VALUE", "--ip");
 });
 
