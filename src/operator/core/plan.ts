@@ -1,0 +1,431 @@
+/**
+ * The pure planner: observed state → actions + status. No I/O, no clock, no randomness: the
+ * runtime (src/operator/) reads the cluster, its owned objects, the controller's engine counts and
+ * fresh key material, calls `plan`, executes the actions in order and writes the status (when not
+ * undefined).
+ *
+ * Contract notes for the runtime:
+ * - `owned` holds the objects whose ownerReferences name the cluster (any kind). Pods labelled
+ *   `ipp.dev/cluster=<name>` may be added too: they are read for diagnostics (image pull errors,
+ *   missing Secrets) and never deleted.
+ * - `generated` is read lazily and only when no key material exists yet (the HMAC key and the SSH
+ *   key pair are reused from the existing Secrets on every later reconcile, never rotated).
+ *   `curveSecretKey`/`curvePublicKey` (Z85) are needed only when spec.controller.curve is true.
+ * - `delete` actions carry `propagationPolicy: "Background"` so a Job's pods go with it.
+ * - `status` is undefined when it equals the current status (nothing to write).
+ * - Events are emitted only on changes: condition transitions, a relaunch of the MPI world,
+ *   the first creation of the owned objects, and the start of deletion.
+ */
+import { API_VERSION, KIND, type Condition, type EngineCluster, type EngineClusterStatus, type Phase } from "../../api/engine-cluster.ts";
+import type { KubeObject, ObjectRef } from "../../api/kube.ts";
+import { refKey, refOf } from "../../api/kube.ts";
+import { describeErrors, parseEngineCluster, type FieldError } from "../../api/parse.ts";
+import {
+  applyOrder, buildMpiObjects, DEFAULT_BUILD_CONFIG, type BuildConfig, type KeyMaterial, type MpiObjects,
+} from "../../backends/mpi/core/builders.ts";
+import { CONNECTION_KEYS, HTTP_PORT, SSH_KEYS, WORLD_LABEL, clusterRef, dns, names } from "../../backends/mpi/core/names.ts";
+
+export type { KubeObject, ObjectRef };
+export type { EngineClusterStatus };
+
+export const FINALIZER = "ipp.dev/finalizer";
+
+export interface Observed {
+  cluster: unknown;
+  owned: KubeObject[];
+  controllerEngines?: { registered: number; alive: number } | { error: string };
+  secrets?: Record<string, boolean>;
+  generated: { hmacKey: string; sshPrivateKey: string; sshPublicKey: string; curveSecretKey?: string; curvePublicKey?: string };
+  now: Date;
+  /** Operator configuration (controller image, cluster DNS domain); defaults when absent. */
+  config?: Partial<BuildConfig>;
+}
+
+export type Action =
+  | { type: "addFinalizer" } | { type: "removeFinalizer" }
+  | { type: "apply"; object: KubeObject }
+  | { type: "delete"; ref: ObjectRef; propagationPolicy?: "Background" | "Foreground" | "Orphan" }
+  | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string };
+
+export interface Plan { actions: Action[]; status: EngineClusterStatus | undefined; requeueAfterMs?: number }
+
+/** Requeue periods: poll the controller's engine counts while starting, refresh them when ready. */
+export const REQUEUE_STARTING_MS = 5_000;
+export const REQUEUE_READY_MS = 30_000;
+export const REQUEUE_DELETING_MS = 2_000;
+
+/** Kinds the planner creates and may delete. Anything else in `owned` is read only. */
+const MANAGED_KINDS = new Set(["Secret", "ConfigMap", "Service", "Deployment", "StatefulSet", "Job", "NetworkPolicy"]);
+
+type RawCluster = {
+  metadata?: { name?: string; namespace?: string; uid?: string; generation?: number; deletionTimestamp?: string; finalizers?: string[] };
+  spec?: { engines?: unknown; backend?: Record<string, unknown> };
+  status?: EngineClusterStatus;
+};
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+const isoSeconds = (d: Date): string => d.toISOString().replace(/\.\d{3}Z$/, "Z");
+
+function b64decode(s: unknown): string | undefined {
+  return typeof s === "string" ? Buffer.from(s, "base64").toString("utf8") : undefined;
+}
+
+function find(owned: KubeObject[], kind: string, name: string): KubeObject | undefined {
+  return owned.find((o) => o.kind === kind && o.metadata.name === name);
+}
+
+const num = (v: unknown): number => (typeof v === "number" && Number.isFinite(v) ? v : 0);
+type Obj = Record<string, unknown>;
+const obj = (v: unknown): Obj => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Obj) : {});
+const arr = (v: unknown): Obj[] => (Array.isArray(v) ? v.map(obj) : []);
+
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+  if (v !== null && typeof v === "object") {
+    const o = v as Obj;
+    return `{${Object.keys(o).filter((k) => o[k] !== undefined).sort().map((k) => `${JSON.stringify(k)}:${canonical(o[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(v);
+}
+export const sameStatus = (a: unknown, b: unknown): boolean => canonical(a ?? {}) === canonical(b ?? {});
+
+/** Key material: reuse what the existing Secrets hold; take fresh material only for what's missing. */
+export function keyMaterial(ec: EngineCluster, owned: KubeObject[], generated: Observed["generated"]): KeyMaterial {
+  const conn = obj(find(owned, "Secret", names.connectionSecret(ec.metadata.name))?.data);
+  const ssh = obj(find(owned, "Secret", names.sshSecret(ec.metadata.name))?.data);
+  const hmacKey = b64decode(conn[CONNECTION_KEYS.hmacKey]);
+  const sshPrivateKey = b64decode(ssh[SSH_KEYS.privateKey]);
+  const sshPublicKey = b64decode(ssh[SSH_KEYS.publicKey])?.trim();
+  const curveSecretKey = b64decode(conn[CONNECTION_KEYS.curveSecretKey]);
+  const curvePublicKey = b64decode(conn[CONNECTION_KEYS.curvePublicKey]);
+  const haveSsh = sshPrivateKey !== undefined && sshPublicKey !== undefined && sshPrivateKey !== "" && sshPublicKey !== "";
+  const haveCurve = curveSecretKey !== undefined && curvePublicKey !== undefined;
+  const material: KeyMaterial = {
+    hmacKey: hmacKey !== undefined && hmacKey !== "" ? hmacKey : generated.hmacKey,
+    sshPrivateKey: haveSsh ? sshPrivateKey : generated.sshPrivateKey,
+    sshPublicKey: haveSsh ? sshPublicKey : generated.sshPublicKey,
+  };
+  if (ec.spec.controller.curve) {
+    const sk = haveCurve ? curveSecretKey : generated.curveSecretKey;
+    const pk = haveCurve ? curvePublicKey : generated.curvePublicKey;
+    if (sk !== undefined && pk !== undefined) { material.curveSecretKey = sk; material.curvePublicKey = pk; }
+  }
+  return material;
+}
+
+/** Secrets the spec refers to, whose existence the runtime observes (`Observed.secrets`). */
+export function referencedSecrets(cluster: unknown): string[] {
+  const spec = (cluster as RawCluster).spec;
+  const backend = obj(spec?.backend);
+  const out = new Set<string>();
+  const pbs = obj(backend.pbs);
+  if (typeof pbs.credentialsSecret === "string") out.add(pbs.credentialsSecret);
+  const mpi = obj(backend.mpi);
+  for (const e of arr(mpi.env)) {
+    const ref = obj(obj(e.valueFrom).secretKeyRef);
+    if (typeof ref.name === "string" && ref.optional !== true) out.add(ref.name);
+  }
+  for (const s of Array.isArray(mpi.imagePullSecrets) ? mpi.imagePullSecrets : []) if (typeof s === "string") out.add(s);
+  return [...out].sort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// conditions
+
+interface CondSpec { type: string; status: "True" | "False" | "Unknown"; reason: string; message: string }
+
+function conditions(prev: Condition[] | undefined, next: CondSpec[], generation: number, now: Date): Condition[] {
+  const byType = new Map((prev ?? []).map((c) => [c.type, c]));
+  return next.map((c) => {
+    const old = byType.get(c.type);
+    const lastTransitionTime = old !== undefined && old.status === c.status ? old.lastTransitionTime : isoSeconds(now);
+    return { type: c.type, status: c.status, observedGeneration: generation, lastTransitionTime, reason: c.reason, message: c.message };
+  });
+}
+
+const cond = (list: Condition[] | undefined, type: string): Condition | undefined => list?.find((c) => c.type === type);
+
+/** Events for condition changes between two statuses. */
+function transitionEvents(prev: EngineClusterStatus | undefined, next: EngineClusterStatus): Action[] {
+  const out: Action[] = [];
+  const ev = (eventType: "Normal" | "Warning", reason: string, message: string): Action => ({ type: "event", eventType, reason, message });
+  const p = (t: string) => cond(prev?.conditions, t);
+  const n = (t: string) => cond(next.conditions, t);
+  const deg = n("Degraded");
+  const pdeg = p("Degraded");
+  if (deg?.status === "True" && (pdeg?.status !== "True" || pdeg.reason !== deg.reason || pdeg.message !== deg.message)) {
+    out.push(ev("Warning", deg.reason, deg.message));
+  } else if (deg?.status === "False" && pdeg?.status === "True") {
+    out.push(ev("Normal", "Recovered", `no longer degraded (was ${pdeg.reason})`));
+  }
+  for (const t of ["ControllerReady", "WorkersReady", "EnginesReady"]) {
+    const c = n(t);
+    const o = p(t);
+    if (c === undefined || c.status === o?.status) continue;
+    if (c.status === "Unknown" && o === undefined) continue;
+    out.push(ev(c.status === "False" && o?.status === "True" ? "Warning" : "Normal", c.reason, c.message));
+  }
+  const ready = n("Ready");
+  if (ready?.status === "True" && p("Ready")?.status !== "True") out.push(ev("Normal", "Ready", ready.message));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// the plan
+
+export function plan(observed: Observed): Plan {
+  const raw = observed.cluster as RawCluster;
+  const meta = raw.metadata ?? {};
+  const generation = meta.generation ?? 0;
+  const prev = raw.status;
+  const hasFinalizer = (meta.finalizers ?? []).includes(FINALIZER);
+  const managed = observed.owned.filter((o) => MANAGED_KINDS.has(o.kind) && ownedByCluster(o, meta.uid));
+
+  if (meta.deletionTimestamp !== undefined) return planDeletion(observed, prev, generation, hasFinalizer, managed);
+
+  const actions: Action[] = hasFinalizer ? [] : [{ type: "addFinalizer" }];
+  const parsed = parseEngineCluster(observed.cluster);
+  if (!parsed.ok) return finish(actions, prev, degradedOnly(observed, prev, generation, "InvalidSpec", parsed.errors), undefined);
+
+  const ec = parsed.value;
+  if (ec.spec.backend.pbs !== undefined) {
+    const missing = referencedSecrets(observed.cluster).filter((s) => observed.secrets?.[s] === false);
+    const errs: FieldError[] = missing.length > 0
+      ? [{ field: "spec.backend.pbs.credentialsSecret", message: `Secret ${missing.join(", ")} not found` }]
+      : [{ field: "spec.backend.pbs", message: "the pbs backend is not available in this operator version" }];
+    return finish(actions, prev, degradedOnly(observed, prev, generation, missing.length > 0 ? "SecretNotFound" : "BackendNotImplemented", errs, "pbs"), undefined);
+  }
+  return planMpi(observed, ec, actions, prev, generation, managed);
+}
+
+function ownedByCluster(o: KubeObject, uid: string | undefined): boolean {
+  if (uid === undefined) return true;
+  const refs = o.metadata.ownerReferences;
+  return refs === undefined || refs.some((r) => r.uid === uid);
+}
+
+function finish(actions: Action[], prev: EngineClusterStatus | undefined, status: EngineClusterStatus, requeueAfterMs: number | undefined): Plan {
+  actions.push(...transitionEvents(prev, status));
+  return { actions, status: sameStatus(prev, status) ? undefined : status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
+}
+
+/** Status for a spec the planner can't act on: Degraded with a reason, owned objects untouched. */
+function degradedOnly(observed: Observed, prev: EngineClusterStatus | undefined, generation: number, reason: string, errors: FieldError[], backend?: "mpi" | "pbs"): EngineClusterStatus {
+  const message = describeErrors(errors);
+  const engines = (observed.cluster as RawCluster).spec?.engines;
+  const desired = typeof engines === "number" && Number.isInteger(engines) && engines >= 0 ? engines : prev?.engines?.desired ?? 0;
+  const keep = (t: string): CondSpec[] => {
+    const c = cond(prev?.conditions, t);
+    return c === undefined ? [] : [{ type: t, status: c.status, reason: c.reason, message: c.message }];
+  };
+  const status: EngineClusterStatus = {
+    ...prev,
+    observedGeneration: generation,
+    phase: "Degraded",
+    engines: { desired, registered: prev?.engines?.registered ?? 0, alive: prev?.engines?.alive ?? 0 },
+    conditions: conditions(prev?.conditions, [
+      { type: "Ready", status: "False", reason, message },
+      { type: "Progressing", status: "False", reason, message: "waiting for the spec to be fixed" },
+      { type: "Degraded", status: "True", reason, message },
+      ...keep("ControllerReady"), ...keep("WorkersReady"), ...keep("EnginesReady"),
+    ], generation, observed.now),
+  };
+  if (backend !== undefined) status.backend = backend;
+  return status;
+}
+
+interface Problem { reason: string; message: string; fatal?: boolean }
+
+/** Diagnose the owned workloads and pods: what blocks the cluster, with a reason and a message. */
+function diagnose(o: MpiObjects, owned: KubeObject[], observed: Observed, ec: EngineCluster): Problem[] {
+  const out: Problem[] = [];
+  const missing = referencedSecrets(observed.cluster).filter((s) => observed.secrets?.[s] === false);
+  if (missing.length > 0) out.push({ reason: "SecretNotFound", message: `Secret ${missing.join(", ")} referenced by spec.backend.mpi (env or imagePullSecrets) not found` });
+  if (ec.spec.controller.curve && o.connectionSecret.data !== undefined && !(CONNECTION_KEYS.curvePublicKey in (o.connectionSecret.data as Obj))) {
+    out.push({ reason: "CurveKeysUnavailable", message: "spec.controller.curve is true but no CurveZMQ key pair was provided" });
+  }
+  const deploy = find(owned, "Deployment", o.controllerDeployment.metadata.name);
+  for (const c of arr(obj(deploy?.status).conditions)) {
+    if (c.type === "Progressing" && c.status === "False" && c.reason === "ProgressDeadlineExceeded") {
+      out.push({ reason: "ControllerProgressDeadlineExceeded", message: `controller Deployment ${o.controllerDeployment.metadata.name}: ${String(c.message ?? "progress deadline exceeded")}` });
+    }
+    if (c.type === "ReplicaFailure" && c.status === "True") {
+      out.push({ reason: "ControllerReplicaFailure", message: `controller Deployment: ${String(c.message ?? c.reason ?? "replica failure")}` });
+    }
+  }
+  const job = find(owned, "Job", o.launcher.metadata.name);
+  for (const c of arr(obj(job?.status).conditions)) {
+    if (c.type === "Failed" && c.status === "True") {
+      out.push({ reason: "LauncherFailed", message: `launcher Job ${o.launcher.metadata.name} failed: ${String(c.reason ?? "")} ${String(c.message ?? "")}`.trim(), fatal: true });
+    }
+    if (c.type === "Complete" && c.status === "True") {
+      out.push({ reason: "LauncherExited", message: `launcher Job ${o.launcher.metadata.name} completed: mpiexec exited, the MPI world is gone (change the spec or delete the Job to relaunch)`, fatal: true });
+    }
+  }
+  // Pods (when the runtime lists them): images that can't be pulled, containers that can't start.
+  const pods = owned.filter((p) => p.kind === "Pod").sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  const seen = new Set<string>();
+  for (const pod of pods) {
+    const st = obj(pod.status);
+    for (const cs of [...arr(st.initContainerStatuses), ...arr(st.containerStatuses)]) {
+      const waiting = obj(obj(cs.state).waiting);
+      const reason = typeof waiting.reason === "string" ? waiting.reason : "";
+      let kind: string | undefined;
+      if (["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"].includes(reason)) kind = "ImagePullFailed";
+      else if (["CreateContainerConfigError", "CreateContainerError"].includes(reason)) kind = "ContainerConfigError";
+      else if (reason === "CrashLoopBackOff") kind = "CrashLoopBackOff";
+      if (kind === undefined) continue;
+      const key = `${kind}/${String(cs.image ?? "")}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const detail = typeof waiting.message === "string" && waiting.message !== "" ? `: ${waiting.message}` : "";
+      out.push({ reason: kind, message: `pod ${pod.metadata.name} container ${String(cs.name)} (image ${String(cs.image)}): ${reason}${detail}` });
+    }
+  }
+  return out;
+}
+
+function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev: EngineClusterStatus | undefined, generation: number, managed: KubeObject[]): Plan {
+  const config: BuildConfig = { ...DEFAULT_BUILD_CONFIG, ...observed.config };
+  const ref = clusterRef(ec);
+  const objects = buildMpiObjects(ec, keyMaterial(ec, managed, observed.generated), config);
+  const desired = applyOrder(objects);
+  const owned = observed.owned;
+
+  if (!desired.some((d) => find(managed, d.kind, d.metadata.name) !== undefined)) {
+    actions.push({ type: "event", eventType: "Normal", reason: "Creating", message: `creating the controller, ${objects.shape.workers} worker(s) and a launcher for ${objects.shape.engines} engine(s)` });
+  }
+  for (const d of desired) actions.push({ type: "apply", object: d });
+
+  // anything managed and not desired goes (old launcher Jobs after a relaunch, renamed objects)
+  const want = new Set(desired.map((d) => refKey(refOf(d))));
+  const stale = managed.filter((m) => !want.has(refKey(refOf(m))) && m.metadata.deletionTimestamp === undefined)
+    .sort((a, b) => refKey(refOf(a)).localeCompare(refKey(refOf(b))));
+  for (const s of stale) actions.push({ type: "delete", ref: refOf(s), propagationPolicy: "Background" });
+
+  // relaunch: the world generation changed since the last status
+  const prevWorld = prev?.mpi?.worldGeneration;
+  const relaunched = prevWorld !== undefined && prevWorld !== objects.world;
+  if (relaunched) {
+    const prevDesired = prev?.engines?.desired;
+    const why = prevDesired !== undefined && prevDesired !== ec.spec.engines
+      ? `spec.engines changed ${prevDesired} → ${ec.spec.engines}`
+      : "the MPI world's shape or launcher pod changed (image, slots, workers, implementation, env or arguments)";
+    actions.push({
+      type: "event", eventType: "Normal", reason: "Relaunching",
+      message: `${why}: relaunching the MPI world (launcher Job ${names.launcher(ref.name, objects.world)} replaces ${names.launcher(ref.name, prevWorld)})`,
+    });
+  }
+
+  // observed readiness
+  const deploy = find(owned, "Deployment", objects.controllerDeployment.metadata.name);
+  const sts = find(owned, "StatefulSet", objects.workers.metadata.name);
+  const job = find(owned, "Job", objects.launcher.metadata.name);
+  const controllerAvailable = num(obj(deploy?.status).availableReplicas) >= 1;
+  const readyWorkers = num(obj(sts?.status).readyReplicas);
+  const workersReady = sts !== undefined && readyWorkers >= objects.shape.workers;
+
+  const probe = observed.controllerEngines;
+  const probed = probe !== undefined && !("error" in probe) ? probe : undefined;
+  const keepCounts = !relaunched && prev?.engines !== undefined;
+  const registered = probed?.registered ?? (keepCounts ? prev.engines!.registered : 0);
+  const alive = probed?.alive ?? (keepCounts ? prev.engines!.alive : 0);
+  const enginesReady = probed !== undefined && probed.registered >= ec.spec.engines;
+
+  const problems = diagnose(objects, owned, observed, ec);
+  const degraded = problems.length > 0;
+  const failed = problems.some((p) => p.fatal === true);
+  const ready = !degraded && controllerAvailable && enginesReady;
+
+  const controllerCond: CondSpec = deploy === undefined
+    ? { type: "ControllerReady", status: "False", reason: "ControllerCreating", message: `controller Deployment ${objects.controllerDeployment.metadata.name} is being created` }
+    : controllerAvailable
+      ? { type: "ControllerReady", status: "True", reason: "ControllerAvailable", message: `controller ${dns.controller(ref, config.clusterDomain)} is available` }
+      : { type: "ControllerReady", status: "False", reason: "ControllerNotAvailable", message: `controller Deployment ${objects.controllerDeployment.metadata.name} has no available replica` };
+  const workersCond: CondSpec = workersReady
+    ? { type: "WorkersReady", status: "True", reason: "AllWorkersReady", message: `${readyWorkers}/${objects.shape.workers} worker pods ready` }
+    : { type: "WorkersReady", status: "False", reason: "WorkersNotReady", message: `${readyWorkers}/${objects.shape.workers} worker pods ready` };
+  let enginesCond: CondSpec;
+  if (probe === undefined) enginesCond = { type: "EnginesReady", status: "Unknown", reason: "ControllerNotQueried", message: "the controller's engine list was not read" };
+  else if ("error" in probe) enginesCond = { type: "EnginesReady", status: "Unknown", reason: "ControllerUnreachable", message: `GET /api/v1/engines failed: ${probe.error}` };
+  else if (enginesReady) enginesCond = { type: "EnginesReady", status: "True", reason: "AllEnginesRegistered", message: `${probe.registered}/${ec.spec.engines} engines registered, ${probe.alive} alive` };
+  else enginesCond = { type: "EnginesReady", status: "False", reason: "EnginesRegistering", message: `${probe.registered}/${ec.spec.engines} engines registered` };
+
+  const first = problems[0];
+  const degradedMsg = problems.map((p) => p.message).join("; ");
+  let readyCond: CondSpec;
+  if (ready) readyCond = { type: "Ready", status: "True", reason: "Ready", message: `all ${ec.spec.engines} engines registered` };
+  else if (first !== undefined) readyCond = { type: "Ready", status: "False", reason: first.reason, message: degradedMsg };
+  else if (controllerCond.status !== "True") readyCond = { type: "Ready", status: "False", reason: controllerCond.reason, message: controllerCond.message };
+  else readyCond = { type: "Ready", status: "False", reason: enginesCond.reason, message: enginesCond.message };
+  const progressing: CondSpec = ready
+    ? { type: "Progressing", status: "False", reason: "Ready", message: "the MPI world is up" }
+    : degraded
+      ? { type: "Progressing", status: "False", reason: first!.reason, message: "blocked: see the Degraded condition" }
+      : { type: "Progressing", status: "True", reason: relaunched || cond(prev?.conditions, "Progressing")?.reason === "Relaunching" ? "Relaunching" : "Launching", message: `starting ${ec.spec.engines} engine(s) on ${objects.shape.workers} worker(s)` };
+  const degradedCond: CondSpec = first !== undefined
+    ? { type: "Degraded", status: "True", reason: first.reason, message: degradedMsg }
+    : { type: "Degraded", status: "False", reason: "AsExpected", message: "no problem observed" };
+
+  let phase: Phase;
+  if (failed) phase = "Failed";
+  else if (degraded) phase = "Degraded";
+  else if (ready) phase = "Ready";
+  else if (deploy !== undefined || sts !== undefined || job !== undefined) phase = "Starting";
+  else phase = "Pending";
+
+  const status: EngineClusterStatus = {
+    observedGeneration: generation,
+    phase,
+    backend: "mpi",
+    engines: { desired: ec.spec.engines, registered, alive },
+    conditions: conditions(prev?.conditions, [readyCond, progressing, degradedCond, controllerCond, workersCond, enginesCond], generation, observed.now),
+    controller: {
+      service: names.controllerService(ref.name),
+      connectionSecret: names.connectionSecret(ref.name),
+      httpEndpoint: `http://${dns.controller(ref, config.clusterDomain)}:${HTTP_PORT}`,
+    },
+    mpi: {
+      worldGeneration: objects.world,
+      launcherJob: objects.launcher.metadata.name,
+      workers: objects.shape.workers,
+      readyWorkers,
+      relaunches: (prev?.mpi?.relaunches ?? 0) + (relaunched ? 1 : 0),
+    },
+  };
+  const requeue = failed ? undefined : ready ? REQUEUE_READY_MS : REQUEUE_STARTING_MS;
+  return finish(actions, prev, status, requeue);
+}
+
+function planDeletion(observed: Observed, prev: EngineClusterStatus | undefined, generation: number, hasFinalizer: boolean, managed: KubeObject[]): Plan {
+  if (!hasFinalizer) return { actions: [], status: undefined };
+  if (managed.length === 0) return { actions: [{ type: "removeFinalizer" }], status: undefined };
+  const actions: Action[] = [];
+  if (prev?.phase !== "Terminating") {
+    actions.push({ type: "event", eventType: "Normal", reason: "Deleting", message: `deleting ${managed.length} owned object(s) before removing the finalizer` });
+  }
+  const pending = managed.filter((m) => m.metadata.deletionTimestamp === undefined)
+    .sort((a, b) => refKey(refOf(a)).localeCompare(refKey(refOf(b))));
+  for (const m of pending) actions.push({ type: "delete", ref: refOf(m), propagationPolicy: "Background" });
+  const message = `waiting for ${managed.length} owned object(s) to be deleted`;
+  const status: EngineClusterStatus = {
+    ...prev,
+    observedGeneration: generation,
+    phase: "Terminating",
+    conditions: conditions(prev?.conditions, [
+      { type: "Ready", status: "False", reason: "Terminating", message },
+      { type: "Progressing", status: "True", reason: "Terminating", message },
+      ...(prev?.conditions ?? []).filter((c) => c.type !== "Ready" && c.type !== "Progressing")
+        .map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message })),
+    ], generation, observed.now),
+  };
+  return { actions, status: sameStatus(prev, status) ? undefined : status, requeueAfterMs: REQUEUE_DELETING_MS };
+}
+
+/** The planner as the runtime consumes it. */
+export const planner = { plan, finalizer: FINALIZER, referencedSecrets: (cluster: KubeObject) => referencedSecrets(cluster) };
+
+export const ENGINECLUSTER_API = { apiVersion: API_VERSION, kind: KIND };
+export { WORLD_LABEL };
