@@ -1,0 +1,310 @@
+/**
+ * `ipp-operator controller`: our controller as a drop-in for ipcontroller. Accepts ipcontroller's
+ * options and environment (see ../controller/ipcontroller-args.ts), so ipcluster, ipp.Cluster and
+ * JupyterLab's cluster panel start it through ipyparallel's own launchers with
+ *   c.LocalControllerLauncher.controller_cmd = ["ipp-operator", "controller"]
+ * It binds the sockets, writes <profile>/security/ipcontroller[-<cluster id>]-{client,engine}.json
+ * (mode 0600, written atomically so a launcher never reads half a file), optionally serves HTTP
+ * (/metrics, /healthz, /readyz, JSON API), and on SIGINT/SIGTERM (or a client's shutdown request)
+ * removes the files (unless --reuse) and stops.
+ *
+ * Exit status: 0 clean stop; 1 the controller failed (e.g. a port in use); 2 bad options.
+ * This module is the one place that reads the environment for the controller.
+ */
+import { randomBytes } from "node:crypto";
+import { createWriteStream, type WriteStream } from "node:fs";
+import { chmod, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
+import { homedir, hostname } from "node:os";
+import { join } from "node:path";
+import { Registry } from "prom-client";
+import { curveKeyPair } from "zeromq";
+import { createLogger, type Logger } from "../util/log.ts";
+import {
+  ControllerArgsError, assignPorts, helpText, parseControllerArgs, type ControllerOptions, type PortAssignment,
+} from "../controller/ipcontroller-args.ts";
+import { connectionFileNames, connectionFilePaths, ensureProfileDirs, resolveProfile, type ConnectionFileNames, type ProfileLocation } from "../controller/profile.ts";
+import { readReusedConnection, type ReusedConnection } from "../controller/reuse.ts";
+import { startController, type ChannelName, type ControllerConfig, type ControllerHandle } from "../controller/controller.ts";
+import { writeConnectionFile, type ClientConnectionInfo, type EngineConnectionInfo } from "../controller/connection-files.ts";
+import { startHttpServer, type HttpServerHandle } from "../controller/http/server.ts";
+
+const PROG = "ipp-operator controller";
+
+/** A random key in jupyter_client's new_id() format: 8 and 24 hex digits. */
+export function newKey(): string {
+  const b = randomBytes(16).toString("hex");
+  return `${b.slice(0, 8)}-${b.slice(8)}`;
+}
+
+/** Our channel names for the ports ipcontroller's pools assign. */
+export function channelPorts(a: PortAssignment): { ports: Partial<Record<ChannelName, number>>; leaves: Array<number | undefined> } {
+  const ports: Partial<Record<ChannelName, number>> = {};
+  const set = (k: ChannelName, v: number | undefined) => { if (v !== undefined) ports[k] = v; };
+  set("registration", a.registration);
+  set("control", a.client.control); set("mux", a.client.mux); set("task", a.client.task);
+  set("iopub", a.client.iopub); set("notification", a.client.notification); set("broadcast", a.client.broadcast);
+  set("engine_control", a.engine.control); set("engine_mux", a.engine.mux); set("engine_task", a.engine.task);
+  set("engine_iopub", a.engine.iopub); set("hb_ping", a.engine.hb_ping); set("hb_pong", a.engine.hb_pong);
+  set("engine_broadcast", a.engine.broadcast[0]);
+  return { ports, leaves: a.engine.broadcast };
+}
+
+/** Write atomically (temp file + rename) with mode 0600, so a launcher never sees half a file. */
+async function writeAtomically(path: string, info: ClientConnectionInfo | EngineConnectionInfo): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeConnectionFile(tmp, info);
+  await chmod(tmp, 0o600);
+  await rename(tmp, path);
+}
+
+async function removeFiles(paths: ConnectionFileNames, log: Logger): Promise<void> {
+  for (const p of [paths.client, paths.engine]) {
+    try {
+      await rm(p, { force: true });
+      log.debug("removed connection file", { path: p });
+    } catch (err) {
+      log.error("failed to remove connection file", err, { path: p });
+    }
+  }
+}
+
+async function cleanOldLogs(dir: string, log: Logger): Promise<void> {
+  let names: string[] = [];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    if (/^ipcontroller-\d+\.(log|err|out)$/.test(n)) await rm(join(dir, n), { force: true }).catch((err) => log.warn("could not remove old log", { path: n, error: String(err) }));
+  }
+}
+
+function showConfig(o: ControllerOptions, loc: ProfileLocation, paths: ConnectionFileNames, json: boolean): string {
+  const view = {
+    profile: loc.name, profileDir: loc.dir, connectionFiles: paths, clusterId: o.clusterId, ip: o.ip,
+    location: o.location ?? hostname(), ports: o.ports, heartbeatPeriodMs: o.heartbeatPeriodMs,
+    maxHeartbeatMisses: o.maxHeartbeatMisses, taskScheme: o.taskScheme, hwm: o.hwm, broadcastDepth: o.broadcastDepth,
+    reuse: o.reuse, enableCurve: o.enableCurve,
+    key: o.key !== undefined ? "<given>" : o.keyFile !== undefined ? `<from ${o.keyFile}>` : "<random>",
+    logLevel: o.logLevel, httpPort: o.httpPort ?? null, httpHost: o.httpHost, notes: o.notes,
+  };
+  if (json) return JSON.stringify(view, null, 2) + "\n";
+  return Object.entries(view).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join("\n") + "\n";
+}
+
+async function packageVersion(): Promise<string> {
+  try {
+    const pkg = JSON.parse(await readFile(new URL("../../package.json", import.meta.url), "utf8")) as { version?: string };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+interface Resolved {
+  key: string;
+  curve?: { publicKey: string; secretKey: string };
+  ip: string;
+  location: string;
+  ports: PortAssignment;
+  sshServer: string;
+  engineSshServer: string;
+}
+
+async function resolveRuntime(o: ControllerOptions, reused: ReusedConnection | undefined): Promise<Resolved> {
+  let key: string;
+  if (reused) key = reused.key;
+  else if (o.key !== undefined) key = o.key;
+  else if (o.keyFile !== undefined) key = (await readFile(o.keyFile, "utf8")).trim();
+  else key = newKey();
+  let curve: Resolved["curve"];
+  if (o.enableCurve) {
+    if (o.curvePublicKey && o.curveSecretKey) curve = { publicKey: o.curvePublicKey, secretKey: o.curveSecretKey };
+    else {
+      const kp = curveKeyPair();
+      curve = { publicKey: kp.publicKey, secretKey: kp.secretKey };
+    }
+  }
+  return {
+    key,
+    ...(curve ? { curve } : {}),
+    ip: reused ? reused.ip : o.ip,
+    location: (reused?.location || o.location) ?? hostname(),
+    ports: reused ? reused.ports : assignPorts(o.ports, 2 ** o.broadcastDepth),
+    sshServer: o.sshServer || reused?.sshServer || "",
+    engineSshServer: o.engineSshServer || reused?.engineSshServer || "",
+  };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let o: ControllerOptions;
+  try {
+    o = parseControllerArgs({ argv, env: process.env, home: homedir() });
+  } catch (err) {
+    if (err instanceof ControllerArgsError) {
+      process.stderr.write(`${PROG}: error: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (o.mode === "help" || o.mode === "help-all") {
+    process.stdout.write(helpText(o.mode === "help-all"));
+    return 0;
+  }
+  if (o.mode === "version") {
+    process.stdout.write(`${await packageVersion()}\n`);
+    return 0;
+  }
+
+  const loc = resolveProfile(o, { cwd: process.cwd(), home: homedir() });
+  const names = connectionFileNames(o.clusterId, {
+    ...(o.clientJsonFile ? { client: o.clientJsonFile } : {}),
+    ...(o.engineJsonFile ? { engine: o.engineJsonFile } : {}),
+  });
+  const connDir = o.connectionDir ?? loc.securityDir;
+  const paths = connectionFilePaths(connDir, names);
+  if (o.mode === "show-config" || o.mode === "show-config-json") {
+    process.stdout.write(showConfig(o, loc, paths, o.mode === "show-config-json"));
+    return 0;
+  }
+
+  // profile directory, working directory, logging
+  try {
+    await ensureProfileDirs(loc, o.autoCreate);
+    if (o.connectionDir) await mkdir(o.connectionDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    process.stderr.write(`${PROG}: error: ${(err as Error).message}\n`);
+    return 1;
+  }
+  if (o.workDir) {
+    try {
+      process.chdir(o.workDir);
+    } catch (err) {
+      process.stderr.write(`${PROG}: error: --work-dir ${o.workDir}: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
+  let logStream: WriteStream | undefined;
+  if (o.logToFile) {
+    const file = join(loc.logDir, `ipcontroller-${o.clusterId}-${process.pid}.log`);
+    process.stderr.write(`Sending logs to ${file}\n`);
+    logStream = createWriteStream(file, { flags: "a" });
+  }
+  const stream = logStream;
+  const log = createLogger({ level: o.logLevel, ...(stream ? { sink: (line: string) => { stream.write(line + "\n"); } } : {}) })
+    .with({ component: "ipcontroller", ...(o.clusterId ? { clusterId: o.clusterId } : {}) });
+  try {
+    return await serve(o, loc, paths, log);
+  } finally {
+    if (logStream) await new Promise<void>((r) => logStream.end(r));
+  }
+}
+
+async function serve(o: ControllerOptions, loc: ProfileLocation, paths: ConnectionFileNames, log: Logger): Promise<number> {
+  if (o.cleanLogs) await cleanOldLogs(loc.logDir, log);
+  for (const n of o.notes) log.info("option has no effect here", { flag: n.flag, reason: n.reason });
+
+  let reused: ReusedConnection | undefined;
+  if (o.reuse) {
+    const r = await readReusedConnection(paths);
+    if (r.kind === "loaded") {
+      reused = r.connection;
+      log.info("reusing connection files", { client: paths.client, engine: paths.engine });
+    } else if (r.kind === "invalid") {
+      log.error("could not load connection files for reuse; writing new ones", r.error, { client: paths.client, engine: paths.engine });
+    }
+  }
+
+  let rt: Resolved;
+  try {
+    rt = await resolveRuntime(o, reused);
+  } catch (err) {
+    log.error("could not read the HMAC key file", err, { keyFile: o.keyFile });
+    return 1;
+  }
+  const { ports, leaves } = channelPorts(rt.ports);
+  const config: ControllerConfig = {
+    ip: rt.ip,
+    location: rt.location,
+    ports,
+    key: rt.key,
+    heartbeatPeriodMs: o.heartbeatPeriodMs,
+    maxHeartbeatMisses: o.maxHeartbeatMisses,
+    taskScheme: o.taskScheme,
+    taskHwm: o.hwm,
+    broadcastDepth: o.broadcastDepth,
+    sshServer: rt.sshServer,
+    ...(o.registrationTimeoutS !== undefined ? { registrationTimeoutMs: o.registrationTimeoutS * 1000 } : {}),
+    ...(o.dbRecordLimit !== undefined ? { dbRecordLimit: o.dbRecordLimit } : {}),
+    ...(o.dbSizeLimit !== undefined ? { dbSizeLimitBytes: o.dbSizeLimit } : {}),
+    ...(rt.curve ? { curve: rt.curve } : {}),
+  };
+
+  const registry = new Registry();
+  let controller: ControllerHandle;
+  try {
+    controller = await startController(config, { logger: log, registry });
+  } catch (err) {
+    log.error("controller failed to start", err, { ip: rt.ip, ports });
+    return 1;
+  }
+
+  // connection files: as ipcontroller, not rewritten when reused as they are
+  const client: ClientConnectionInfo = { ...controller.clientConnection, ssh: rt.sshServer };
+  const engine: EngineConnectionInfo = { ...controller.engineConnection, ssh: rt.engineSshServer };
+  const boundLeaves = engine.broadcast;
+  const leavesMoved = leaves.some((p, i) => p !== undefined && p !== boundLeaves[i]);
+  if (leavesMoved) {
+    log.warn("engine broadcast ports differ from the ones requested", { requested: leaves, bound: boundLeaves });
+  }
+  const writeFiles = !reused || leavesMoved;
+  let filesWritten = false;
+  let http: HttpServerHandle | undefined;
+  try {
+    if (writeFiles) {
+      await writeAtomically(paths.client, client);
+      await writeAtomically(paths.engine, engine);
+      filesWritten = true;
+      log.info("wrote connection files", { client: paths.client, engine: paths.engine });
+    }
+    if (o.httpPort !== undefined) {
+      http = await startHttpServer({ controller, registry, port: o.httpPort, host: o.httpHost, logger: log });
+      log.info("serving metrics and API over HTTP", { host: o.httpHost, port: http.port });
+    }
+  } catch (err) {
+    log.error("controller failed to start", err);
+    await http?.close().catch(() => {});
+    await controller.stop();
+    if (filesWritten && !o.reuse) await removeFiles(paths, log);
+    return 1;
+  }
+  log.info("controller ready", {
+    profileDir: loc.dir, client: paths.client, ip: rt.ip, location: rt.location, registration: client.registration,
+    heartbeatPeriodMs: o.heartbeatPeriodMs, taskScheme: config.taskScheme, reuse: o.reuse,
+  });
+
+  // run until a signal or a client's shutdown request
+  const reason = await new Promise<string>((resolveStop) => {
+    const onSignal = (sig: NodeJS.Signals) => resolveStop(sig);
+    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(sig, onSignal);
+    controller.on("shutdown-requested", () => resolveStop("shutdown_request"));
+  });
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.removeAllListeners(sig);
+  // a second signal while stopping: say so, keep stopping
+  const again = (sig: NodeJS.Signals) => log.warn("already stopping", { signal: sig });
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, again);
+  log.info("stopping", { reason });
+  try {
+    // files first: a launcher that kills us after its grace period still finds them gone
+    if (!o.reuse) await removeFiles(paths, log);
+    await http?.close();
+    await controller.stop();
+  } catch (err) {
+    log.error("error while stopping", err);
+    return 1;
+  } finally {
+    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.removeListener(sig, again);
+  }
+  return 0;
+}
