@@ -1,0 +1,215 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { applyOrder, buildMpiObjects, connectionFiles, controllerArgs, DEFAULT_BUILD_CONFIG } from "../../../../src/backends/mpi/core/builders.ts";
+import { parseHostfile, renderHostfile } from "../../../../src/backends/mpi/core/hostfile.ts";
+import { clusterRef, labels } from "../../../../src/backends/mpi/core/names.ts";
+import { cluster, MATERIAL, mpiSpec, UID, unb64 } from "./fixtures.ts";
+
+type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const build = (spec: Record<string, unknown>) => buildMpiObjects(cluster(spec), MATERIAL);
+const OWNER = { apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", name: "psum", uid: UID, controller: true, blockOwnerDeletion: true };
+
+test("hostfile: Open MPI `host slots=N`, MPICH `host:N`, in worker order", () => {
+  const o = build(mpiSpec({ slotsPerWorker: 4 }, 8));
+  assert.equal((o.hostfile as J).data.hostfile,
+    "psum-worker-0.psum-workers.science.svc.cluster.local slots=4\n" +
+    "psum-worker-1.psum-workers.science.svc.cluster.local slots=4\n");
+  const m = build(mpiSpec({ slotsPerWorker: 2, implementation: "mpich", workers: 3 }, 5));
+  assert.equal((m.hostfile as J).data.hostfile,
+    "psum-worker-0.psum-workers.science.svc.cluster.local:2\n" +
+    "psum-worker-1.psum-workers.science.svc.cluster.local:2\n" +
+    "psum-worker-2.psum-workers.science.svc.cluster.local:2\n");
+  assert.deepEqual(parseHostfile(renderHostfile(["b", "a"], 3, "mpich")), [{ host: "b", slots: 3 }, { host: "a", slots: 3 }]);
+  assert.deepEqual(parseHostfile("# c\nlocalhost slots=8\n"), [{ host: "localhost", slots: 8 }]);
+});
+
+test("workers default to ceil(engines / slotsPerWorker)", () => {
+  assert.equal(build(mpiSpec({ slotsPerWorker: 3 }, 8)).shape.workers, 3);
+  assert.equal(build(mpiSpec({}, 8)).shape.workers, 8);
+  assert.equal((build(mpiSpec({ slotsPerWorker: 3 }, 8)).workers as J).spec.replicas, 3);
+});
+
+test("every object: namespace, labels, owner reference", () => {
+  const o = build(mpiSpec());
+  const all = applyOrder(o);
+  assert.deepEqual(all.map((x) => `${x.kind}/${x.metadata.name}`), [
+    "Secret/psum-connection", "Secret/psum-ssh", "ConfigMap/psum-hostfile", "Service/psum-controller", "Service/psum-workers",
+    "NetworkPolicy/psum-controller", "Deployment/psum-controller", "StatefulSet/psum-worker", `Job/psum-launcher-${o.world}`,
+  ]);
+  for (const x of all) {
+    assert.equal(x.metadata.namespace, "science");
+    assert.deepEqual(x.metadata.ownerReferences, [OWNER]);
+    assert.equal(x.metadata.labels?.["ipp.dev/cluster"], "psum");
+    assert.equal(x.metadata.labels?.["app.kubernetes.io/instance"], "psum");
+    assert.equal(x.metadata.labels?.["app.kubernetes.io/managed-by"], "ipp-operator");
+  }
+  assert.deepEqual(labels("psum", "worker"), {
+    "app.kubernetes.io/name": "ipyparallel", "app.kubernetes.io/instance": "psum", "app.kubernetes.io/component": "worker",
+    "app.kubernetes.io/part-of": "ipp-operator", "app.kubernetes.io/managed-by": "ipp-operator", "ipp.dev/cluster": "psum",
+  });
+});
+
+test("connection Secret: client and engine JSON as ipcontroller writes them, with the given key", () => {
+  const o = build(mpiSpec());
+  const data = (o.connectionSecret as J).data;
+  assert.deepEqual(Object.keys(data), ["ipcontroller-client.json", "ipcontroller-engine.json", "hmac-key"]);
+  assert.equal(unb64(data["hmac-key"]), MATERIAL.hmacKey);
+  const client = JSON.parse(unb64(data["ipcontroller-client.json"]));
+  const engine = JSON.parse(unb64(data["ipcontroller-engine.json"]));
+  const host = "psum-controller.science.svc.cluster.local";
+  assert.deepEqual(client, {
+    ssh: "", interface: `tcp://${host}`, registration: 10101, control: 10110, mux: 10111, task: 10112, task_scheme: "leastload",
+    iopub: 10113, notification: 10114, broadcast: 10115,
+    key: MATERIAL.hmacKey, curve_serverkey: null, location: host, pack: "json", unpack: "json", signature_scheme: "hmac-sha256",
+  });
+  assert.deepEqual(Object.keys(engine), ["ssh", "interface", "registration", "control", "mux", "task", "iopub", "hb_ping", "hb_pong", "broadcast", "key", "curve_serverkey", "location", "pack", "unpack", "signature_scheme"]);
+  assert.deepEqual([engine.registration, engine.control, engine.mux, engine.task, engine.iopub, engine.hb_ping, engine.hb_pong, engine.broadcast],
+    [10101, 10102, 10103, 10104, 10105, 10106, 10107, [10108, 10109]]);
+});
+
+test("curve: server key in the client file, key pair in the Secret, flag and env on the controller", () => {
+  const ec = cluster(mpiSpec({}, 8, { curve: true }));
+  const m = { ...MATERIAL, curveSecretKey: "S".repeat(40), curvePublicKey: "P".repeat(40) };
+  const o = buildMpiObjects(ec, m);
+  assert.equal(connectionFiles(clusterRef(ec), ec, m, DEFAULT_BUILD_CONFIG).client.curve_serverkey, "P".repeat(40));
+  assert.equal(unb64((o.connectionSecret as J).data["curve-secretkey"]), "S".repeat(40));
+  const c = (o.controllerDeployment as J).spec.template.spec.containers[0];
+  assert.ok(c.args.includes("--enable-curve"));
+  assert.deepEqual(c.env.map((e: J) => e.name), ["IPP_CURVE_SECRETKEY", "IPP_CURVE_PUBLICKEY"]);
+});
+
+test("SSH Secret: one key pair as user key and pinned host key", () => {
+  const d = (build(mpiSpec()).sshSecret as J);
+  assert.equal(d.type, "kubernetes.io/ssh-auth");
+  assert.equal(unb64(d.data["ssh-privatekey"]), MATERIAL.sshPrivateKey);
+  assert.equal(unb64(d.data.authorized_keys), MATERIAL.sshPublicKey + "\n");
+  assert.equal(unb64(d.data.known_hosts), `[*.psum-workers.science.svc.cluster.local]:2222 ${MATERIAL.sshPublicKey}\n`);
+});
+
+test("controller Deployment: args, fixed named ports, probes, restricted security context", () => {
+  const ec = cluster(mpiSpec({}, 8, { heartbeatPeriodMs: 1500, taskScheme: "lru", resources: { limits: { memory: "256Mi" } } }));
+  const d = buildMpiObjects(ec, MATERIAL, { controllerImage: "ipp-operator:test", clusterDomain: "cluster.local" }).controllerDeployment as J;
+  assert.deepEqual(controllerArgs(clusterRef(ec), ec, DEFAULT_BUILD_CONFIG), [
+    "controller", "--ip=0.0.0.0", "--location=psum-controller.science.svc.cluster.local",
+    "--engine-ports=10101-10109", "--client-ports=10110-10115", "--keyfile=/etc/ipp/connection/hmac-key",
+    "--ping=1500", "--scheme=lru", "--http-port=8080", "--http-host=0.0.0.0", "--connection-dir=/var/run/ipp",
+  ]);
+  assert.equal(d.spec.replicas, 1);
+  assert.deepEqual(d.spec.strategy, { type: "Recreate" });
+  assert.deepEqual(d.spec.selector.matchLabels, { "ipp.dev/cluster": "psum", "app.kubernetes.io/component": "controller" });
+  const pod = d.spec.template.spec;
+  const c = pod.containers[0];
+  assert.equal(c.image, "ipp-operator:test");
+  assert.deepEqual(c.resources, { limits: { memory: "256Mi" } });
+  assert.deepEqual(c.ports.map((p: J) => `${p.name}:${p.containerPort}`), [
+    "registration:10101", "eng-control:10102", "eng-mux:10103", "eng-task:10104", "eng-iopub:10105", "hb-ping:10106", "hb-pong:10107",
+    "eng-bcast-0:10108", "eng-bcast-1:10109", "cli-control:10110", "cli-mux:10111", "cli-task:10112", "cli-iopub:10113",
+    "notification:10114", "cli-bcast:10115", "http:8080",
+  ]);
+  for (const p of c.ports) assert.ok(p.name.length <= 15, p.name);
+  assert.deepEqual(c.readinessProbe.httpGet, { path: "/readyz", port: "http" });
+  assert.deepEqual(c.securityContext, {
+    runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, allowPrivilegeEscalation: false,
+    capabilities: { drop: ["ALL"] }, seccompProfile: { type: "RuntimeDefault" }, readOnlyRootFilesystem: true,
+  });
+  assert.deepEqual(pod.securityContext, { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: "RuntimeDefault" } });
+  assert.deepEqual(pod.volumes[0], { name: "connection", secret: { secretName: "psum-connection", defaultMode: 0o440 } });
+});
+
+test("controller Service names every port; type and annotations from the spec", () => {
+  const s = build(mpiSpec({}, 8, { service: { type: "LoadBalancer", annotations: { "example.com/lb": "internal" } } })).controllerService as J;
+  assert.equal(s.spec.type, "LoadBalancer");
+  assert.deepEqual(s.metadata.annotations, { "example.com/lb": "internal" });
+  assert.equal(s.spec.ports.length, 16);
+  assert.deepEqual(s.spec.ports[0], { name: "registration", port: 10101, targetPort: "registration", protocol: "TCP" });
+  assert.deepEqual(s.spec.selector, { "ipp.dev/cluster": "psum", "app.kubernetes.io/component": "controller" });
+});
+
+test("headless workers Service and worker StatefulSet running sshd", () => {
+  const o = build(mpiSpec({ slotsPerWorker: 4, nodeSelector: { pool: "mpi" }, tolerations: [{ key: "hpc", operator: "Exists", effect: "NoSchedule" }], resources: { requests: { cpu: 4 } } }, 8));
+  const svc = o.workersService as J;
+  assert.equal(svc.spec.clusterIP, "None");
+  assert.equal(svc.spec.publishNotReadyAddresses, true);
+  assert.deepEqual(svc.spec.ports, [{ name: "ssh", port: 2222, targetPort: "ssh", protocol: "TCP" }]);
+  const sts = o.workers as J;
+  assert.equal(sts.spec.serviceName, "psum-workers");
+  assert.equal(sts.spec.replicas, 2);
+  assert.equal(sts.spec.podManagementPolicy, "Parallel");
+  const pod = sts.spec.template.spec;
+  assert.deepEqual(pod.nodeSelector, { pool: "mpi" });
+  assert.deepEqual(pod.tolerations, [{ key: "hpc", operator: "Exists", effect: "NoSchedule" }]);
+  const c = pod.containers[0];
+  assert.deepEqual(c.command, ["/opt/ipp/entrypoint-worker.sh"]);
+  assert.deepEqual(c.resources, { requests: { cpu: 4 } });
+  assert.deepEqual(c.securityContext, {
+    runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, seccompProfile: { type: "RuntimeDefault" },
+  });
+  assert.equal(pod.automountServiceAccountToken, false);
+});
+
+test("launcher Job: entrypoint env, connection info from the Secret, world label and name", () => {
+  const o = build(mpiSpec({ env: [{ name: "OMP_NUM_THREADS", value: "1" }], engineArgs: ["--log-level=WARN"] }, 8));
+  const job = o.launcher as J;
+  assert.match(o.world, /^[0-9a-f]{10}$/);
+  assert.equal(job.metadata.name, `psum-launcher-${o.world}`);
+  assert.equal(job.metadata.labels["ipp.dev/world"], o.world);
+  assert.equal(job.spec.template.metadata.labels["ipp.dev/world"], o.world);
+  const c = job.spec.template.spec.containers[0];
+  assert.deepEqual(c.command, ["/opt/ipp/entrypoint-launcher.sh"]);
+  assert.deepEqual(c.env, [
+    { name: "IPP_CONNECTION_INFO", valueFrom: { secretKeyRef: { name: "psum-connection", key: "ipcontroller-engine.json" } } },
+    { name: "IPP_ENGINES", value: "8" },
+    { name: "IPP_MPI", value: "openmpi" },
+    { name: "IPP_HOSTFILE", value: "/etc/ipp/hostfile/hostfile" },
+    { name: "IPP_SSH_DIR", value: "/etc/ipp/ssh" },
+    { name: "IPP_SSH_PORT", value: "2222" },
+    { name: "IPP_ENGINE_ARGS", value: "--log-level=WARN" },
+    { name: "IPP_FORWARD_ENV", value: "OMP_NUM_THREADS" },
+    { name: "OMP_NUM_THREADS", value: "1" },
+  ]);
+  assert.deepEqual(job.spec.template.spec.volumes, [
+    { name: "ssh", secret: { secretName: "psum-ssh", defaultMode: 0o440 } },
+    { name: "hostfile", configMap: { name: "psum-hostfile" } },
+  ]);
+  assert.equal(job.spec.template.spec.restartPolicy, "OnFailure");
+});
+
+test("world generation: changes with engines, slots, workers, image; not with controller settings", () => {
+  const w = (spec: Record<string, unknown>) => build(spec).world;
+  const base = w(mpiSpec({}, 8));
+  assert.equal(w(mpiSpec({}, 8)), base, "deterministic");
+  assert.notEqual(w(mpiSpec({}, 16)), base);
+  assert.notEqual(w(mpiSpec({ slotsPerWorker: 2 }, 8)), base);
+  assert.notEqual(w(mpiSpec({ workers: 9 }, 8)), base);
+  assert.notEqual(w(mpiSpec({ image: "ghcr.io/ipp/engine:9.3" }, 8)), base);
+  assert.notEqual(w(mpiSpec({ implementation: "mpich" }, 8)), base);
+  assert.equal(w(mpiSpec({}, 8, { heartbeatPeriodMs: 1000 })), base);
+});
+
+test("NetworkPolicy: engines and labelled clients reach the controller, the operator reaches HTTP", () => {
+  const np = build(mpiSpec()).networkPolicy as J;
+  assert.deepEqual(np.spec.podSelector.matchLabels, { "ipp.dev/cluster": "psum", "app.kubernetes.io/component": "controller" });
+  assert.deepEqual(np.spec.policyTypes, ["Ingress"]);
+  const [engines, clients, operator] = np.spec.ingress;
+  assert.deepEqual(engines.from.map((f: J) => f.podSelector.matchLabels["app.kubernetes.io/component"]), ["launcher", "worker"]);
+  assert.deepEqual(engines.ports.map((p: J) => p.port), [10101, 10102, 10103, 10104, 10105, 10106, 10107, 10108, 10109]);
+  assert.deepEqual(clients.from, [{ podSelector: { matchLabels: { "ipp.dev/client": "psum" } } }]);
+  assert.deepEqual(clients.ports.map((p: J) => p.port), [10101, 10110, 10111, 10112, 10113, 10114, 10115, 8080]);
+  assert.deepEqual(operator.ports, [{ protocol: "TCP", port: 8080 }]);
+});
+
+test("every pod is restricted-PSS compliant", () => {
+  const o = build(mpiSpec());
+  for (const w of [o.controllerDeployment, o.workers, o.launcher] as J[]) {
+    const pod = w.spec.template.spec;
+    assert.equal(pod.securityContext.runAsNonRoot, true);
+    assert.equal(pod.securityContext.seccompProfile.type, "RuntimeDefault");
+    assert.ok(!pod.hostNetwork && !pod.hostPID && !pod.hostIPC);
+    for (const v of pod.volumes) assert.ok(v.secret || v.configMap || v.emptyDir, `volume ${v.name}`);
+    for (const c of pod.containers) {
+      assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+      assert.deepEqual(c.securityContext.capabilities, { drop: ["ALL"] });
+      assert.ok(c.securityContext.runAsUser > 0);
+    }
+  }
+});
