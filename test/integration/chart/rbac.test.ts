@@ -1,0 +1,111 @@
+/**
+ * The chart's RBAC is enough for the real operator and no more: the operator runs against a real
+ * kube-apiserver as the chart's ServiceAccount, with the chart's (Cluster)Roles and its rendered
+ * arguments, reconciles an EngineCluster through its whole life (finalizer, owned objects,
+ * status, events, deletion) with no request forbidden; SubjectAccessReviews show what it may not do.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { isNotFound } from "../../../src/operator/kube/client.ts";
+import { createNamespace, startApiServer, type ApiServer } from "../../support/apiserver.ts";
+import { allowed, startOperatorUnderChart, type ChartOperator } from "./operator-under-chart.ts";
+import { LEASE_RULES, OPERATOR_RULES } from "./operator-rbac.ts";
+import { NAMESPACE } from "./render.ts";
+
+let api: ApiServer;
+before(async () => { api = await startApiServer(); });
+after(async () => { await api?.stop(); });
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+type Ec = { metadata: { finalizers?: string[]; generation: number }; status?: { observedGeneration?: number; phase?: string } };
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, op: ChartOperator, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; operator log tail:\n${op.logs().slice(-3000)}`);
+    await sleep(250);
+  }
+}
+
+const ecPath = (ns: string, name = "") => `/apis/ipp.dev/v1alpha1/namespaces/${ns}/engineclusters${name ? `/${name}` : ""}`;
+async function get<T>(path: string): Promise<T | undefined> {
+  try { return await api.client.request<T>("GET", path); } catch (err) { if (isNotFound(err)) return undefined; throw err; }
+}
+
+/** An EngineCluster's whole life under the operator: created, reconciled, deleted, cleaned up. */
+async function lifeCycle(op: ChartOperator, ns: string, name: string): Promise<void> {
+  await createNamespace(api.client, ns);
+  await api.client.request("POST", ecPath(ns), {
+    body: { apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", metadata: { name, namespace: ns }, spec: { engines: 2, backend: { mpi: { image: "registry.example.org/ipp-engine:1" } } } },
+  });
+  const ec = await until("status with the current observedGeneration and the finalizer", async () => {
+    const e = await get<Ec>(ecPath(ns, name));
+    return e && e.status?.observedGeneration === e.metadata.generation && (e.metadata.finalizers ?? []).length > 0 ? e : undefined;
+  }, op);
+  assert.ok(ec.status?.phase, "a phase is reported");
+  await until("the controller Deployment and Service", async () => {
+    const d = await get(`/apis/apps/v1/namespaces/${ns}/deployments/${name}-controller`);
+    const s = await get(`/api/v1/namespaces/${ns}/services/${name}-controller`);
+    return d && s ? true : undefined;
+  }, op);
+  await until("an Event about the EngineCluster", async () => {
+    const evs = await api.client.request<{ items: Array<{ involvedObject: { name: string } }> }>("GET", `/api/v1/namespaces/${ns}/events`);
+    return evs.items.some((e) => e.involvedObject.name === name) ? true : undefined;
+  }, op);
+
+  await api.client.request("DELETE", ecPath(ns, name));
+  await until("the EngineCluster gone after its finalizer ran", async () => ((await get(ecPath(ns, name))) === undefined ? true : undefined), op);
+  assert.equal(await get(`/apis/apps/v1/namespaces/${ns}/deployments/${name}-controller`), undefined, "owned Deployment deleted");
+
+  const metrics = await op.metrics();
+  const forbidden = metrics.split("\n").filter((l) => /^ipp_operator_api_requests_total\{.*code="403".*\} [1-9]/.test(l));
+  assert.deepEqual(forbidden, [], "no API request was forbidden");
+  assert.doesNotMatch(op.logs(), /forbidden/i, "no forbidden error in the operator's log");
+  assert.match(metrics, /^ipp_operator_reconcile_total\{result="success"\} [1-9]/m, "reconciles succeeded");
+}
+
+test("cluster-wide install with leader election: the operator reconciles an EngineCluster's whole life, nothing forbidden", async () => {
+  const op = await startOperatorUnderChart(api, { replicaCount: 2 });
+  try {
+    await until("leadership", async () => (/^ipp_operator_leader 1$/m.test(await op.metrics()) ? true : undefined), op);
+    const lease = await get<{ spec: { holderIdentity: string } }>(`/apis/coordination.k8s.io/v1/namespaces/${NAMESPACE}/leases/ipp-ipp-operator`);
+    assert.match(lease?.spec.holderIdentity ?? "", /^ipp-ipp-operator-/, "the Lease named in the chart, held by the pod name");
+    await lifeCycle(op, "science", "psum");
+
+    for (const [gr, verbs] of Object.entries(OPERATOR_RULES)) {
+      const [group, resource, subresource] = gr.split("/") as [string, string, string | undefined];
+      for (const verb of verbs) {
+        assert.ok(await allowed(api, op.serviceAccount, { verb, group, resource, subresource, namespace: "anywhere" }), `${verb} ${gr} in any namespace`);
+      }
+    }
+    assert.ok(await allowed(api, op.serviceAccount, { verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: NAMESPACE }));
+    const denied: Array<[string, string, string, string | undefined]> = [
+      ["delete", "ipp.dev", "engineclusters", "science"], ["create", "ipp.dev", "engineclusters", "science"],
+      ["update", "", "secrets", "science"], ["create", "", "pods", "science"], ["delete", "", "pods", "science"],
+      ["create", "rbac.authorization.k8s.io", "roles", "science"], ["create", "rbac.authorization.k8s.io", "clusterroles", undefined],
+      ["update", "coordination.k8s.io", "leases", "science"], ["delete", "", "namespaces", undefined],
+      ["create", "apiextensions.k8s.io", "customresourcedefinitions", undefined],
+    ];
+    for (const [verb, group, resource, namespace] of denied) {
+      assert.equal(await allowed(api, op.serviceAccount, { verb, group, resource, namespace }), false, `${verb} ${group}/${resource} is not granted`);
+    }
+    assert.deepEqual(Object.keys(LEASE_RULES), ["coordination.k8s.io/leases"]);
+  } finally {
+    await op.stop();
+  }
+});
+
+test("watchNamespace install: a Role in one namespace is enough, and nothing outside it is reachable", async () => {
+  const op = await startOperatorUnderChart(api, { watchNamespace: "lab", fullnameOverride: "ipp-lab" });
+  try {
+    await lifeCycle(op, "lab", "mc");
+    assert.ok(await allowed(api, op.serviceAccount, { verb: "watch", group: "ipp.dev", resource: "engineclusters", namespace: "lab" }));
+    assert.equal(await allowed(api, op.serviceAccount, { verb: "list", group: "ipp.dev", resource: "engineclusters", namespace: "science" }), false);
+    assert.equal(await allowed(api, op.serviceAccount, { verb: "list", group: "", resource: "secrets", namespace: "default" }), false);
+    assert.equal(await allowed(api, op.serviceAccount, { verb: "list", group: "ipp.dev", resource: "engineclusters" }), false, "no cluster-wide list");
+  } finally {
+    await op.stop();
+  }
+});
