@@ -170,6 +170,7 @@ export function parseGatherResult(buffers: readonly Buffer[]): GatheredPart {
     throw new Error("gather reply carries no array payload");
   }
   const hlen = raw.readUInt32LE(4);
+  if (8 + hlen > raw.length) throw new Error("gather reply header is truncated");
   const header = JSON.parse(raw.subarray(8, 8 + hlen).toString("utf8")) as { dtype: string; shape: number[] };
   return {
     numpyDtype: header.dtype,
