@@ -164,7 +164,7 @@ function transitionEvents(prev: EngineClusterStatus | undefined, next: EngineClu
     const c = n(t);
     const o = p(t);
     if (c === undefined || c.status === o?.status) continue;
-    if (c.status === "Unknown" && o === undefined) continue;
+    if (o === undefined && c.status !== "True") continue; // the first status: "not yet" is no news
     out.push(ev(c.status === "False" && o?.status === "True" ? "Warning" : "Normal", c.reason, c.message));
   }
   const ready = n("Ready");

@@ -1,0 +1,267 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { FINALIZER, plan, referencedSecrets, REQUEUE_READY_MS, REQUEUE_STARTING_MS, type Action, type KubeObject, type Observed, type Plan } from "../../../src/operator/core/plan.ts";
+import { b64, MATERIAL, mpiSpec, rawCluster } from "../backends/mpi/fixtures.ts";
+
+type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const NOW = new Date("2026-02-01T10:00:00.123Z");
+const LATER = new Date("2026-02-01T10:05:00Z");
+
+/** Fresh material whose every read is recorded, to check it is used only when nothing exists yet. */
+function generated(reads: string[] = []): Observed["generated"] {
+  return {
+    get hmacKey() { reads.push("hmacKey"); return MATERIAL.hmacKey; },
+    get sshPrivateKey() { reads.push("sshPrivateKey"); return MATERIAL.sshPrivateKey; },
+    get sshPublicKey() { reads.push("sshPublicKey"); return MATERIAL.sshPublicKey; },
+  };
+}
+
+const withFinalizer = (c: Record<string, unknown>, extraMeta: Record<string, unknown> = {}) =>
+  ({ ...c, metadata: { ...(c.metadata as J), finalizers: [FINALIZER], ...extraMeta } });
+
+const applied = (p: Plan): KubeObject[] => p.actions.filter((a): a is Extract<Action, { type: "apply" }> => a.type === "apply").map((a) => a.object);
+const events = (p: Plan) => p.actions.filter((a): a is Extract<Action, { type: "event" }> => a.type === "event").map((a) => `${a.eventType}/${a.reason}: ${a.message}`);
+const kinds = (p: Plan) => p.actions.map((a) => a.type === "apply" ? `apply ${a.object.kind}/${a.object.metadata.name}` : a.type === "delete" ? `delete ${a.ref.kind}/${a.ref.name}` : a.type === "event" ? `event ${a.reason}` : a.type);
+const cond = (p: Plan | { status?: J }, t: string) => (p.status as J | undefined)?.conditions?.find((c: J) => c.type === t);
+
+/** What the API server would hold after applying, with workload status as the kubelet would report. */
+function live(objs: KubeObject[], opts: { controller?: boolean; workersReady?: number; jobStatus?: J } = {}): KubeObject[] {
+  return objs.map((o) => {
+    const x: KubeObject = structuredClone(o);
+    if (o.kind === "Deployment") x.status = opts.controller ? { availableReplicas: 1, readyReplicas: 1 } : {};
+    if (o.kind === "StatefulSet") x.status = { readyReplicas: opts.workersReady ?? 0 };
+    if (o.kind === "Job") x.status = opts.jobStatus ?? { active: 1 };
+    return x;
+  });
+}
+
+function observe(cluster: unknown, owned: KubeObject[] = [], extra: Partial<Observed> = {}): Observed {
+  return { cluster, owned, generated: generated(), now: NOW, ...extra };
+}
+
+test("new cluster: finalizer, a Creating event, every object applied, Pending", () => {
+  const p = plan(observe(rawCluster(mpiSpec())));
+  const world = (p.status as J).mpi.worldGeneration;
+  assert.deepEqual(kinds(p), [
+    "addFinalizer", "event Creating",
+    "apply Secret/psum-connection", "apply Secret/psum-ssh", "apply ConfigMap/psum-hostfile", "apply Service/psum-controller",
+    "apply Service/psum-workers", "apply NetworkPolicy/psum-controller", "apply Deployment/psum-controller", "apply StatefulSet/psum-worker",
+    `apply Job/psum-launcher-${world}`,
+  ]);
+  assert.equal(p.requeueAfterMs, REQUEUE_STARTING_MS);
+  const s = p.status as J;
+  assert.equal(s.phase, "Pending");
+  assert.equal(s.backend, "mpi");
+  assert.equal(s.observedGeneration, 1);
+  assert.deepEqual(s.engines, { desired: 8, registered: 0, alive: 0 });
+  assert.deepEqual(s.controller, { service: "psum-controller", connectionSecret: "psum-connection", httpEndpoint: "http://psum-controller.science.svc.cluster.local:8080" });
+  assert.deepEqual(s.conditions.map((c: J) => `${c.type}=${c.status}/${c.reason}`), [
+    "Ready=False/ControllerCreating", "Progressing=True/Launching", "Degraded=False/AsExpected",
+    "ControllerReady=False/ControllerCreating", "WorkersReady=False/WorkersNotReady", "EnginesReady=Unknown/ControllerNotQueried",
+  ]);
+  for (const c of s.conditions) {
+    assert.equal(c.lastTransitionTime, "2026-02-01T10:00:00Z");
+    assert.equal(c.observedGeneration, 1);
+  }
+});
+
+test("the planner is deterministic", () => {
+  const o = () => observe(rawCluster(mpiSpec()));
+  assert.deepEqual(plan(o()), plan(o()));
+});
+
+test("walk to Ready, then a reconcile with nothing new writes nothing and emits nothing", () => {
+  const c0 = withFinalizer(rawCluster(mpiSpec({ slotsPerWorker: 4 })));
+  const p0 = plan(observe(c0));
+  const objs = applied(p0);
+
+  const c1 = { ...c0, status: p0.status };
+  const p1 = plan(observe(c1, live(objs, { controller: true, workersReady: 1 }), { controllerEngines: { registered: 3, alive: 3 } }));
+  assert.equal((p1.status as J).phase, "Starting");
+  assert.deepEqual(events(p1), [
+    "Normal/ControllerAvailable: controller psum-controller.science.svc.cluster.local is available",
+    "Normal/EnginesRegistering: 3/8 engines registered",
+  ]);
+  assert.deepEqual((p1.status as J).engines, { desired: 8, registered: 3, alive: 3 });
+
+  const c2 = { ...c0, status: p1.status };
+  const p2 = plan(observe(c2, live(objs, { controller: true, workersReady: 2 }), { controllerEngines: { registered: 8, alive: 8 }, now: LATER }));
+  const s2 = p2.status as J;
+  assert.equal(s2.phase, "Ready");
+  assert.equal(p2.requeueAfterMs, REQUEUE_READY_MS);
+  assert.deepEqual(events(p2), [
+    "Normal/AllWorkersReady: 2/2 worker pods ready",
+    "Normal/AllEnginesRegistered: 8/8 engines registered, 8 alive",
+    "Normal/Ready: all 8 engines registered",
+  ]);
+  assert.equal(cond(p2, "ControllerReady").lastTransitionTime, "2026-02-01T10:00:00Z", "unchanged condition keeps its time");
+  assert.equal(cond(p2, "Ready").lastTransitionTime, "2026-02-01T10:05:00Z");
+
+  const c3 = { ...c0, status: p2.status };
+  const p3 = plan(observe(c3, live(objs, { controller: true, workersReady: 2 }), { controllerEngines: { registered: 8, alive: 8 }, now: new Date("2026-02-01T11:00:00Z") }));
+  assert.equal(p3.status, undefined, "nothing changed: no status write");
+  assert.deepEqual(events(p3), []);
+  assert.ok(p3.actions.every((a) => a.type === "apply"), "only idempotent applies");
+});
+
+test("key material is reused from the existing Secrets, never regenerated", () => {
+  const c = withFinalizer(rawCluster(mpiSpec()));
+  const first = applied(plan(observe(c)));
+  const owned = live(first).map((o) => o.kind === "Secret" && o.metadata.name === "psum-connection"
+    ? { ...o, data: { ...(o.data as J), "hmac-key": b64("existing-key") } } : o);
+  const reads: string[] = [];
+  const p = plan(observe(c, owned, { generated: generated(reads) }));
+  assert.deepEqual(reads, [], "fresh material not read when Secrets exist");
+  const secret = applied(p).find((o) => o.metadata.name === "psum-connection") as J;
+  assert.equal(Buffer.from(secret.data["hmac-key"], "base64").toString(), "existing-key");
+  assert.equal(JSON.parse(Buffer.from(secret.data["ipcontroller-client.json"], "base64").toString()).key, "existing-key");
+});
+
+test("changing spec.engines relaunches the world: new launcher Job, old one deleted, status and Event say so", () => {
+  const c8 = withFinalizer(rawCluster(mpiSpec({}, 8)));
+  const p8 = plan(observe(c8));
+  const objs8 = live(applied(p8), { controller: true, workersReady: 8 });
+  const ready8 = plan(observe({ ...c8, status: p8.status }, objs8, { controllerEngines: { registered: 8, alive: 8 } }));
+  const old = (ready8.status as J).mpi.launcherJob;
+
+  const c16 = { ...withFinalizer(rawCluster(mpiSpec({}, 16)), { generation: 2 }), status: ready8.status };
+  const p = plan(observe(c16, objs8, { controllerEngines: { registered: 8, alive: 8 }, now: LATER }));
+  const s = p.status as J;
+  assert.notEqual(s.mpi.launcherJob, old);
+  assert.equal(s.mpi.relaunches, 1);
+  assert.equal(s.observedGeneration, 2);
+  assert.deepEqual(s.engines, { desired: 16, registered: 8, alive: 8 });
+  assert.equal(s.phase, "Starting");
+  assert.equal(cond(p, "Progressing").reason, "Relaunching");
+  assert.ok(p.actions.some((a) => a.type === "apply" && a.object.kind === "Job" && a.object.metadata.name === s.mpi.launcherJob));
+  assert.deepEqual(p.actions.filter((a) => a.type === "delete"), [
+    { type: "delete", ref: { apiVersion: "batch/v1", kind: "Job", namespace: "science", name: old }, propagationPolicy: "Background" },
+  ]);
+  const ev = events(p);
+  assert.ok(ev.includes(`Normal/Relaunching: spec.engines changed 8 → 16: relaunching the MPI world (launcher Job ${s.mpi.launcherJob} replaces ${old})`), ev.join("\n"));
+  const sts = applied(p).find((o) => o.kind === "StatefulSet") as J;
+  assert.equal(sts.spec.replicas, 16);
+
+  // next reconcile: the old Job is gone or going; no second relaunch event, no second delete
+  const after = objs8.filter((o) => o.metadata.name !== old).concat(live(applied(p)).filter((o) => o.kind === "Job"));
+  const p2 = plan(observe({ ...c16, status: p.status }, after, { controllerEngines: { registered: 8, alive: 8 }, now: LATER }));
+  assert.ok(!events(p2).some((e) => e.includes("Relaunching")));
+  assert.ok(!p2.actions.some((a) => a.type === "delete"));
+  assert.equal((p2.status as J | undefined)?.mpi.relaunches ?? 1, 1);
+});
+
+test("an invalid spec admission missed: Degraded with the field named, a Warning Event, owned objects untouched", () => {
+  const bad = withFinalizer(rawCluster({ engines: 4, backend: { mpi: { image: "x", workers: 1, slotsPerWorker: 2 } } }));
+  const owned = live(applied(plan(observe(withFinalizer(rawCluster(mpiSpec()))))));
+  const p = plan(observe(bad, owned));
+  assert.deepEqual(p.actions.filter((a) => a.type !== "event"), [], "no apply, no delete");
+  const msg = "spec.backend.mpi.workers: spec.backend.mpi.workers × spec.backend.mpi.slotsPerWorker must be at least spec.engines";
+  assert.deepEqual(events(p), [`Warning/InvalidSpec: ${msg}`]);
+  assert.equal((p.status as J).phase, "Degraded");
+  assert.deepEqual(cond(p, "Degraded"), { type: "Degraded", status: "True", observedGeneration: 1, lastTransitionTime: "2026-02-01T10:00:00Z", reason: "InvalidSpec", message: msg });
+  assert.equal(p.requeueAfterMs, undefined, "no polling: a spec change triggers the next reconcile");
+  // the same again: nothing to write, no repeated Event
+  const again = plan(observe({ ...bad, status: p.status }, owned, { now: LATER }));
+  assert.equal(again.status, undefined);
+  assert.deepEqual(again.actions, []);
+});
+
+test("a spec that is not even an object is Degraded, not a crash", () => {
+  const p = plan(observe(withFinalizer(rawCluster("nonsense" as unknown as Record<string, unknown>))));
+  assert.equal((p.status as J).phase, "Degraded");
+  assert.equal(cond(p, "Degraded").reason, "InvalidSpec");
+  assert.match(cond(p, "Degraded").message, /^spec: /);
+});
+
+test("deletion: delete every owned object, then remove the finalizer", () => {
+  const c = withFinalizer(rawCluster(mpiSpec()), { deletionTimestamp: "2026-02-01T09:59:00Z" });
+  const owned = live(applied(plan(observe(withFinalizer(rawCluster(mpiSpec()))))));
+  const pod: KubeObject = { apiVersion: "v1", kind: "Pod", metadata: { name: "psum-worker-0", namespace: "science" } };
+  const p = plan(observe(c, [...owned, pod]));
+  const deletes = p.actions.filter((a) => a.type === "delete");
+  assert.equal(deletes.length, 9, "every managed object, never the pod");
+  assert.ok(deletes.every((d) => d.type === "delete" && d.propagationPolicy === "Background"));
+  assert.deepEqual(events(p), ["Normal/Deleting: deleting 9 owned object(s) before removing the finalizer"]);
+  assert.equal((p.status as J).phase, "Terminating");
+  assert.ok(!p.actions.some((a) => a.type === "removeFinalizer"));
+
+  const going = owned.map((o) => ({ ...o, metadata: { ...o.metadata, deletionTimestamp: "2026-02-01T10:00:01Z" } }));
+  const p2 = plan(observe({ ...c, status: p.status }, going));
+  assert.deepEqual(p2.actions, [], "no repeated deletes or events while objects go away");
+
+  const p3 = plan(observe({ ...c, status: p.status }, [pod]));
+  assert.deepEqual(p3.actions, [{ type: "removeFinalizer" }]);
+  assert.equal(p3.status, undefined);
+});
+
+test("deletion without our finalizer does nothing", () => {
+  const c = rawCluster(mpiSpec());
+  (c.metadata as J).deletionTimestamp = "2026-02-01T09:59:00Z";
+  assert.deepEqual(plan(observe(c)), { actions: [], status: undefined });
+});
+
+test("an image that can't be pulled is reported in status with a Warning Event", () => {
+  const c = withFinalizer(rawCluster(mpiSpec({ image: "ghcr.io/ipp/does-not-exist:1" })));
+  const owned = live(applied(plan(observe(c))), { controller: true });
+  const pod: KubeObject = {
+    apiVersion: "v1", kind: "Pod", metadata: { name: "psum-worker-0", namespace: "science" },
+    status: { containerStatuses: [{ name: "worker", image: "ghcr.io/ipp/does-not-exist:1", state: { waiting: { reason: "ImagePullBackOff", message: "Back-off pulling image" } } }] },
+  };
+  const p = plan(observe(c, [...owned, pod], { controllerEngines: { registered: 0, alive: 0 } }));
+  assert.equal((p.status as J).phase, "Degraded");
+  assert.equal(cond(p, "Degraded").reason, "ImagePullFailed");
+  assert.match(cond(p, "Degraded").message, /ghcr\.io\/ipp\/does-not-exist:1.*ImagePullBackOff/);
+  assert.ok(events(p).some((e) => e.startsWith("Warning/ImagePullFailed: pod psum-worker-0")));
+  assert.equal(p.requeueAfterMs, REQUEUE_STARTING_MS, "keeps polling: the image may appear");
+});
+
+test("a missing Secret referenced by the spec is reported in status", () => {
+  const spec = mpiSpec({ env: [{ name: "TOKEN", valueFrom: { secretKeyRef: { name: "api-token", key: "t" } } }] });
+  const c = withFinalizer(rawCluster(spec));
+  assert.deepEqual(referencedSecrets(c), ["api-token"]);
+  const p = plan(observe(c, [], { secrets: { "api-token": false } }));
+  assert.equal(cond(p, "Degraded").reason, "SecretNotFound");
+  assert.match(cond(p, "Degraded").message, /api-token/);
+  assert.ok(applied(p).length > 0, "objects are still applied; pods wait for the Secret");
+  const ok = plan(observe(c, [], { secrets: { "api-token": true } }));
+  assert.equal(cond(ok, "Degraded").status, "False");
+});
+
+test("a failed launcher Job makes the cluster Failed", () => {
+  const c = withFinalizer(rawCluster(mpiSpec()));
+  const owned = live(applied(plan(observe(c))), { controller: true, jobStatus: { failed: 7, conditions: [{ type: "Failed", status: "True", reason: "BackoffLimitExceeded", message: "Job has reached the specified backoff limit" }] } });
+  const p = plan(observe(c, owned));
+  assert.equal((p.status as J).phase, "Failed");
+  assert.equal(cond(p, "Degraded").reason, "LauncherFailed");
+  assert.equal(p.requeueAfterMs, undefined);
+});
+
+test("controller unreachable: EnginesReady Unknown, last counts kept", () => {
+  const c = withFinalizer(rawCluster(mpiSpec()));
+  const objs = live(applied(plan(observe(c))), { controller: true, workersReady: 8 });
+  const r = plan(observe(c, objs, { controllerEngines: { registered: 8, alive: 7 } }));
+  const p = plan(observe({ ...c, status: r.status }, objs, { controllerEngines: { error: "connect ECONNREFUSED" } }));
+  assert.deepEqual((p.status as J).engines, { desired: 8, registered: 8, alive: 7 });
+  assert.equal(cond(p, "EnginesReady").status, "Unknown");
+  assert.equal(cond(p, "EnginesReady").reason, "ControllerUnreachable");
+  assert.equal((p.status as J).phase, "Starting");
+});
+
+test("pbs backend: Degraded until it is available; a missing credentials Secret is named", () => {
+  const spec = { engines: 8, backend: { pbs: { host: "login", user: "alice", credentialsSecret: "carc" } } };
+  const p = plan(observe(withFinalizer(rawCluster(spec))));
+  assert.equal(cond(p, "Degraded").reason, "BackendNotImplemented");
+  assert.equal((p.status as J).backend, "pbs");
+  const m = plan(observe(withFinalizer(rawCluster(spec)), [], { secrets: { carc: false } }));
+  assert.equal(cond(m, "Degraded").reason, "SecretNotFound");
+  assert.match(cond(m, "Degraded").message, /spec\.backend\.pbs\.credentialsSecret: Secret carc not found/);
+});
+
+test("stale owned objects of other names are deleted; foreign objects are left alone", () => {
+  const c = withFinalizer(rawCluster(mpiSpec()));
+  const objs = live(applied(plan(observe(c))));
+  const stray: KubeObject = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "psum-old", namespace: "science", ownerReferences: [{ apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", name: "psum", uid: (c.metadata as J).uid }] } };
+  const foreign: KubeObject = { apiVersion: "v1", kind: "ConfigMap", metadata: { name: "other", namespace: "science", ownerReferences: [{ apiVersion: "v1", kind: "X", name: "x", uid: "someone-else" }] } };
+  const p = plan(observe(c, [...objs, stray, foreign]));
+  assert.deepEqual(p.actions.filter((a) => a.type === "delete").map((a) => a.type === "delete" && a.ref.name), ["psum-old"]);
+});
