@@ -45,6 +45,10 @@ export interface OperatorOptions {
   /** Label selector of owned objects (all carry it); keeps Secret/ConfigMap caches small. */
   ownedLabelSelector?: string;
   workers?: number;
+  /** Planner configuration (controller image, cluster DNS domain), passed as `observed.config`. */
+  plannerConfig?: Record<string, unknown>;
+  /** Label that names a Pod's cluster; such Pods are handed to the planner for diagnostics. */
+  podLabel?: string;
   leaderElection?: LeaderElectionConfig;
   probe?: ProbeOptions | false;
   identity?: string;
@@ -91,6 +95,15 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
     apiListWatch(o.client, resourceType(v, k), { namespace: o.namespace, labelSelector: o.ownedLabelSelector }),
     { name: k, clock, logger: log },
   ));
+  const pods = o.podLabel
+    ? new Informer(apiListWatch(o.client, resourceType("v1", "Pod"), { namespace: o.namespace, labelSelector: o.podLabel }), { name: "Pod", clock, logger: log })
+    : undefined;
+  pods?.addHandlers({
+    onAdd: (p) => queue.add(`${p.metadata?.namespace}/${p.metadata?.labels?.[o.podLabel!]}`),
+    onUpdate: (_a, p) => queue.add(`${p.metadata?.namespace}/${p.metadata?.labels?.[o.podLabel!]}`),
+    onDelete: (p) => queue.add(`${p.metadata?.namespace}/${p.metadata?.labels?.[o.podLabel!]}`),
+  });
+  const informers = [clusters, ...owned, ...(pods ? [pods] : [])];
   clusters.addHandlers({
     onAdd: (c) => queue.add(`${c.metadata?.namespace}/${c.metadata?.name}`),
     onUpdate: (a, b) => { if (meaningfulChange(a, b)) queue.add(`${b.metadata?.namespace}/${b.metadata?.name}`); },
@@ -110,6 +123,7 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
   });
   const reconciler = new Reconciler({
     client: o.client, clusters, owned, planner: o.planner, recorder, metrics: o.metrics, clock, logger: log,
+    plannerConfig: o.plannerConfig, pods, podLabel: o.podLabel,
     probeEngines: o.probe === false ? undefined : createEnginesProbe(o.probe ?? {}),
   });
 
@@ -153,9 +167,8 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
       o.metrics?.leader(true);
     }
     standingBy = false;
-    clusters.start();
-    owned.forEach((i) => i.start());
-    const synced = Promise.all([clusters, ...owned].map((i) => i.waitForSync()));
+    informers.forEach((i) => i.start());
+    const synced = Promise.all(informers.map((i) => i.waitForSync()));
     await Promise.race([synced, new Promise((r) => abort.signal.addEventListener("abort", r, { once: true }))]);
     if (abort.signal.aborted) return "stopped";
     log.info("caches synced, starting workers", { clusters: clusters.list().length, workers: o.workers ?? 8 });
@@ -176,7 +189,7 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
       running = false;
       await queue.shutDown(true);
       await workers;
-      await Promise.all([clusters, ...owned].map((i) => i.stop()));
+      await Promise.all(informers.map((i) => i.stop()));
       await done.catch(() => undefined);
       await elector?.release();
       o.metrics?.leader(false);

@@ -7,8 +7,7 @@
  * Degraded condition and a Warning Event, not retried), or requeue-after.
  */
 import { createHash } from "node:crypto";
-import ssh2 from "ssh2";
-import { randomUUID } from "node:crypto";
+import { lazyGenerated, type Generated } from "./keys.ts";
 import type { Informer } from "./informer.ts";
 import type { EventRecorder } from "./events.ts";
 import { deepEqual, keepTransitionTimes } from "./status.ts";
@@ -25,7 +24,6 @@ export const APPLIED_HASH = "ipp.dev/applied-hash";
 // The planner contract (src/operator/core), restated structurally so this adapter depends on its
 // shape only.
 export type EngineProbe = { registered: number; alive: number } | { error: string };
-export interface Generated { hmacKey: string; sshPrivateKey: string; sshPublicKey: string }
 export interface ObservedState {
   cluster: unknown;
   owned: KubeObject[];
@@ -33,12 +31,14 @@ export interface ObservedState {
   secrets?: Record<string, boolean>;
   generated: Generated;
   now: Date;
+  /** Operator configuration for the planner (controller image, cluster DNS domain). */
+  config?: Record<string, unknown>;
 }
 export interface ObjectRef { apiVersion: string; kind: string; namespace: string; name: string }
 export type PlanAction =
   | { type: "addFinalizer" } | { type: "removeFinalizer" }
   | { type: "apply"; object: KubeObject }
-  | { type: "delete"; ref: ObjectRef }
+  | { type: "delete"; ref: ObjectRef; propagationPolicy?: "Background" | "Foreground" | "Orphan" }
   | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string };
 export interface PlanResult { actions: PlanAction[]; status: unknown; requeueAfterMs?: number }
 
@@ -67,19 +67,13 @@ export interface ReconcilerDeps {
   clock?: Clock;
   logger?: Logger;
   generate?: () => Generated;
+  /** Passed to the planner as `observed.config`. */
+  plannerConfig?: Record<string, unknown>;
+  /** Also hand the planner the Pods labelled with the cluster (for diagnostics). */
+  pods?: Informer;
+  podLabel?: string;
 }
 
-/** Fresh key material, computed only if the planner reads it (it needs it once per cluster). */
-export function lazyGenerated(): Generated {
-  let ssh: { private: string; public: string } | undefined;
-  let hmac: string | undefined;
-  const keys = () => (ssh ??= ssh2.utils.generateKeyPairSync("ed25519"));
-  return {
-    get hmacKey() { return (hmac ??= randomUUID()); },
-    get sshPrivateKey() { return keys().private; },
-    get sshPublicKey() { return keys().public; },
-  };
-}
 
 export function ownedBy(uid: string, objects: Iterable<KubeObject>): KubeObject[] {
   const out: KubeObject[] = [];
@@ -148,11 +142,19 @@ export class Reconciler {
     let cluster: KubeObject = { apiVersion: ENGINECLUSTER.apiVersion, kind: ENGINECLUSTER.kind, ...cached };
     const uid = cluster.metadata?.uid ?? "";
     const owned = ownedBy(uid, this.d.owned.flatMap((i) => i.list()));
+    if (this.d.pods && this.d.podLabel) {
+      const cname = cluster.metadata?.name;
+      const cns = cluster.metadata?.namespace;
+      for (const p of this.d.pods.list()) {
+        if (p.metadata?.namespace === cns && p.metadata?.labels?.[this.d.podLabel] === cname) owned.push({ apiVersion: "v1", kind: "Pod", ...p });
+      }
+    }
     const observed: ObservedState = {
       cluster,
       owned,
       generated: (this.d.generate ?? lazyGenerated)(),
       now: new Date(this.clock.now()),
+      ...(this.d.plannerConfig ? { config: this.d.plannerConfig } : {}),
     };
     const refs = this.d.planner.referencedSecrets?.(cluster) ?? [];
     if (refs.length > 0) observed.secrets = Object.fromEntries(await Promise.all(refs.map(async (n) => [n, await this.exists("v1", "Secret", cluster.metadata!.namespace!, n)] as const)));
@@ -189,7 +191,7 @@ export class Reconciler {
             await this.apply(action.object, owned);
             break;
           case "delete":
-            await this.remove(action.ref);
+            await this.remove(action.ref, action.propagationPolicy);
             break;
         }
         if (gone) break;
@@ -253,10 +255,10 @@ export class Reconciler {
     this.d.metrics?.apiRequest("apply", "200");
   }
 
-  private async remove(ref: ObjectRef): Promise<void> {
+  private async remove(ref: ObjectRef, propagationPolicy = "Background"): Promise<void> {
     try {
       await this.d.client.request("DELETE", objectPath(resourceType(ref.apiVersion, ref.kind), ref.namespace, ref.name), {
-        body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy: "Background" },
+        body: { apiVersion: "v1", kind: "DeleteOptions", propagationPolicy },
       });
       this.d.metrics?.apiRequest("delete", "200");
     } catch (err) {

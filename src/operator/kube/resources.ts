@@ -31,7 +31,7 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
   finalizers?: string[];
   ownerReferences?: OwnerReference[];
-  [field: string]: unknown;
+  managedFields?: unknown[];
 }
 
 export interface ResourceType {

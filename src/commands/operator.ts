@@ -1,0 +1,127 @@
+/**
+ * `ipp-operator operator`: the Kubernetes reconciler for EngineClusters. Reads its configuration
+ * here (flags and the few environment variables a pod provides) and nowhere else.
+ */
+import { hostname } from "node:os";
+import { Registry } from "prom-client";
+import { CLUSTER_LABEL } from "../backends/mpi/core/names.ts";
+import { createOperatorMetrics } from "../metrics/operator.ts";
+import { startOperatorHttpServer } from "../operator/http-server.ts";
+import { createKubeClient, loadKubeConfig } from "../operator/kube/client.ts";
+import { startOperator } from "../operator/operator.ts";
+import { corePlanner } from "../operator/planner.ts";
+import { createLogger, type LogLevel } from "../util/log.ts";
+
+const HELP = `usage: ipp-operator operator [options]
+
+Reconcile EngineClusters (ipp.dev/v1alpha1): create and update the objects each one owns, report
+status, and clean up on delete.
+
+options:
+  --kubeconfig PATH        kubeconfig file (default: in-cluster config, then $KUBECONFIG, ~/.kube/config)
+  --namespace NS           watch only this namespace (default: all namespaces)
+  --metrics-port N         port of /metrics, /healthz, /readyz (default 8080; 0 = random)
+  --leader-elect           elect a leader with a coordination.k8s.io Lease (for replicas > 1)
+  --lease-name NAME        Lease name (default ipp-operator-leader)
+  --lease-namespace NS     Lease namespace (default: $POD_NAMESPACE, else --namespace, else default)
+  --identity ID            this replica's identity in the Lease (default: $POD_NAME or the host name + pid)
+  --workers N              concurrent reconciles (default 8)
+  --controller-image REF   controller image when spec.controller.image is unset (default: $IPP_OPERATOR_IMAGE, else built-in)
+  --cluster-domain NAME    cluster DNS domain (default cluster.local)
+  --log-level LEVEL        debug | info | warn | error (default info)
+  -h, --help               show this help
+`;
+
+interface Flags {
+  kubeconfig?: string; namespace?: string; metricsPort: number; leaderElect: boolean; leaseName: string;
+  leaseNamespace?: string; identity?: string; workers: number; logLevel: LogLevel;
+  controllerImage?: string; clusterDomain?: string;
+}
+
+function parse(argv: string[]): Flags | string {
+  const f: Flags = { metricsPort: 8080, leaderElect: false, leaseName: "ipp-operator-leader", workers: 8, logLevel: "info" };
+  for (let i = 0; i < argv.length; i++) {
+    let arg = argv[i]!;
+    let value: string | undefined;
+    const eq = arg.indexOf("=");
+    if (arg.startsWith("--") && eq > 0) { value = arg.slice(eq + 1); arg = arg.slice(0, eq); }
+    const need = () => {
+      const v = value ?? argv[++i];
+      if (v === undefined || v === "") throw new Error(`${arg} needs a value`);
+      return v;
+    };
+    const int = (min: number, max: number) => {
+      const v = need();
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${arg} must be an integer from ${min} to ${max}, got '${v}'`);
+      return n;
+    };
+    switch (arg) {
+      case "--kubeconfig": f.kubeconfig = need(); break;
+      case "--namespace": f.namespace = need(); break;
+      case "--metrics-port": f.metricsPort = int(0, 65535); break;
+      case "--leader-elect": f.leaderElect = value === undefined ? true : value === "true"; break;
+      case "--lease-name": f.leaseName = need(); break;
+      case "--lease-namespace": f.leaseNamespace = need(); break;
+      case "--identity": f.identity = need(); break;
+      case "--workers": f.workers = int(1, 256); break;
+      case "--controller-image": f.controllerImage = need(); break;
+      case "--cluster-domain": f.clusterDomain = need(); break;
+      case "--log-level": {
+        const v = need();
+        if (!["debug", "info", "warn", "error"].includes(v)) throw new Error(`--log-level must be debug, info, warn or error, got '${v}'`);
+        f.logLevel = v as LogLevel;
+        break;
+      }
+      default: return `unknown option '${arg}'`;
+    }
+  }
+  return f;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  if (argv.includes("-h") || argv.includes("--help")) { process.stdout.write(HELP); return 0; }
+  let flags: Flags;
+  try {
+    const parsed = parse(argv);
+    if (typeof parsed === "string") { process.stderr.write(`ipp-operator operator: ${parsed}\n\n${HELP}`); return 2; }
+    flags = parsed;
+  } catch (err) {
+    process.stderr.write(`ipp-operator operator: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const identity = flags.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
+  const log = createLogger({ level: flags.logLevel }).with({ component: "operator", identity });
+  const client = createKubeClient(loadKubeConfig(flags.kubeconfig));
+  const registry = new Registry();
+  const metrics = createOperatorMetrics(registry);
+
+  const controllerImage = flags.controllerImage ?? process.env.IPP_OPERATOR_IMAGE;
+  const plannerConfig = {
+    ...(controllerImage ? { controllerImage } : {}),
+    ...(flags.clusterDomain ? { clusterDomain: flags.clusterDomain } : {}),
+  };
+  const op = await startOperator({
+    client, planner: corePlanner, metrics, namespace: flags.namespace, workers: flags.workers, identity,
+    ownedLabelSelector: CLUSTER_LABEL, podLabel: CLUSTER_LABEL, plannerConfig, logger: log,
+    leaderElection: flags.leaderElect ? {
+      name: flags.leaseName, identity,
+      namespace: flags.leaseNamespace ?? process.env.POD_NAMESPACE ?? flags.namespace ?? "default",
+    } : undefined,
+  });
+  const http = await startOperatorHttpServer({ registry, port: flags.metricsPort, ready: op.isReady });
+  log.info("operator started", { metricsPort: http.port, namespace: flags.namespace ?? "(all)", leaderElect: flags.leaderElect });
+
+  const onSignal = (signal: string) => {
+    log.info("shutting down", { signal });
+    void op.stop();
+  };
+  process.once("SIGTERM", () => onSignal("SIGTERM"));
+  process.once("SIGINT", () => onSignal("SIGINT"));
+  const result = await op.done;
+  await op.stop();
+  await http.close();
+  client.close();
+  if (result === "lost") { log.error("leadership lost, exiting"); return 1; }
+  return 0;
+}

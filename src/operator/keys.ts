@@ -1,0 +1,53 @@
+/**
+ * Fresh key material for a new EngineCluster: the HMAC key of its connection files, the SSH key
+ * pair its MPI workers trust, and (with spec.controller.curve) a CurveZMQ key pair. Each is
+ * generated on first read only, since the planner reuses existing Secrets on every later reconcile.
+ */
+import { generateKeyPairSync, randomUUID } from "node:crypto";
+import ssh2 from "ssh2";
+
+export interface Generated {
+  hmacKey: string;
+  sshPrivateKey: string;
+  sshPublicKey: string;
+  curveSecretKey?: string;
+  curvePublicKey?: string;
+}
+
+const Z85_CHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+
+/** ZeroMQ's Z85 encoding (RFC 32/Z85); the input length must be a multiple of 4. */
+export function z85Encode(data: Uint8Array): string {
+  if (data.length % 4 !== 0) throw new Error("z85: length must be a multiple of 4");
+  let out = "";
+  for (let i = 0; i < data.length; i += 4) {
+    let v = ((data[i]! << 24) >>> 0) + (data[i + 1]! << 16) + (data[i + 2]! << 8) + data[i + 3]!;
+    const chunk: string[] = [];
+    for (let j = 0; j < 5; j++) { chunk.unshift(Z85_CHARS[v % 85]!); v = Math.floor(v / 85); }
+    out += chunk.join("");
+  }
+  return out;
+}
+
+/** A CurveZMQ key pair (X25519), both keys Z85-encoded as ZeroMQ expects. */
+export function curveKeyPair(): { publicKey: string; secretKey: string } {
+  const { publicKey, privateKey } = generateKeyPairSync("x25519");
+  const pub = Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url");
+  const sec = Buffer.from(privateKey.export({ format: "jwk" }).d!, "base64url");
+  return { publicKey: z85Encode(pub), secretKey: z85Encode(sec) };
+}
+
+export function lazyGenerated(): Generated {
+  let ssh: { private: string; public: string } | undefined;
+  let curve: { publicKey: string; secretKey: string } | undefined;
+  let hmac: string | undefined;
+  const sshKeys = () => (ssh ??= ssh2.utils.generateKeyPairSync("ed25519"));
+  const curveKeys = () => (curve ??= curveKeyPair());
+  return {
+    get hmacKey() { return (hmac ??= randomUUID()); },
+    get sshPrivateKey() { return sshKeys().private; },
+    get sshPublicKey() { return sshKeys().public; },
+    get curveSecretKey() { return curveKeys().secretKey; },
+    get curvePublicKey() { return curveKeys().publicKey; },
+  };
+}
