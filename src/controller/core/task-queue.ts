@@ -220,7 +220,8 @@ export class TaskQueue<P> {
     if (!job) return { kind: "unknown", actions: this.drain() };
     if (idx >= 0) this.loads[idx]! -= 1;
     if (r.dependenciesMet ?? true) {
-      if (!r.success && job.retries > 0) {
+      // retry elsewhere only while another engine could take it (upstream would wait forever)
+      if (!r.success && job.retries > 0 && this.hasCandidate(job, engine)) {
         job.retries -= 1;
         this.handleUnmet(engine, job);
         return { kind: "rescheduled", job, actions: this.drain() };
@@ -245,10 +246,16 @@ export class TaskQueue<P> {
     return { kind: "rescheduled", job, actions: this.drain() };
   }
 
+  /** Is there a live engine, other than `except`, that this job may still run on? */
+  private hasCandidate(job: TaskJob<P>, except: string): boolean {
+    return this.targets.some((t) => t !== except && !job.blacklist.has(t) && (!job.targets || job.targets.has(t)));
+  }
+
   private handleUnmet(engine: string, job: TaskJob<P>): void {
     this.pending.get(engine)?.delete(job.msgId);
     job.blacklist.add(engine);
-    if (job.targets && job.targets.size === job.blacklist.size && [...job.targets].every((t) => job.blacklist.has(t))) {
+    const allBlacklisted = job.targets && [...job.targets].every((t) => job.blacklist.has(t));
+    if (allBlacklisted || !this.hasCandidate(job, engine)) {
       this.queueMap.set(job.msgId, job);
       this.failUnreachable(job.msgId, "ImpossibleDependency");
     } else if (!this.maybeRun(job)) {
