@@ -129,3 +129,13 @@ test("describeErrors joins and truncates", () => {
   const errs = Array.from({ length: 7 }, (_, i) => ({ field: `f${i}`, message: "bad" }));
   assert.equal(describeErrors(errs, 2), "f0: bad; f1: bad; and 5 more");
 });
+
+test("metadata.name: a DNS label of at most 40 characters", () => {
+  const named = (name: string) => parseEngineCluster({ ...base, metadata: { name }, spec: mpiSpec() });
+  assert.ok(named("psum-2").ok);
+  for (const bad of ["a".repeat(41), "9lives", "Psum", "psum.x", "psum-"]) {
+    const r = named(bad);
+    assert.equal(r.ok, false, bad);
+    if (!r.ok) assert.deepEqual(r.errors.map((e) => e.field), ["metadata.name"]);
+  }
+});
