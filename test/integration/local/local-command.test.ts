@@ -147,3 +147,42 @@ test("engines that die before registering: mpiexec's status and output tail, non
   assert.equal(r.stdout(), "", "no Python line when the engines failed");
   assert.equal(existsSync(join(out, "ipcontroller-client.json")), false);
 });
+
+test("SIGINT while engines are still registering stops everything and exits 0", { timeout: 120_000 }, async (t) => {
+  const out = mkdtempSync(join(tmpdir(), "ipp-local-int-"));
+  t.after(() => rmSync(out, { recursive: true, force: true }));
+  const r = startLocal(["--engines", "2", "--out", out, "--python", python(9)]);
+  t.after(() => { if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill("SIGKILL"); });
+  // wait until mpiexec and both engines exist, then interrupt before registration completes
+  let tree: ReturnType<typeof descendants> = [];
+  await waitFor("two engine processes", () => {
+    tree = descendants(readProcTable(), r.child.pid!);
+    return tree.filter((p) => p.comm.startsWith("python")).length >= 2;
+  }, 60_000, r);
+  r.child.kill("SIGINT");
+  const exit = await r.exit;
+  assert.deepEqual(exit, { code: 0, signal: null }, r.stderr());
+  assert.match(r.stderr(), /SIGINT: stopping engines and controller/);
+  const after = readProcTable();
+  assert.deepEqual(tree.filter((p) => isLive(after, p.pid, p.start)).map((p) => `${p.pid} ${p.comm}`), []);
+  assert.deepEqual(processesMentioning(out), []);
+  assert.equal(existsSync(join(out, "ipcontroller-client.json")), false);
+});
+
+test("an engine killed while serving: mpiexec's status is reported, everything stops, exit non-zero", { timeout: 120_000 }, async (t) => {
+  const out = mkdtempSync(join(tmpdir(), "ipp-local-die-"));
+  t.after(() => rmSync(out, { recursive: true, force: true }));
+  const r = startLocal(["--engines", "2", "--out", out, "--python", python(9), "--heartbeat-ms", "1000"]);
+  t.after(() => { if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill("SIGKILL"); });
+  await waitFor("the Python line", () => r.stdout().includes("\n"), 90_000, r);
+  const tree = descendants(readProcTable(), r.child.pid!);
+  const engine = tree.find((p) => !p.comm.startsWith("mpiexec") && readFileSync(`/proc/${p.pid}/cmdline`, "utf8").includes("--mpi"));
+  assert.ok(engine, "an engine process");
+  process.kill(engine.pid, "SIGKILL");
+  const exit = await r.exit;
+  assert.notEqual(exit.code, 0);
+  assert.match(r.stderr(), /mpiexec ended while serving: (exit status [1-9]|killed by SIG)/);
+  const after = readProcTable();
+  assert.deepEqual(tree.filter((p) => isLive(after, p.pid, p.start)).map((p) => `${p.pid} ${p.comm}`), []);
+  assert.equal(existsSync(join(out, "ipcontroller-client.json")), false);
+});
