@@ -45,7 +45,7 @@ export async function startRig(major: IppMajor, overrides: Partial<ControllerCon
   const rig: Rig = {
     major, controller, registry, dir, clientFile: files.client, engineFile: files.engine, mpi: null, logs,
     async startEngines(n, opts = {}) {
-      const args = ["--oversubscribe", "--allow-run-as-root", "-n", String(n), venvBin(major, "ipengine"), "--mpi", "--log-level=WARN"];
+      const args = ["--oversubscribe", "--allow-run-as-root", "--mca", "orte_abort_on_non_zero_status", "0", "-n", String(n), venvBin(major, "ipengine"), "--mpi", "--log-level=WARN"];
       const e: NodeJS.ProcessEnv = { ...env };
       if (opts.viaEnv) e.IPP_CONNECTION_INFO = engineConnectionEnv(controller.engineConnection);
       else args.push(`--file=${files.engine}`);

@@ -183,12 +183,15 @@ def cmd_start():
 
         def restart():
             before = sorted(rc.ids)
+            uuids = set(rc._engines.values())
             cluster.restart_engines_sync()
             deadline = time.monotonic() + TIMEOUT
-            while (len(rc.ids) != P["n"] or set(rc.ids) & set(before)) and time.monotonic() < deadline:
+            # engine ids may be reused (MPI ranks); the engines (uuids) must be new ones
+            while (len(rc.ids) != P["n"] or set(rc._engines.values()) & uuids) and time.monotonic() < deadline:
                 time.sleep(0.2)
                 rc.spin()
-            return {"ids_before": before, "ids_after": sorted(rc.ids)}
+            return {"ids_before": before, "ids_after": sorted(rc.ids),
+                    "new_engines": not (set(rc._engines.values()) & uuids)}
 
         step("restart_engines_sync", restart)
         step("workflow_after_restart", workflow, rc, P["n"], P.get("engines", "mpi") == "mpi")
