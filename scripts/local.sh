@@ -7,6 +7,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bash "$here/setup/system.sh"
 bash "$here/setup/node.sh"
 bash "$here/setup/python.sh" 9
+# shellcheck source=scripts/setup/lib.sh
 source "$here/setup/lib.sh"
 [ $# -eq 0 ] && set -- --engines 8
 exec "$REPO_ROOT/bin/ipp-operator" local --python "$CACHE_DIR/venv/ipp9/bin/python" "$@"

@@ -5,9 +5,10 @@
 # unit and integration test. The last line is the summary: "N passed, N failed".
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/setup/lib.sh
 source "$here/setup/lib.sh"
 set +e
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 1
 
 for step in system node python kube; do
   [ -f "$here/setup/$step.sh" ] || continue
@@ -21,14 +22,16 @@ check() { # check <name> <command...>: a static check counted as one test
 }
 check "typecheck (tsc --noEmit)" npx tsc --noEmit -p .
 check "lint (eslint, including the pure-core import boundary)" npx eslint .
+check "shellcheck (native/ and scripts/)" shellcheck -x native/engine/*.sh scripts/*.sh scripts/setup/*.sh .ci/run
 
 tap="$(mktemp)"
+mapfile -t test_files < <(find test/unit -name '*.test.ts' | sort; find test/integration -name '*.test.ts' 2>/dev/null | sort)
 # Unit tests first (fast, pure), then integration tests against real parts, one file at a time
 # because they share two cores and real ports.
 node --import tsx --test --test-concurrency=1 \
   --test-reporter=spec --test-reporter-destination=stdout \
   --test-reporter=tap --test-reporter-destination="$tap" \
-  $(find test/unit -name '*.test.ts' | sort) $(find test/integration -name '*.test.ts' 2>/dev/null | sort)
+  "${test_files[@]}"
 rc=$?
 tp=$(grep -E '^# pass ' "$tap" | tail -1 | awk '{print $3}')
 tf=$(grep -E '^# fail ' "$tap" | tail -1 | awk '{print $3}')

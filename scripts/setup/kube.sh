@@ -8,6 +8,7 @@
 # folder keyed by its version, so a second run costs three `test -x`. Cold build: 5-15 minutes.
 # Usage: kube.sh [etcd|kube-apiserver|helm]...   (default: all three)
 # Versions can be overridden with KUBE_VERSION, ETCD_VERSION, HELM_VERSION.
+# shellcheck source=scripts/setup/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 KUBE_VERSION="${KUBE_VERSION:-v1.34.4}"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the idempotent set-up scripts. Sourced, not run.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

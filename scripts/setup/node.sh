@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Node dependencies from the lockfile. Re-runs `npm ci` only when package-lock.json changed since
 # the last install (a stamp keyed by its hash), so a second run costs one sha256sum.
+# shellcheck source=scripts/setup/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-cd "$REPO_ROOT"
+cd "$REPO_ROOT" || exit 1
 want="$(sha256sum package-lock.json | cut -c1-16)"
 stamp="node_modules/.ipp-operator-lock-$want"
 if [ ! -f "$stamp" ]; then

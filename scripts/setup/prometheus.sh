@@ -2,6 +2,7 @@
 # Prometheus and promtool from Debian, for the test that checks every Grafana dashboard query
 # against a real Prometheus. The tests start their own server on loopback with a temporary config;
 # the packaged service is stopped and disabled so it does not scrape or hold port 9090.
+# shellcheck source=scripts/setup/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 if ! dpkg-query -W -f='${Status}' prometheus 2>/dev/null | grep -q 'install ok installed'; then
   # policy-rc.d 101: the package's postinst must not start the daemon (there may be no init).

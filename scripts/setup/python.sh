@@ -2,6 +2,7 @@
 # Python virtualenvs with unmodified ipyparallel, one per supported version, built from Debian's
 # interpreter with --system-site-packages so they reuse Debian's mpi4py and numpy (built against
 # Debian's Open MPI). Usage: python.sh [9|8]...   (default: both)
+# shellcheck source=scripts/setup/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 declare -A IPP_VERSION=([9]=9.2.0 [8]=8.8.0)
 versions=("$@"); [ ${#versions[@]} -eq 0 ] && versions=(9 8)
