@@ -7,7 +7,8 @@ import { Registry } from "prom-client";
 import { CLUSTER_LABEL } from "../backends/mpi/core/names.ts";
 import { createOperatorMetrics } from "../metrics/operator.ts";
 import { startOperatorHttpServer } from "../operator/http-server.ts";
-import { createKubeClient, loadKubeConfig } from "../operator/kube/client.ts";
+import { createKubeClient } from "../operator/kube/client.ts";
+import { loadConnectionConfig } from "../operator/kube/config.ts";
 import { startOperator } from "../operator/operator.ts";
 import { corePlanner } from "../operator/planner.ts";
 import { createLogger, type LogLevel } from "../util/log.ts";
@@ -92,7 +93,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const identity = flags.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
   const log = createLogger({ level: flags.logLevel }).with({ component: "operator", identity });
-  const client = createKubeClient(loadKubeConfig(flags.kubeconfig));
+  const client = createKubeClient(await loadConnectionConfig({ kubeconfig: flags.kubeconfig, env: process.env }));
   const registry = new Registry();
   const metrics = createOperatorMetrics(registry);
 

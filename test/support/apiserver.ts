@@ -17,7 +17,8 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
-import { createKubeClient, isConflict, loadKubeConfig, type KubeClient } from "../../src/operator/kube/client.ts";
+import { createKubeClient, isConflict, type KubeClient } from "../../src/operator/kube/client.ts";
+import { loadConnectionConfig } from "../../src/operator/kube/config.ts";
 import { CACHE_DIR, REPO_ROOT } from "./paths.ts";
 
 export const KUBE_VERSION = process.env.KUBE_VERSION ?? "v1.34.4";
@@ -173,7 +174,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       "users:", "- name: admin", "  user:", `    token: ${token}`,
       "contexts:", "- name: test", "  context:", "    cluster: test", "    user: admin", "",
     ].join("\n"));
-    const client = createKubeClient(loadKubeConfig(kubeconfigPath));
+    const client = createKubeClient(await loadConnectionConfig({ kubeconfig: kubeconfigPath }));
 
     for (const f of crdFiles) {
       for (const doc of parseAllDocuments(readFileSync(join(crdDir, f), "utf8"))) {

@@ -1,12 +1,11 @@
 /**
  * A thin Kubernetes REST client: JSON requests and streaming watches over one keep-alive HTTPS
- * agent. Configuration (kubeconfig file, in-cluster service account, credentials that rotate)
- * comes from @kubernetes/client-node's KubeConfig; the requests themselves are plain node:https so
- * the operator controls timeouts, watch streams and status codes (410 Gone, 409 Conflict) exactly.
+ * agent, configured by ./config.ts (kubeconfig or in-cluster). Plain node:https, so the operator
+ * controls timeouts, watch streams and status codes (410 Gone, 409 Conflict) exactly.
  */
 import http from "node:http";
 import https from "node:https";
-import { KubeConfig } from "@kubernetes/client-node";
+import type { ConnectionConfig } from "./config.ts";
 import type { KubeObject } from "./resources.ts";
 
 /** An API error with the HTTP status and the Status object's reason (NotFound, Conflict, Invalid...). */
@@ -50,19 +49,9 @@ export interface KubeClient {
   close(): void;
 }
 
-export interface ClientConfig {
-  /** Path of a kubeconfig file; otherwise in-cluster config, then $KUBECONFIG/~/.kube/config. */
-  kubeconfig?: string;
-  /** Client-side limit on concurrent requests (watches excluded). */
+export interface ClientOptions {
+  /** Client-side limit on concurrent connections. */
   maxSockets?: number;
-}
-
-export function loadKubeConfig(kubeconfig?: string): KubeConfig {
-  const kc = new KubeConfig();
-  if (kubeconfig) kc.loadFromFile(kubeconfig);
-  else kc.loadFromDefault();
-  if (!kc.getCurrentCluster()) throw new Error("no Kubernetes cluster configured (kubeconfig or in-cluster)");
-  return kc;
 }
 
 function queryString(q: RequestOptions["query"]): string {
@@ -81,41 +70,21 @@ function apiError(status: number, text: string): KubeApiError {
   return new KubeApiError(status, "", text.trim().slice(0, 500) || `HTTP ${status}`);
 }
 
-export function createKubeClient(kc: KubeConfig, cfg: ClientConfig = {}): KubeClient {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new Error("no current cluster in kubeconfig");
-  const base = new URL(cluster.server);
+export function createKubeClient(conn: ConnectionConfig, cfg: ClientOptions = {}): KubeClient {
+  const base = new URL(conn.server);
   const isHttps = base.protocol === "https:";
-  let agent: http.Agent | undefined;
-  let headers: Record<string, string> = {};
-  let headersAt = 0;
-
-  // Credentials (TLS material, bearer tokens that may rotate) come from KubeConfig; re-read them
-  // at most once a minute, and build the keep-alive agent once.
-  async function prepare(): Promise<void> {
-    if (agent && Date.now() - headersAt < 60_000) return;
-    const o: https.RequestOptions = {};
-    await kc.applyToHTTPSOptions(o);
-    const h: Record<string, string> = {};
-    for (const [k, v] of Object.entries(o.headers ?? {})) if (v !== undefined) h[k] = String(v);
-    if (o.auth) h["Authorization"] = `Basic ${Buffer.from(o.auth).toString("base64")}`;
-    headers = h;
-    headersAt = Date.now();
-    if (!agent) {
-      const common = { keepAlive: true, maxSockets: cfg.maxSockets ?? 32 };
-      agent = isHttps
-        ? new https.Agent({
-            ...common, ca: o.ca, cert: o.cert, key: o.key, servername: o.servername,
-            rejectUnauthorized: cluster!.skipTLSVerify ? false : o.rejectUnauthorized ?? true,
-          })
-        : new http.Agent(common);
-    }
-  }
+  const common = { keepAlive: true, maxSockets: cfg.maxSockets ?? 32 };
+  const agent: http.Agent = isHttps
+    ? new https.Agent({
+        ...common, ca: conn.ca, cert: conn.cert, key: conn.key, servername: conn.tlsServerName,
+        rejectUnauthorized: !conn.insecureSkipTLSVerify,
+      })
+    : new http.Agent(common);
 
   function send(method: string, path: string, opts: RequestOptions, stream: false): Promise<{ status: number; text: string }>;
   function send(method: string, path: string, opts: RequestOptions, stream: true): Promise<http.IncomingMessage>;
   async function send(method: string, path: string, opts: RequestOptions, stream: boolean): Promise<unknown> {
-    await prepare();
+    const headers = await conn.headers();
     const url = new URL(base.pathname.replace(/\/$/, "") + path + queryString(opts.query), base);
     const body = opts.body === undefined ? undefined : typeof opts.body === "string" ? opts.body : JSON.stringify(opts.body);
     const reqHeaders: Record<string, string> = { ...headers, Accept: "application/json" };
@@ -143,7 +112,7 @@ export function createKubeClient(kc: KubeConfig, cfg: ClientConfig = {}): KubeCl
   }
 
   return {
-    server: cluster.server,
+    server: conn.server,
     async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
       const { status, text } = await send(method, path, { timeoutMs: 30_000, ...opts }, false);
       if (status >= 300) throw apiError(status, text);
@@ -167,6 +136,6 @@ export function createKubeClient(kc: KubeConfig, cfg: ClientConfig = {}): KubeCl
         res.destroy();
       }
     },
-    close() { agent?.destroy(); },
+    close() { agent.destroy(); },
   };
 }
