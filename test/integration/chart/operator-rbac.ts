@@ -1,12 +1,13 @@
 /**
- * Every API call the operator makes (src/operator): EngineClusters watched, finalizers patched,
- * status written through the subresource; owned objects server-side applied (create + patch),
- * listed/watched and deleted; pods read; events created and their counts patched. The
- * operator-under-RBAC test (rbac.test.ts) runs the real operator with exactly these rules.
+ * Every API call the operator makes (src/operator): EngineClusters listed/watched, finalizers
+ * patched, status replaced through the subresource (PUT); finalizers/update for owner references
+ * that block owner deletion; owned objects server-side applied (create + patch), listed/watched and
+ * deleted; pods watched; events created and their counts patched. rbac.test.ts runs the real
+ * operator with exactly these rules and fails on any forbidden request.
  */
 export const OPERATOR_RULES: Record<string, string[]> = {
-  "ipp.dev/engineclusters": ["get", "list", "watch", "patch", "update"],
-  "ipp.dev/engineclusters/status": ["get", "patch", "update"],
+  "ipp.dev/engineclusters": ["get", "list", "watch", "patch"],
+  "ipp.dev/engineclusters/status": ["update"],
   "ipp.dev/engineclusters/finalizers": ["update"],
   "apps/deployments": ["get", "list", "watch", "create", "patch", "delete"],
   "apps/statefulsets": ["get", "list", "watch", "create", "patch", "delete"],

@@ -83,13 +83,15 @@ test("cluster-wide install with leader election: the operator reconciles an Engi
     assert.ok(await allowed(api, op.serviceAccount, { verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: NAMESPACE }));
     const denied: Array<[string, string, string, string | undefined]> = [
       ["delete", "ipp.dev", "engineclusters", "science"], ["create", "ipp.dev", "engineclusters", "science"],
+      ["update", "ipp.dev", "engineclusters", "science"], ["patch", "ipp.dev", "engineclusters/status", "science"],
       ["update", "", "secrets", "science"], ["create", "", "pods", "science"], ["delete", "", "pods", "science"],
       ["create", "rbac.authorization.k8s.io", "roles", "science"], ["create", "rbac.authorization.k8s.io", "clusterroles", undefined],
       ["update", "coordination.k8s.io", "leases", "science"], ["delete", "", "namespaces", undefined],
       ["create", "apiextensions.k8s.io", "customresourcedefinitions", undefined],
     ];
-    for (const [verb, group, resource, namespace] of denied) {
-      assert.equal(await allowed(api, op.serviceAccount, { verb, group, resource, namespace }), false, `${verb} ${group}/${resource} is not granted`);
+    for (const [verb, group, gr, namespace] of denied) {
+      const [resource, subresource] = gr.split("/") as [string, string | undefined];
+      assert.equal(await allowed(api, op.serviceAccount, { verb, group, resource, subresource, namespace }), false, `${verb} ${group}/${gr} is not granted`);
     }
     assert.deepEqual(Object.keys(LEASE_RULES), ["coordination.k8s.io/leases"]);
   } finally {
