@@ -50,7 +50,9 @@ export interface ControllerConfig {
   strandedTaskDelayMs?: number;
   /** Broadcast tree depth: 2**depth leaf ports in the engine file. Default 1, as upstream. */
   broadcastDepth?: number;
+  /** Task records kept for hub queries (default 1024, as upstream). */
   dbRecordLimit?: number;
+  /** Request+result buffer bytes kept for hub queries (default 64 MiB; upstream keeps 1 GiB). */
   dbSizeLimitBytes?: number;
   /** Rate limit for bad-message log lines, per reason. Default 60 s. */
   badMessageLogIntervalMs?: number;
@@ -341,7 +343,7 @@ export async function startController(config: ControllerConfig, deps: Controller
   const hubPending = new Set<string>();
   const hubCompleted = new Set<string>();
   const unassigned = new Set<string>();
-  const db = new HubDb({ recordLimit: config.dbRecordLimit, sizeLimitBytes: config.dbSizeLimitBytes });
+  const db = new HubDb({ recordLimit: config.dbRecordLimit, sizeLimitBytes: config.dbSizeLimitBytes ?? 64 * 1024 * 1024 });
   const heart = new HeartMonitor({ maxMisses: config.maxHeartbeatMisses ?? 10 });
   const tq = new TaskQueue<TaskPayload>({ scheme: config.taskScheme, hwm: config.taskHwm ?? 1 });
   const bcastPending = new Map<string, BroadcastPending>();
