@@ -14,6 +14,7 @@
 import { randomBytes } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { chmod, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { homedir, hostname } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
@@ -47,6 +48,30 @@ export function channelPorts(a: PortAssignment): { ports: Partial<Record<Channel
   set("engine_iopub", a.engine.iopub); set("hb_ping", a.engine.hb_ping); set("hb_pong", a.engine.hb_pong);
   set("engine_broadcast", a.engine.broadcast[0]);
   return { ports, leaves: a.engine.broadcast };
+}
+
+/** A first port p such that p..p+count-1 are all free on `ip` right now (undefined if none found). */
+async function freeConsecutivePorts(ip: string, count: number): Promise<number | undefined> {
+  const host = ip === "*" ? "0.0.0.0" : ip;
+  const listen = (port: number) => new Promise<Server | undefined>((resolveListen) => {
+    const srv = createServer();
+    srv.once("error", () => resolveListen(undefined));
+    srv.listen({ port, host, exclusive: true }, () => resolveListen(srv));
+  });
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const first = await listen(0);
+    if (!first) return undefined;
+    const p = (first.address() as AddressInfo).port;
+    const rest: Server[] = [];
+    let ok = p + count - 1 <= 65535;
+    for (let i = 1; ok && i < count; i++) {
+      const s = await listen(p + i);
+      if (s) rest.push(s); else ok = false;
+    }
+    await Promise.all([first, ...rest].map((s) => new Promise((r) => s.close(r))));
+    if (ok) return p;
+  }
+  return undefined;
 }
 
 /** Write atomically (temp file + rename) with mode 0600, so a launcher never sees half a file. */
@@ -224,6 +249,12 @@ async function serve(o: ControllerOptions, loc: ProfileLocation, paths: Connecti
     return 1;
   }
   const { ports, leaves } = channelPorts(rt.ports);
+  // With --reuse the files must stay valid across restarts, but the controller binds broadcast
+  // leaves at consecutive ports from the first one: pick a free consecutive range up front.
+  if (o.reuse && !reused && ports.engine_broadcast === undefined) {
+    const first = await freeConsecutivePorts(rt.ip, leaves.length);
+    if (first !== undefined) ports.engine_broadcast = first;
+  }
   const config: ControllerConfig = {
     ip: rt.ip,
     location: rt.location,

@@ -1,0 +1,220 @@
+/**
+ * `ipp-operator controller` as a process, the way ipyparallel's launchers run it: options and
+ * environment, where and how the connection files appear, SIGINT/SIGTERM, exit codes, --reuse,
+ * and that every alias/flag of the installed ipcontroller (9.2 and 8.8) is classified here.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync, statSync, readdirSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
+import { join } from "node:path";
+import { ALIASES, FLAGS } from "../../../src/controller/ipcontroller-args.ts";
+import { BIN, childEnv, makeProfile, python, type IppMajor } from "./harness.ts";
+
+interface Running {
+  child: ChildProcess;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function start(args: string[], env: Record<string, string> = {}): Running {
+  const child = spawn(BIN, ["controller", ...args], { env: childEnv(env), stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => { err += d.toString(); });
+  child.stdout!.on("data", (d: Buffer) => { err += d.toString(); });
+  const exited = new Promise<number | null>((r) => child.on("exit", (c) => r(c)));
+  return { child, stderr: () => err, exited };
+}
+
+async function waitFor(cond: () => boolean, ms: number, what: string, r?: Running): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${r ? `\n${r.stderr()}` : ""}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}
+
+async function stop(r: Running, sig: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
+  r.child.kill(sig);
+  const t = setTimeout(() => r.child.kill("SIGKILL"), 10_000);
+  const code = await r.exited;
+  clearTimeout(t);
+  return code;
+}
+
+function run(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(BIN, ["controller", ...args], { env: childEnv(env), encoding: "utf8", timeout: 30_000 });
+}
+
+const files = (security: string, id: string) => {
+  const base = id ? `ipcontroller-${id}` : "ipcontroller";
+  return { client: join(security, `${base}-client.json`), engine: join(security, `${base}-engine.json`) };
+};
+const bothExist = (f: { client: string; engine: string }) => existsSync(f.client) && existsSync(f.engine);
+
+/** A real ipyparallel Client from the file: number of engines (0) proves the wire works. */
+function clientIds(major: IppMajor, clientFile: string): number[] {
+  const code = "import ipyparallel as ipp, json, sys; rc = ipp.Client(sys.argv[1], timeout=20); print(json.dumps(rc.ids)); rc.close()";
+  const r = spawnSync(python(major), ["-c", code, clientFile], { env: childEnv(), encoding: "utf8", timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as number[];
+}
+
+const CLIENT_KEYS = ["broadcast", "control", "curve_serverkey", "interface", "iopub", "key", "location", "mux", "notification",
+  "pack", "registration", "signature_scheme", "ssh", "task", "task_scheme", "unpack"];
+const ENGINE_KEYS = ["broadcast", "control", "curve_serverkey", "hb_ping", "hb_pong", "interface", "iopub", "key", "location",
+  "mux", "pack", "registration", "signature_scheme", "ssh", "task", "unpack"];
+
+test("--help and --version exit 0", () => {
+  const h = run(["--help"]);
+  assert.equal(h.status, 0);
+  assert.match(h.stdout, /--profile-dir/);
+  assert.match(h.stdout, /controller_cmd/);
+  assert.equal(run(["--help-all"]).status, 0);
+  assert.match(run(["--version"]).stdout, /^\d+\.\d+\.\d+/);
+});
+
+test("options for features not implemented fail with exit 2 and name the option", () => {
+  for (const [args, flag] of [[["--mongodb"], "--mongodb"], [["--sqlitedb"], "--sqlitedb"], [["--restore"], "--restore"],
+    [["--scheme=pure"], "--scheme=pure"], [["--transport=ipc"], "--transport=ipc"], [["--no-secure"], "--no-secure"],
+    [["--bogus"], "--bogus"], [["--config=x.py"], "--config"], [["stray"], "stray"]] as Array<[string[], string]>) {
+    const r = run(args);
+    assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+    assert.ok(r.stderr.includes(flag), `${args.join(" ")}: stderr names ${flag}: ${r.stderr}`);
+    assert.equal(r.stdout, "");
+  }
+});
+
+test("launcher-style start (8.x/9.x env): files at <profile>/security/ipcontroller-<id>-*.json, 0600; SIGTERM removes them, exit 0", { timeout: 60_000 }, async () => {
+  const profile = await makeProfile({ ours: true });
+  try {
+    const f = files(profile.security, "abc");
+    const r = start(["--ip=127.0.0.1"], { IPP_PROFILE_DIR: profile.dir, IPP_CLUSTER_ID: "abc" });
+    const t0 = Date.now();
+    await waitFor(() => bothExist(f), 30_000, "connection files", r);
+    const startupMs = Date.now() - t0;
+    assert.ok(startupMs < 60_000, "within the launcher's 60 s connection_info_timeout");
+    for (const p of [f.client, f.engine]) assert.equal(statSync(p).mode & 0o777, 0o600, p);
+    const c = JSON.parse(readFileSync(f.client, "utf8")) as Record<string, unknown>;
+    const e = JSON.parse(readFileSync(f.engine, "utf8")) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(c).sort(), CLIENT_KEYS);
+    assert.deepEqual(Object.keys(e).sort(), ENGINE_KEYS);
+    assert.equal(c.key, e.key);
+    assert.equal(c.registration, e.registration);
+    assert.equal(c.interface, "tcp://127.0.0.1");
+    assert.deepEqual(clientIds(9, f.client), []);
+    assert.equal(await stop(r, "SIGTERM"), 0, r.stderr());
+    assert.ok(!existsSync(f.client) && !existsSync(f.engine), "files removed on clean exit");
+  } finally {
+    await profile.cleanup();
+  }
+});
+
+test("7.1-style start (--profile-dir D --cluster-id ''): plain file names; SIGINT stops cleanly", { timeout: 60_000 }, async () => {
+  const profile = await makeProfile({ ours: true });
+  try {
+    const f = files(profile.security, "");
+    const r = start(["--profile-dir", profile.dir, "--cluster-id", ""]);
+    await waitFor(() => bothExist(f), 30_000, "connection files", r);
+    assert.deepEqual(clientIds(8, f.client), []);
+    assert.equal(await stop(r, "SIGINT"), 0, r.stderr());
+    assert.ok(!existsSync(f.client) && !existsSync(f.engine));
+  } finally {
+    await profile.cleanup();
+  }
+});
+
+test("--reuse keeps the files on exit and the same ports and key across restarts", { timeout: 90_000 }, async () => {
+  const profile = await makeProfile({ ours: true });
+  try {
+    const f = files(profile.security, "r");
+    const args = ["--profile-dir", profile.dir, "--cluster-id=r", "--reuse"];
+    const r1 = start(args);
+    await waitFor(() => bothExist(f), 30_000, "connection files", r1);
+    const first = { c: readFileSync(f.client, "utf8"), e: readFileSync(f.engine, "utf8") };
+    assert.equal(await stop(r1), 0, r1.stderr());
+    assert.ok(bothExist(f), "kept with --reuse");
+    const r2 = start(args);
+    await waitFor(() => /controller ready/.test(r2.stderr()), 30_000, "second start", r2);
+    assert.equal(readFileSync(f.client, "utf8"), first.c, "client file unchanged");
+    assert.equal(readFileSync(f.engine, "utf8"), first.e, "engine file unchanged (same ports, same key)");
+    assert.match(r2.stderr(), /reusing connection files/);
+    assert.deepEqual(clientIds(9, f.client), [], "a client with the old file connects to the restarted controller");
+    assert.equal(await stop(r2), 0, r2.stderr());
+    assert.ok(bothExist(f));
+    // without --reuse: fresh files, removed at exit
+    const r3 = start(["--profile-dir", profile.dir, "--cluster-id=r"]);
+    await waitFor(() => /controller ready/.test(r3.stderr()), 30_000, "third start", r3);
+    assert.notEqual(readFileSync(f.client, "utf8"), first.c, "new key and ports without --reuse");
+    assert.equal(await stop(r3), 0);
+    assert.ok(!existsSync(f.client) && !existsSync(f.engine));
+  } finally {
+    await profile.cleanup();
+  }
+});
+
+test("--ports pool is used in ipcontroller's order; a port in use makes startup fail with exit 1 and no files", { timeout: 60_000 }, async () => {
+  const profile = await makeProfile({ ours: true });
+  const blocker = createServer();
+  await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", () => r()));
+  const busy = (blocker.address() as AddressInfo).port;
+  try {
+    const bad = start(["--profile-dir", profile.dir, `--ports=${busy}`]);
+    assert.equal(await bad.exited, 1, bad.stderr());
+    assert.match(bad.stderr(), /failed to start/);
+    assert.ok(!existsSync(files(profile.security, "").client));
+    // a free range: registration first, then the engine sockets, then the client sockets
+    const base = 20000 + (process.pid % 20000);
+    const r = start(["--profile-dir", profile.dir, `--ports=${base}-${base + 15}`]);
+    const f = files(profile.security, "");
+    await waitFor(() => bothExist(f), 30_000, "connection files", r);
+    const e = JSON.parse(readFileSync(f.engine, "utf8")) as Record<string, unknown>;
+    const c = JSON.parse(readFileSync(f.client, "utf8")) as Record<string, unknown>;
+    assert.deepEqual([e.registration, e.control, e.mux, e.task, e.iopub, e.hb_ping, e.hb_pong, e.broadcast],
+      [base, base + 1, base + 2, base + 3, base + 4, base + 5, base + 6, [base + 7, base + 8]]);
+    assert.deepEqual([c.control, c.mux, c.task, c.iopub, c.notification, c.broadcast],
+      [base + 9, base + 10, base + 11, base + 12, base + 13, base + 14]);
+    assert.equal(await stop(r), 0);
+  } finally {
+    blocker.close();
+    await profile.cleanup();
+  }
+});
+
+test("--ip='*' --location: interface tcp://* and the location in both files; HTTP metrics; --log-to-file", { timeout: 60_000 }, async () => {
+  const profile = await makeProfile({ ours: true });
+  try {
+    const r = start(["--profile-dir", profile.dir, "--ip='*'", "--location=10.9.8.7", "--http-port=0", "--log-to-file", "--cluster-id=star"]);
+    const f = files(profile.security, "star");
+    await waitFor(() => bothExist(f), 30_000, "connection files", r);
+    for (const p of [f.client, f.engine]) {
+      const d = JSON.parse(readFileSync(p, "utf8")) as Record<string, unknown>;
+      assert.equal(d.interface, "tcp://*");
+      assert.equal(d.location, "10.9.8.7");
+    }
+    const logs = () => readdirSync(join(profile.dir, "log")).filter((n) => n.startsWith("ipcontroller-star-"));
+    await waitFor(() => logs().length === 1 && /serving metrics/.test(readFileSync(join(profile.dir, "log", logs()[0]!), "utf8")), 10_000, "log file");
+    const logText = readFileSync(join(profile.dir, "log", logs()[0]!), "utf8");
+    const port = (JSON.parse(logText.split("\n").find((l) => l.includes("serving metrics"))!) as { port: number }).port;
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /ipp_controller_engines_registered/);
+    assert.equal(await stop(r), 0);
+  } finally {
+    await profile.cleanup();
+  }
+});
+
+test("every alias and flag of the installed ipcontroller (9.2, 8.8) is known here, with the same target", () => {
+  for (const major of [9, 8] as IppMajor[]) {
+    const code = "from ipyparallel.controller import app; import json; print(json.dumps({'aliases': {k: v for k, v in app.aliases.items()}, 'flags': sorted(app.flags)}))";
+    const r = spawnSync(python(major), ["-c", code], { env: childEnv(), encoding: "utf8", timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const upstream = JSON.parse(r.stdout) as { aliases: Record<string, string>; flags: string[] };
+    for (const [alias, target] of Object.entries(upstream.aliases)) {
+      assert.equal(ALIASES[alias], target, `ipyparallel ${major}: --${alias}`);
+    }
+    for (const flag of upstream.flags) assert.ok(FLAGS[flag], `ipyparallel ${major}: --${flag}`);
+  }
+});
