@@ -283,6 +283,14 @@ def summarize(files):
     return out
 
 
+def wait_files():
+    deadline = time.monotonic() + 60
+    while not all(files_state(P["profile_dir"], P["cluster_id"]).values()):
+        if time.monotonic() > deadline:
+            raise TimeoutError("connection files did not appear")
+        time.sleep(0.1)
+
+
 def cmd_compare():
     """--reuse / --cluster-id / --ip='*' --location: what a user and a client see."""
     cluster = make_cluster()
@@ -291,9 +299,7 @@ def cmd_compare():
     def run():
         cluster.start_controller_sync()
         track_pid(cluster.controller.pid)
-        info = cluster.controller.get_connection_info()
-        if hasattr(info, "__await__"):
-            raise RuntimeError("expected sync connection info")
+        wait_files()
         first = files_state(P["profile_dir"], P["cluster_id"])
         rec["files"] = summarize(first)
         cluster.start_engines_sync(P["n"])
@@ -308,6 +314,8 @@ def cmd_compare():
         if P.get("restart"):
             cluster.start_controller_sync()
             track_pid(cluster.controller.pid)
+            wait_files()
+            time.sleep(1)  # let a controller that rewrites files do so before comparing
             again = files_state(P["profile_dir"], P["cluster_id"])
             rec["files_after_restart_same"] = {
                 k: (again[k] is not None and first[k] is not None and again[k]["data"] == first[k]["data"]) for k in ("client", "engine")

@@ -1,0 +1,63 @@
+/**
+ * `ipcluster start -n 8 --engines=MPI` with the profile's ipcluster_config.py pointing the
+ * controller launcher at `ipp-operator controller`, then the seed notebook's workflow from a plain
+ * Client(profile_dir=, cluster_id=), then `ipcluster stop`. ipyparallel 9.2 (8 engines) and 8.8
+ * (4 engines).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { childEnv, descendants, makeProfile, reap, requireMpiexec, runDriver, venvBin, type IppMajor } from "./harness.ts";
+
+for (const [major, n] of [[9, 8], [8, 4]] as Array<[IppMajor, number]>) {
+  test(`ipyparallel ${major}: ipcluster start -n ${n} --engines=MPI runs our controller; the workflow; ipcluster stop`, { timeout: 400_000 }, async () => {
+    requireMpiexec();
+    const profile = await makeProfile({ ours: true });
+    const clusterId = `ipc${major}-${process.pid}`;
+    const env = childEnv({ PATH: `${join(venvBin(major, "python"), "..")}:${process.env.PATH ?? ""}` });
+    const ipcluster = spawn(venvBin(major, "ipcluster"),
+      ["start", `-n=${n}`, "--engines=MPI", `--profile-dir=${profile.dir}`, `--cluster-id=${clusterId}`, "--log-level=INFO"],
+      { env, stdio: ["ignore", "pipe", "pipe"] });
+    let log = "";
+    ipcluster.stdout.on("data", (d: Buffer) => { log += d.toString(); });
+    ipcluster.stderr.on("data", (d: Buffer) => { log += d.toString(); });
+    const exited = new Promise<number | null>((r) => ipcluster.on("exit", (c) => r(c)));
+    const seen = new Map<number, number>();
+    const poll = setInterval(() => { for (const [p, t] of descendants(ipcluster.pid!)) seen.set(p, t); }, 500);
+    let pids: Array<[number, number]> = [];
+    try {
+      const run = await runDriver(major, "client", { profile_dir: profile.dir, cluster_id: clusterId, n, timeout: 180 }, 300_000);
+      pids = run.pids;
+      const files = run.step("connect").files as Record<string, { mode: string } | null>;
+      assert.equal(files.client?.mode, "0o600");
+      assert.equal(files.engine?.mode, "0o600");
+      const w = run.step("workflow");
+      assert.deepEqual(w.ids, Array.from({ length: n }, (_, i) => i));
+      assert.deepEqual(w.mpi_size, Array(n).fill(n));
+      assert.deepEqual(w.totalsum, Array(n).fill((4 * n * (4 * n - 1)) / 2));
+      assert.deepEqual(w.totalsum_exec, w.totalsum);
+      // the controller ipcluster started is ours
+      const ps = [...seen.keys()].map((p) => { try { return spawnSync("cat", [`/proc/${p}/cmdline`], { encoding: "utf8" }).stdout.replace(/\0/g, " "); } catch { return ""; } });
+      assert.ok(ps.some((c) => c.includes("bin/ipp-operator") || c.includes("src/cli.ts controller")), `our controller among ipcluster's children:\n${ps.join("\n")}`);
+
+      const stop = spawnSync(venvBin(major, "ipcluster"), ["stop", `--profile-dir=${profile.dir}`, `--cluster-id=${clusterId}`], { env, encoding: "utf8", timeout: 60_000 });
+      assert.equal(stop.status, 0, stop.stderr);
+      const timer = setTimeout(() => ipcluster.kill("SIGKILL"), 60_000);
+      const code = await exited;
+      clearTimeout(timer);
+      assert.equal(code, 0, log.slice(-3000));
+      const sec = join(profile.dir, "security");
+      assert.ok(!existsSync(join(sec, `ipcontroller-${clusterId}-client.json`)), "client file removed");
+      assert.ok(!existsSync(join(sec, `ipcontroller-${clusterId}-engine.json`)), "engine file removed");
+      assert.doesNotMatch(log, /Controller stopped: \{'exit_code': [1-9]/, "controller exit code 0");
+    } finally {
+      clearInterval(poll);
+      if (ipcluster.exitCode === null) ipcluster.kill("SIGINT");
+      const killed = await reap([...pids, ...seen.entries()]);
+      await profile.cleanup();
+      assert.deepEqual(killed, [], "every process ipcluster started exited by itself");
+    }
+  });
+}
