@@ -14,7 +14,7 @@ import time
 import ipyparallel as ipp
 
 url_file, n, period_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-rc = ipp.Client(url_file=url_file)
+rc = ipp.Client(url_file)  # positional: 9.x ignores the url_file keyword
 rc.wait_for_engines(n, timeout=120)
 dv = rc[:]
 dv.execute("import os; x = 1", block=True)
