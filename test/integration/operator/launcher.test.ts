@@ -118,11 +118,11 @@ test("the operator's launcher, run locally, brings up engines that register; the
   }, 60_000, 250);
   assert.deepEqual(ready.status!.engines, { desired: ENGINES, registered: ENGINES, alive: ENGINES });
   assert.equal(ready.status!.conditions!.find((c) => c.type === "EnginesReady")!.status, "True");
-  const ttr = (await metrics.registry.getSingleMetric("ipp_operator_time_to_ready_seconds")!.get()).values.find((v) => v.metricName?.endsWith("_count"));
+  const ttr = (await metrics.registry.getSingleMetric("ipp_operator_time_to_ready_seconds")!.get()).values.find((v) => (v as { metricName?: string }).metricName?.endsWith("_count"));
   assert.equal(ttr?.value, 1, "time to Ready observed once");
 
   // the client file from the Secret, pointed at this machine
-  const secret = objects.connectionSecret as { data: Record<string, string> };
+  const secret = objects.connectionSecret as unknown as { data: Record<string, string> };
   const client = JSON.parse(Buffer.from(secret.data[CONNECTION_KEYS.client]!, "base64").toString()) as Record<string, unknown>;
   const clientFile = join(dir, "ipcontroller-client.json");
   writeFileSync(clientFile, JSON.stringify({ ...client, interface: "tcp://127.0.0.1", location: "127.0.0.1" }));
