@@ -302,7 +302,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     }
     if (path === "/api/v1/engines") {
       only("GET");
-      const engines = controller.engines().map((e) => ({
+      const engines = [...controller.engines()].sort((a, b) => a.id - b.id).map((e) => ({
         id: e.id, uuid: e.uuid, alive: e.alive, registeredAt: e.registeredAt.toISOString(),
         queueDepth: e.queueDepth, missedBeats: e.missedBeats,
       }));
