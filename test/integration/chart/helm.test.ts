@@ -60,7 +60,14 @@ test("default values: operator, CRD kept on uninstall, cluster-wide RBAC, metric
   assert.equal((dep.spec as { replicas: number }).replicas, 1);
   assert.deepEqual(restrictedViolations(spec), [], "the operator pod meets the restricted Pod Security Standard");
   const c = spec.containers[0]!;
-  assert.deepEqual(c.args, ["operator", "--metrics-port=8080", "--log-level=info"], "one replica: no leader election");
+  assert.deepEqual(c.args, [
+    "operator", "--metrics-port=8080", "--log-level=info", "--workers=8", "--cluster-domain=cluster.local",
+    "--controller-image=ipp-operator:0.1.0",
+  ], "one replica: no leader election; EngineCluster controllers run the operator's image");
+  const own = podSpec(one(renderChart({ image: { repository: "registry.example.org/ipp", tag: "1.2.3" } }), "Deployment")).containers[0]!;
+  assert.ok(own.args.includes("--controller-image=registry.example.org/ipp:1.2.3"));
+  const other = podSpec(one(renderChart({ controller: { image: "registry.example.org/ctl:9" } }), "Deployment")).containers[0]!;
+  assert.ok(other.args.includes("--controller-image=registry.example.org/ctl:9"));
   assert.deepEqual(c.ports.map((p) => [p.name, p.containerPort]), [["metrics", 8080]]);
   assert.deepEqual([c.livenessProbe.httpGet.path, c.livenessProbe.httpGet.port], ["/healthz", "metrics"]);
   assert.deepEqual([c.readinessProbe.httpGet.path, c.readinessProbe.httpGet.port], ["/readyz", "metrics"]);
@@ -87,14 +94,16 @@ test("default values: operator, CRD kept on uninstall, cluster-wide RBAC, metric
 test("more than one replica turns on leader election with a Lease the operator may use", () => {
   const docs = renderChart({ replicaCount: 2 });
   const c = podSpec(one(docs, "Deployment")).containers[0]!;
-  assert.deepEqual(c.args.slice(3), ["--leader-elect", "--lease-name=ipp-ipp-operator", `--lease-namespace=${NAMESPACE}`, "--identity=$(POD_NAME)"]);
+  const leaderArgs = (args: string[]) => args.slice(args.indexOf("--leader-elect"));
+  assert.deepEqual(leaderArgs(c.args), ["--leader-elect", "--lease-name=ipp-ipp-operator", `--lease-namespace=${NAMESPACE}`, "--identity=$(POD_NAME)"]);
+  assert.ok(!podSpec(one(renderChart(), "Deployment")).containers[0]!.args.includes("--leader-elect"));
   const leaseRole = one(docs, "Role");
   assert.equal(leaseRole.metadata.namespace, NAMESPACE);
   assert.deepEqual(grants(leaseRole.rules as Rule[]), sorted(LEASE_RULES));
   assert.equal(one(docs, "RoleBinding").metadata.namespace, NAMESPACE);
 
   const custom = renderChart({ leaderElection: { enabled: true, leaseName: "ipp-leader", leaseNamespace: "kube-system" } });
-  assert.deepEqual(podSpec(one(custom, "Deployment")).containers[0]!.args.slice(3, 6), ["--leader-elect", "--lease-name=ipp-leader", "--lease-namespace=kube-system"]);
+  assert.deepEqual(leaderArgs(podSpec(one(custom, "Deployment")).containers[0]!.args).slice(0, 3), ["--leader-elect", "--lease-name=ipp-leader", "--lease-namespace=kube-system"]);
   assert.equal(one(custom, "Role").metadata.namespace, "kube-system");
 });
 
@@ -167,6 +176,8 @@ test("values.schema.json rejects unknown keys at every level, wrong types and un
     [{ podSecurityContext: { runAsNonRoot: false } }, /\/podSecurityContext\/runAsNonRoot/],
     [{ resources: { limits: { gpu: 1 } } }, /\/resources\/limits.*additional properties 'gpu' not allowed/s],
     [{ serviceMonitor: { interval: "often" } }, /\/serviceMonitor\/interval/],
+    [{ controller: { image: "x", tag: "y" } }, /\/controller.*additional properties 'tag' not allowed/s],
+    [{ clusterDomain: "Cluster Local" }, /\/clusterDomain/],
   ];
   for (const [values, message] of cases) {
     assert.throws(() => renderChart(values), (err: Error) => {

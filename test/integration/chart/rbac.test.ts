@@ -45,11 +45,12 @@ async function lifeCycle(op: ChartOperator, ns: string, name: string): Promise<v
     return e && e.status?.observedGeneration === e.metadata.generation && (e.metadata.finalizers ?? []).length > 0 ? e : undefined;
   }, op);
   assert.ok(ec.status?.phase, "a phase is reported");
-  await until("the controller Deployment and Service", async () => {
-    const d = await get(`/apis/apps/v1/namespaces/${ns}/deployments/${name}-controller`);
+  const deployment = await until("the controller Deployment and Service", async () => {
+    const d = await get<{ spec: { template: { spec: { containers: Array<{ image: string }> } } } }>(`/apis/apps/v1/namespaces/${ns}/deployments/${name}-controller`);
     const s = await get(`/api/v1/namespaces/${ns}/services/${name}-controller`);
-    return d && s ? true : undefined;
+    return d && s ? d : undefined;
   }, op);
+  assert.equal(deployment.spec.template.spec.containers[0]!.image, "ipp-operator:0.1.0", "the controller runs the chart's operator image");
   await until("an Event about the EngineCluster", async () => {
     const evs = await api.client.request<{ items: Array<{ involvedObject: { name: string } }> }>("GET", `/api/v1/namespaces/${ns}/events`);
     return evs.items.some((e) => e.involvedObject.name === name) ? true : undefined;
