@@ -125,8 +125,11 @@ test("two replicas with leader election: exactly one leads; a graceful stop rele
     assert.equal(await holder(), first);
     assert.deepEqual(await leaderOf(), first === "replica-a" ? [1, 0] : [0, 1]);
   }
-  // both serve /readyz (the follower stands by), only the leader reconciles
-  assert.ok((await fetch(`http://127.0.0.1:${a.metricsPort}/readyz`)).ok && (await fetch(`http://127.0.0.1:${b.metricsPort}/readyz`)).ok);
+  // both serve /healthz and /readyz (the follower stands by); only the leader reconciles
+  for (const p of [a, b]) {
+    assert.equal((await fetch(`http://127.0.0.1:${p.metricsPort}/healthz`)).status, 200);
+    assert.equal((await fetch(`http://127.0.0.1:${p.metricsPort}/readyz`)).status, 200);
+  }
   await api.client.request("POST", collectionPath(ENGINECLUSTER, NS), {
     body: { apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", metadata: { name: "led", namespace: NS },
       spec: { engines: 1, backend: { mpi: { image: "ghcr.io/example/ipp-engine:1.0" } } } },

@@ -75,7 +75,8 @@ async function setStatus(apiVersion: string, kind: string, name: string, status:
 
 test("apply: every owned object exists with its content and owner reference; finalizer, status and events are set", async () => {
   const created = await createEc("psum", { engines: 4, backend: { mpi: { image: "ghcr.io/example/ipp-engine:1.0", slotsPerWorker: 2 } } });
-  const ec = await waitFor("psum status", async () => { const e = await getEc("psum"); return current(e) && e; });
+  // the first status may say Pending (objects being created); then Starting once they exist
+  const ec = await waitFor("psum status", async () => { const e = await getEc("psum"); return current(e) && e.status?.phase === "Starting" && e; });
   assert.deepEqual(ec.metadata?.finalizers, ["ipp.dev/finalizer"]);
   assert.equal(ec.status?.phase, "Starting");
   assert.deepEqual(ec.status?.engines, { desired: 4, registered: 0, alive: 0 });
@@ -118,7 +119,7 @@ test("status is written once per change: a converged cluster's status is not rew
   const before = await getEc("psum");
   const reconcilesBefore = await reconcileCount();
   // the planner requeues a starting cluster every 5 s: wait for at least one more reconcile
-  await waitFor("a periodic reconcile", async () => (await reconcileCount()) > reconcilesBefore + 0, 15_000, 250);
+  await waitFor("periodic reconciles", async () => (await reconcileCount()) >= reconcilesBefore + 2, 20_000, 250);
   const after = await getEc("psum");
   assert.equal(after.metadata!.resourceVersion, before.metadata!.resourceVersion, "no write to the EngineCluster");
   const owned = await ownedObjects("psum");
@@ -230,4 +231,21 @@ test("delete: the finalizer's cleanup deletes every owned object, then the Engin
   // per-cluster metric series are dropped
   const series = (await metrics.registry.getSingleMetric("ipp_operator_enginecluster_engines")!.get()).values;
   assert.ok(!series.some((v) => v.labels.name === "psum"), "psum's series removed");
+});
+
+test("repeated events are aggregated into one Event object with a count", async () => {
+  const target = await createEc("events", { engines: 1, backend: { mpi: { image: "ghcr.io/example/ipp-engine:1.0" } } });
+  const rec = createEventRecorder({ client: api.client, component: "ipp-operator" });
+  const obj = { ...target, apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster" };
+  await rec.record(obj, "Warning", "TestRepeated", "the same thing again");
+  await rec.record(obj, "Warning", "TestRepeated", "the same thing again");
+  await rec.record(obj, "Warning", "TestRepeated", "the same thing again");
+  await rec.record(obj, "Normal", "TestOther", "something else");
+  const mine = (await eventsFor("events")).filter((e) => e.reason.startsWith("Test"));
+  assert.deepEqual(mine.map((e) => `${e.reason}:${e.count}`).sort(), ["TestOther:1", "TestRepeated:3"]);
+  const ev = (await listItems(api.client, collectionPath(resourceType("v1", "Event"), NS)))
+    .find((e) => (e as { reason?: string }).reason === "TestRepeated") as { involvedObject: { uid: string; kind: string }; source: { component: string } } & KubeObject;
+  assert.equal(ev.involvedObject.uid, target.metadata!.uid);
+  assert.equal(ev.involvedObject.kind, "EngineCluster");
+  assert.equal(ev.source.component, "ipp-operator");
 });
