@@ -3,6 +3,7 @@
  * kube-apiserver as the chart's ServiceAccount, with the chart's (Cluster)Roles and its rendered
  * arguments, reconciles an EngineCluster through its whole life (finalizer, owned objects,
  * status, events, deletion) with no request forbidden; SubjectAccessReviews show what it may not do.
+ * And every object the chart renders passes the same API server's validation (dry run).
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -10,7 +11,7 @@ import { isNotFound } from "../../../src/operator/kube/client.ts";
 import { createNamespace, startApiServer, type ApiServer } from "../../support/apiserver.ts";
 import { allowed, startOperatorUnderChart, type ChartOperator } from "./operator-under-chart.ts";
 import { LEASE_RULES, OPERATOR_RULES } from "./operator-rbac.ts";
-import { NAMESPACE } from "./render.ts";
+import { NAMESPACE, renderChart, type KubeDoc } from "./render.ts";
 
 let api: ApiServer;
 before(async () => { api = await startApiServer(); });
@@ -110,5 +111,38 @@ test("watchNamespace install: a Role in one namespace is enough, and nothing out
     assert.equal(await allowed(api, op.serviceAccount, { verb: "list", group: "ipp.dev", resource: "engineclusters" }), false, "no cluster-wide list");
   } finally {
     await op.stop();
+  }
+});
+
+/** REST path of a rendered object, for the kinds the chart renders (ServiceMonitor aside). */
+function objectUrl(d: KubeDoc): string {
+  const [group, version] = d.apiVersion.includes("/") ? d.apiVersion.split("/") : ["", d.apiVersion];
+  const plural: Record<string, string> = {
+    ServiceAccount: "serviceaccounts", Service: "services", ConfigMap: "configmaps", Pod: "pods", Deployment: "deployments",
+    ClusterRole: "clusterroles", ClusterRoleBinding: "clusterrolebindings", Role: "roles", RoleBinding: "rolebindings",
+    CustomResourceDefinition: "customresourcedefinitions",
+  };
+  const base = group ? `/apis/${group}/${version}` : `/api/${version}`;
+  const ns = d.metadata.namespace ? `/namespaces/${d.metadata.namespace}` : "";
+  return `${base}${ns}/${plural[d.kind] ?? assert.fail(`no plural for ${d.kind}`)}/${d.metadata.name}`;
+}
+
+test("every object the chart renders is accepted by the real API server (server-side dry run, strict fields)", async () => {
+  const variants: Array<Record<string, unknown>> = [
+    { replicaCount: 2, grafana: { dashboards: { enabled: true, annotations: { grafana_folder: "ipp" } } } },
+    { watchNamespace: "lab", fullnameOverride: "ipp-lab", tolerations: [{ key: "hpc", operator: "Exists", effect: "NoSchedule" }], nodeSelector: { pool: "system" } },
+  ];
+  for (const values of variants) {
+    const docs = renderChart(values).filter((d) => d.kind !== "ServiceMonitor");
+    for (const ns of new Set(docs.map((d) => d.metadata.namespace).filter((n): n is string => !!n))) await createNamespace(api.client, ns);
+    for (const d of docs) {
+      try {
+        await api.client.request("PATCH", objectUrl(d), {
+          query: { fieldManager: "helm", force: true, dryRun: "All", fieldValidation: "Strict" }, body: d, contentType: "application/apply-patch+yaml",
+        });
+      } catch (err) {
+        assert.fail(`${d.kind} ${d.metadata.name} (${JSON.stringify(values)}): ${(err as Error).message}`);
+      }
+    }
   }
 });
