@@ -3,7 +3,7 @@
  * until every cluster has all its owned objects and a current status (observedGeneration equal to
  * its generation, conditions set), and the operator process's peak RSS (VmHWM).
  *
- *   node --import tsx bench/operator-100.ts [--clusters 100] [--workers 8]
+ *   node --import tsx bench/operator-100.ts [--clusters 100] [--workers 16]
  *
  * Targets: ≤ 10 s for 100 clusters, peak RSS ≤ 150 MB. Needs scripts/setup/kube.sh.
  */
@@ -20,7 +20,7 @@ const arg = (name: string, dflt: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
 const N = arg("clusters", 100);
-const WORKERS = arg("workers", 8);
+const WORKERS = arg("workers", 16);
 const NS = "bench";
 
 function manifest(i: number) {

@@ -26,7 +26,7 @@ options:
   --lease-name NAME        Lease name (default ipp-operator-leader)
   --lease-namespace NS     Lease namespace (default: $POD_NAMESPACE, else --namespace, else default)
   --identity ID            this replica's identity in the Lease (default: $POD_NAME or the host name + pid)
-  --workers N              concurrent reconciles (default 8)
+  --workers N              concurrent reconciles (default 16)
   --controller-image REF   controller image when spec.controller.image is unset (default: $IPP_OPERATOR_IMAGE, else built-in)
   --cluster-domain NAME    cluster DNS domain (default cluster.local)
   --log-level LEVEL        debug | info | warn | error (default info)
@@ -40,7 +40,7 @@ interface Flags {
 }
 
 function parse(argv: string[]): Flags | string {
-  const f: Flags = { metricsPort: 8080, leaderElect: false, leaseName: "ipp-operator-leader", workers: 8, logLevel: "info" };
+  const f: Flags = { metricsPort: 8080, leaderElect: false, leaseName: "ipp-operator-leader", workers: 16, logLevel: "info" };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i]!;
     let value: string | undefined;

@@ -29,6 +29,11 @@ export interface InformerHandlers {
 
 export interface InformerOptions {
   name?: string;
+  /**
+   * Applied to every object before it is cached; the default drops metadata.managedFields, which
+   * the operator never reads and which is often the largest part of an applied object.
+   */
+  transform?: (obj: KubeObject) => KubeObject;
   clock?: Clock;
   backoff?: BackoffOptions;
   logger?: Logger;
@@ -41,6 +46,7 @@ export class Informer {
   private readonly clock: Clock;
   private readonly backoff: Backoff;
   private readonly log: Logger;
+  private readonly transform: (obj: KubeObject) => KubeObject;
   private resourceVersion = "";
   private synced = false;
   private syncWaiters: Array<() => void> = [];
@@ -52,6 +58,7 @@ export class Informer {
     this.clock = opts.clock ?? realClock;
     this.backoff = new Backoff(opts.backoff);
     this.log = (opts.logger ?? silentLogger).with({ informer: opts.name ?? "informer" });
+    this.transform = opts.transform ?? stripManagedFields;
   }
 
   addHandlers(h: InformerHandlers): void { this.handlers.push(h); }
@@ -82,7 +89,7 @@ export class Informer {
         if (needList) {
           const res = await this.source.list(signal);
           this.lists++;
-          this.replace(res.items);
+          this.replace(res.items.map(this.transform));
           this.resourceVersion = res.resourceVersion;
           needList = false;
           if (!this.synced) { this.synced = true; for (const w of this.syncWaiters.splice(0)) w(); }
@@ -122,16 +129,17 @@ export class Informer {
     const rv = ev.object.metadata?.resourceVersion;
     if (rv) this.resourceVersion = rv;
     if (ev.type === "BOOKMARK") return;
-    const key = objectKey(ev.object);
+    const obj = this.transform(ev.object);
+    const key = objectKey(obj);
     const old = this.store.get(key);
     if (ev.type === "DELETED") {
       this.store.delete(key);
-      this.emitDelete(old ?? ev.object);
+      this.emitDelete(old ?? obj);
       return;
     }
-    this.store.set(key, ev.object);
-    if (old) this.emitUpdate(old, ev.object);
-    else this.emitAdd(ev.object);
+    this.store.set(key, obj);
+    if (old) this.emitUpdate(old, obj);
+    else this.emitAdd(obj);
   }
 
   private replace(items: KubeObject[]): void {
@@ -157,6 +165,12 @@ export class Informer {
   private safe(fn: () => void): void {
     try { fn(); } catch (err) { this.log.error("informer handler failed", err); }
   }
+}
+
+export function stripManagedFields(obj: KubeObject): KubeObject {
+  if (!obj.metadata?.managedFields) return obj;
+  const { managedFields: _drop, ...metadata } = obj.metadata;
+  return { ...obj, metadata };
 }
 
 export interface ListWatchOptions {

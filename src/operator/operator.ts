@@ -171,9 +171,9 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
     const synced = Promise.all(informers.map((i) => i.waitForSync()));
     await Promise.race([synced, new Promise((r) => abort.signal.addEventListener("abort", r, { once: true }))]);
     if (abort.signal.aborted) return "stopped";
-    log.info("caches synced, starting workers", { clusters: clusters.list().length, workers: o.workers ?? 8 });
+    log.info("caches synced, starting workers", { clusters: clusters.list().length, workers: o.workers ?? 16 });
     running = true;
-    workers = runWorkers(queue, o.workers ?? 8, handle);
+    workers = runWorkers(queue, o.workers ?? 16, handle);
     if (!elector) {
       await new Promise((r) => abort.signal.addEventListener("abort", r, { once: true }));
       return "stopped";
