@@ -331,7 +331,7 @@ const SETTINGS: Record<string, Setting> = {
   "Session.buffer_threshold": { kind: "int", status: "meaningless", why: "pyzmq send tuning; the relays forward frames without re-serialising them", apply: (o, _v, f) => note(o, f, "pyzmq send tuning") },
   "Session.copy_threshold": { kind: "int", status: "meaningless", why: "pyzmq zero-copy tuning; not applicable to zeromq.js", apply: (o, _v, f) => note(o, f, "pyzmq zero-copy tuning") },
   "Session.item_threshold": { kind: "int", status: "meaningless", why: "pyzmq serialisation tuning; the relays forward frames as they are", apply: (o, _v, f) => note(o, f, "pyzmq serialisation tuning") },
-  "Session.digest_history_size": { kind: "int", status: "meaningless", why: "replay detection is per-connection in ZeroMQ; no digest history is kept", apply: (o, _v, f) => note(o, f, "no digest history") },
+  "Session.digest_history_size": { kind: "int", status: "meaningless", why: "the controller keeps no history of message signatures, so there is nothing for this size to bound", apply: (o, _v, f) => note(o, f, "no signature history is kept") },
   "Session.metadata": { kind: "str", status: "meaningless", why: "only labels the controller's own messages", apply: (o, _v, f) => note(o, f, "metadata of the controller's own messages") },
   // --- ProfileDir (IPython)
   "ProfileDir.location": { kind: "str", status: "supported", why: "profile directory; connection files go to <dir>/security", apply: (o, v) => { o.profileDir = str(v) || undefined; } },
