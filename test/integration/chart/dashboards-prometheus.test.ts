@@ -93,10 +93,14 @@ before(async () => {
 
   // A malformed message on the registration socket: counted as a bad message, nothing else.
   const client = JSON.parse(readFileSync(join(dir, "ipcontroller-client.json"), "utf8")) as { interface: string; registration: number };
-  const dealer = new Dealer({ linger: 0 });
+  const dealer = new Dealer({ linger: 2000 });
   dealer.connect(`${client.interface}:${client.registration}`);
   await dealer.send(["<IDS|MSG>", "not-a-signature", "{not json", "{}", "{}", "{}"]);
-  await sleep(200);
+  const counted = Date.now() + 15_000;
+  while (!/^ipp_controller_bad_messages_total\{[^}]*\} [1-9]/m.test(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text())) {
+    if (Date.now() > counted) throw new Error("the controller did not count the malformed message within 15 s");
+    await sleep(200);
+  }
   dealer.close();
 
   const r = spawnSync(python(9), [join(REPO_ROOT, "test/integration/chart/workload.py"), join(dir, "ipcontroller-client.json"), String(ENGINES), String(HEARTBEAT_MS)], {
