@@ -73,7 +73,7 @@ function apiError(status: number, text: string): KubeApiError {
 export function createKubeClient(conn: ConnectionConfig, cfg: ClientOptions = {}): KubeClient {
   const base = new URL(conn.server);
   const isHttps = base.protocol === "https:";
-  const common = { keepAlive: true, maxSockets: cfg.maxSockets ?? 32 };
+  const common = { keepAlive: true, maxSockets: cfg.maxSockets ?? 64 };
   const agent: http.Agent = isHttps
     ? new https.Agent({
         ...common, ca: conn.ca, cert: conn.cert, key: conn.key, servername: conn.tlsServerName,
