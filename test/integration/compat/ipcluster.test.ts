@@ -2,23 +2,31 @@
  * `ipcluster start -n 8 --engines=MPI` with the profile's ipcluster_config.py pointing the
  * controller launcher at `ipp-operator controller`, then the seed notebook's workflow from a plain
  * Client(profile_dir=, cluster_id=), then `ipcluster stop`. ipyparallel 9.2 (8 engines) and 8.8
- * (4 engines).
+ * (4 engines) with the local controller launcher, and 9.2 with the MPI controller launcher.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { childEnv, descendants, makeProfile, reap, requireMpiexec, runDriver, venvBin, type IppMajor } from "./harness.ts";
+import { BIN, childEnv, descendants, makeProfile, reap, requireMpiexec, runDriver, venvBin, type IppMajor } from "./harness.ts";
 
-for (const [major, n] of [[9, 8], [8, 4]] as Array<[IppMajor, number]>) {
-  test(`ipyparallel ${major}: ipcluster start -n ${n} --engines=MPI runs our controller; the workflow; ipcluster stop`, { timeout: 400_000 }, async () => {
+const CASES: Array<[IppMajor, number, "Local" | "MPI"]> = [[9, 8, "Local"], [8, 4, "Local"], [9, 2, "MPI"]];
+
+for (const [major, n, controller] of CASES) {
+  test(`ipyparallel ${major}: ipcluster start -n ${n} --engines=MPI --controller=${controller} runs our controller; the workflow; ipcluster stop`, { timeout: 400_000 }, async () => {
     requireMpiexec();
-    const profile = await makeProfile({ ours: true });
+    const profile = await makeProfile({
+      ours: true,
+      // the MPI controller launcher (mpiexec -n 1 <controller_cmd>) takes the same one line
+      extraConfig: controller === "MPI"
+        ? [`c.MPIControllerLauncher.controller_cmd = [${JSON.stringify(BIN)}, "controller"]`, `c.MPIControllerLauncher.mpi_args = ["--allow-run-as-root"]`]
+        : [],
+    });
     const clusterId = `ipc${major}-${process.pid}`;
     const env = childEnv({ PATH: `${join(venvBin(major, "python"), "..")}:${process.env.PATH ?? ""}` });
     const ipcluster = spawn(venvBin(major, "ipcluster"),
-      ["start", `-n=${n}`, "--engines=MPI", `--profile-dir=${profile.dir}`, `--cluster-id=${clusterId}`, "--log-level=INFO"],
+      ["start", `-n=${n}`, "--engines=MPI", `--controller=${controller}`, `--profile-dir=${profile.dir}`, `--cluster-id=${clusterId}`, "--log-level=INFO"],
       { env, stdio: ["ignore", "pipe", "pipe"] });
     let log = "";
     ipcluster.stdout.on("data", (d: Buffer) => { log += d.toString(); });
