@@ -200,9 +200,12 @@ export function apiListWatch(client: KubeClient, type: ResourceType, opts: ListW
       return { items, resourceVersion: rv };
     },
     watch(resourceVersion, signal) {
+      const timeoutSeconds = timeout();
       return client.watch(path, {
-        query: { labelSelector: opts.labelSelector, resourceVersion, allowWatchBookmarks: true, timeoutSeconds: timeout() },
+        query: { labelSelector: opts.labelSelector, resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
         signal,
+        // a stream silent well past the server's own timeout is a dead connection: drop it
+        timeoutMs: (timeoutSeconds + 30) * 1000,
       });
     },
   };
