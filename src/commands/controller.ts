@@ -316,15 +316,17 @@ async function serve(o: ControllerOptions, loc: ProfileLocation, paths: Connecti
   });
 
   // run until a signal or a client's shutdown request
+  const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  let onSignal: (sig: NodeJS.Signals) => void = () => {};
   const reason = await new Promise<string>((resolveStop) => {
-    const onSignal = (sig: NodeJS.Signals) => resolveStop(sig);
-    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(sig, onSignal);
+    onSignal = (sig: NodeJS.Signals) => resolveStop(sig);
+    for (const sig of SIGNALS) process.on(sig, onSignal);
     controller.on("shutdown-requested", () => resolveStop("shutdown_request"));
   });
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.removeAllListeners(sig);
+  for (const sig of SIGNALS) process.removeListener(sig, onSignal);
   // a second signal while stopping: say so, keep stopping
   const again = (sig: NodeJS.Signals) => log.warn("already stopping", { signal: sig });
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, again);
+  for (const sig of SIGNALS) process.on(sig, again);
   log.info("stopping", { reason });
   try {
     // files first: a launcher that kills us after its grace period still finds them gone
@@ -335,7 +337,7 @@ async function serve(o: ControllerOptions, loc: ProfileLocation, paths: Connecti
     log.error("error while stopping", err);
     return 1;
   } finally {
-    for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.removeListener(sig, again);
+    for (const sig of SIGNALS) process.removeListener(sig, again);
   }
   return 0;
 }

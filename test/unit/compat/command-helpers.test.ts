@@ -1,0 +1,21 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { channelPorts, newKey } from "../../../src/commands/controller.ts";
+import { assignPorts } from "../../../src/controller/ipcontroller-args.ts";
+
+test("newKey: jupyter_client's new_id() shape (8 and 24 hex digits), random", () => {
+  const a = newKey();
+  assert.match(a, /^[0-9a-f]{8}-[0-9a-f]{24}$/);
+  assert.notEqual(newKey(), a);
+});
+
+test("channelPorts: ipcontroller's pool assignment mapped onto the controller's channels", () => {
+  const a = assignPorts({ common: Array.from({ length: 16 }, (_, i) => 100 + i), engine: [], client: [] });
+  const { ports, leaves } = channelPorts(a);
+  assert.deepEqual(ports, {
+    registration: 100, engine_control: 101, engine_mux: 102, engine_task: 103, engine_iopub: 104, hb_ping: 105, hb_pong: 106,
+    engine_broadcast: 107, control: 109, mux: 110, task: 111, iopub: 112, notification: 113, broadcast: 114,
+  });
+  assert.deepEqual(leaves, [107, 108]);
+  assert.deepEqual(channelPorts(assignPorts({ common: [], engine: [], client: [] })).ports, {});
+});
