@@ -38,6 +38,8 @@ export interface ApiServer {
 export interface ApiServerOptions {
   /** Install every CRD in this folder (default: the repository's crds/). */
   crdDir?: string;
+  /** More kube-apiserver flags, e.g. --etcd-compaction-interval=2s. */
+  extraArgs?: string[];
 }
 
 export function kubeBinary(name: "etcd" | "kube-apiserver" | "helm", version?: string): string {
@@ -139,7 +141,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       `--service-account-signing-key-file=${join(dir, "sa.key")}`,
       `--token-auth-file=${join(dir, "tokens.csv")}`, "--authorization-mode=RBAC",
       "--disable-admission-plugins=ServiceAccount", "--enable-priority-and-fairness=false",
-      "--endpoint-reconciler-type=none", "--v=1",
+      "--endpoint-reconciler-type=none", "--v=1", ...(opts.extraArgs ?? []),
     ], logPath);
     procs.push(api);
 
