@@ -93,7 +93,13 @@ export async function run(argv: string[]): Promise<number> {
   }
   const identity = flags.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
   const log = createLogger({ level: flags.logLevel }).with({ component: "operator", identity });
-  const client = createKubeClient(await loadConnectionConfig({ kubeconfig: flags.kubeconfig, env: process.env }));
+  let client;
+  try {
+    client = createKubeClient(await loadConnectionConfig({ kubeconfig: flags.kubeconfig, env: process.env }));
+  } catch (err) {
+    log.error("cannot load the Kubernetes configuration", err, { kubeconfig: flags.kubeconfig });
+    return 1;
+  }
   const registry = new Registry();
   const metrics = createOperatorMetrics(registry);
 
