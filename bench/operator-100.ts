@@ -86,14 +86,17 @@ async function main() {
     await new Promise((r) => setTimeout(r, 1000));
     const rssPeak = vmHWM(op.pid!);
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-    const reconciles = metrics.split("\n").filter((l) => l.startsWith("ipp_operator_reconcile_total")).join("; ");
+    const pick = (prefix: string) => metrics.split("\n").filter((l) => l.startsWith(prefix)).map((l) => l.slice(prefix.length)).join("; ");
+    const reconciles = pick("ipp_operator_reconcile_total");
+    const apiWrites = pick("ipp_operator_api_requests_total");
+    const events = pick("ipp_operator_events_total");
     console.log(JSON.stringify({
       clusters: N, workers: WORKERS, ownedKinds: expectedKinds,
       createSeconds: +((tCreated - t0) / 1000).toFixed(2),
       allConvergedSeconds: +elapsed.toFixed(2),
       operatorPeakRssMB: +(rssPeak / 2 ** 20).toFixed(1),
       operatorIdleRssMB: +(rssIdle / 2 ** 20).toFixed(1),
-      reconciles,
+      reconciles, apiWrites, events,
     }, null, 2));
     console.log(`targets: converge ≤ 10 s → ${elapsed <= 10 ? "met" : "MISSED"}; peak RSS ≤ 150 MB → ${rssPeak <= 150 * 2 ** 20 ? "met" : "MISSED"}`);
   } finally {

@@ -81,9 +81,18 @@ export function ownedBy(uid: string, objects: Iterable<KubeObject>): KubeObject[
   return out;
 }
 
-/** Every field of `want` is present with the same value in `have` (arrays compared whole). */
+/** Empty values the API server omits when it stores an object (Go's omitempty). */
+const isEmptyValue = (v: unknown): boolean =>
+  v === "" || v === false || v === 0 || (Array.isArray(v) && v.length === 0) ||
+  (typeof v === "object" && v !== null && !Array.isArray(v) && Object.keys(v).length === 0);
+
+/**
+ * Every field of `want` is present with the same value in `have` (arrays compared whole); an
+ * empty value in `want` matches a field the API server left out.
+ */
 export function isSubset(want: unknown, have: unknown): boolean {
   if (want === have) return true;
+  if (have === undefined && isEmptyValue(want)) return true;
   if (typeof want !== "object" || want === null || typeof have !== "object" || have === null) return false;
   if (Array.isArray(want)) {
     const h = have as unknown[];

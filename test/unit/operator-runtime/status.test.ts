@@ -35,6 +35,9 @@ test("isSubset: desired fields must match the live object; extra live fields are
   assert.ok(!isSubset({ spec: { replicas: 3 } }, live));
   assert.ok(!isSubset({ spec: { template: { spec: { containers: [{ name: "a" }, { name: "b" }] } } } }, live));
   assert.ok(!isSubset({ data: { k: "v" } }, live));
+  // the API server omits empty values (env value "", false, 0, [] ...)
+  assert.ok(isSubset({ env: [{ name: "A", value: "" }], hostNetwork: false, args: [] }, { env: [{ name: "A" }] }));
+  assert.ok(!isSubset({ env: [{ name: "A", value: "x" }] }, { env: [{ name: "A" }] }));
 });
 
 test("ownedBy selects objects by owner uid", () => {
