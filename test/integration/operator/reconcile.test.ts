@@ -111,6 +111,9 @@ test("apply: every owned object exists with its content and owner reference; fin
   assert.equal(client.key, Buffer.from(conn.data[CONNECTION_KEYS.hmacKey]!, "base64").toString());
   assert.equal(client.location, "psum-controller.ops.svc.cluster.local");
 
+  const byPhase = (await metrics.registry.getSingleMetric("ipp_operator_engineclusters")!.get()).values;
+  assert.equal(byPhase.find((v) => v.labels.phase === "Starting")?.value, 1);
+  assert.equal(byPhase.find((v) => v.labels.phase === "Ready")?.value, 0);
   const events = await waitFor("events", async () => { const e = await eventsFor("psum"); return e.some((x) => x.reason === "Creating") && e; });
   assert.ok(events.every((e) => e.type === "Normal"), JSON.stringify(events));
 });
