@@ -59,9 +59,10 @@ for (const [major, n, controller] of CASES) {
       const sec = join(profile.dir, "security");
       assert.ok(!existsSync(join(sec, `ipcontroller-${clusterId}-client.json`)), "client file removed");
       assert.ok(!existsSync(join(sec, `ipcontroller-${clusterId}-engine.json`)), "engine file removed");
-      assert.match(log, /"msg":"controller stopped"/, "our controller stopped cleanly");
+      // Our controller's own log lines reach this log only through ipcluster's output relay, which
+      // may lose the last ones when ipcluster exits; the exit status the launcher reports is exact.
       if (controller === "Local") {
-        assert.doesNotMatch(log, /Controller stopped: \{'exit_code': [1-9]/, "controller exit code 0");
+        assert.match(log, /Controller stopped: \{'exit_code': 0,/, "our controller exited 0 (clean stop)");
       } // under --controller=MPI the launcher sees mpiexec's status, which is 1 after SIGTERM whatever the program did (the MPI engine set shows the same)
     } finally {
       clearInterval(poll);
