@@ -48,7 +48,7 @@ for (const [major, n, controller] of CASES) {
       assert.deepEqual(w.totalsum_exec, w.totalsum);
       // the controller ipcluster started is ours
       const ps = [...seen.keys()].map((p) => { try { return spawnSync("cat", [`/proc/${p}/cmdline`], { encoding: "utf8" }).stdout.replace(/\0/g, " "); } catch { return ""; } });
-      assert.ok(ps.some((c) => c.includes("bin/ipp-operator") || c.includes("src/cli.ts controller")), `our controller among ipcluster's children:\n${ps.join("\n")}`);
+      assert.ok(ps.some((c) => c.includes("bin/ipp-operator") || /src\/cli\.[jt]s controller/.test(c)), `our controller among ipcluster's children:\n${ps.join("\n")}`);
 
       const stop = spawnSync(venvBin(major, "ipcluster"), ["stop", `--profile-dir=${profile.dir}`, `--cluster-id=${clusterId}`], { env, encoding: "utf8", timeout: 60_000 });
       assert.equal(stop.status, 0, stop.stderr);
