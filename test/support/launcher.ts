@@ -97,7 +97,11 @@ export function renderLocalLaunch(opts: LocalLaunchOptions): RenderedLaunch {
   for (const e of (launcherContainer(objects).env ?? []) as J[]) {
     const name = String(e.name);
     if (typeof e.value === "string") env[name] = e.value;
-    else if (name !== "IPP_CONNECTION_INFO") throw new Error(`launcher env ${name} comes from a reference; give it a value in opts.env`);
+    // the API server drops `value: ""` (omitempty): neither value nor valueFrom is an empty string
+    else if (e.valueFrom === undefined) env[name] = "";
+    else if (name !== "IPP_CONNECTION_INFO" && opts.env?.[name] === undefined) {
+      throw new Error(`launcher env ${name} comes from a reference; give it a value in opts.env`);
+    }
   }
   env.IPP_CONNECTION_INFO = JSON.stringify(opts.engineConnection ?? localEngineConnection(objects));
   env.IPP_HOSTFILE = hostfilePath;
