@@ -5,7 +5,8 @@
 #   .cache/kube/kube-apiserver-<version>/kube-apiserver
 #   .cache/kube/helm-<version>/helm
 # Each binary is built by a small wrapper module generated here (never committed) and cached in a
-# folder keyed by its version, so a second run costs three `test -x`. Cold build: 5-15 minutes.
+# folder keyed by its version (helm: and by its ldflags), so a second run costs little. Cold build:
+# 5-15 minutes.
 # Usage: kube.sh [etcd|kube-apiserver|helm]...   (default: all three)
 # Versions can be overridden with KUBE_VERSION, ETCD_VERSION, HELM_VERSION.
 # shellcheck source=scripts/setup/lib.sh
@@ -95,13 +96,33 @@ GO
   finish "$tmp" "$out" kube-apiserver
 }
 
+# A plain `go install` leaves helm's default Kubernetes version at v1.20 (the fallback in its
+# pkg/chartutil and pkg/lint/rules), so `helm template`/`lint` without a cluster refuse any chart with
+# `kubeVersion: >=1.25`. helm's Makefile sets it with -X from the k8s.io/client-go version in its
+# go.mod (v0.M.N → v1.M); we do the same. The ldflags are stamped next to the binary: a binary
+# built with other flags (or none, by an older version of this script) is rebuilt in place.
+helm_ldflags() {
+  local gomod clientgo
+  gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  [ -f "$gomod" ] || { log "could not download helm.sh/helm/v3@$HELM_VERSION"; return 1; }
+  clientgo="$(sed -nE 's/^[[:space:]]*k8s\.io\/client-go v0\.([0-9]+)\.[0-9]+.*/\1/p' "$gomod" | head -n1)"
+  [ -n "$clientgo" ] || { log "no k8s.io/client-go v0.x requirement in $gomod"; return 1; }
+  local pkg flags=""
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    flags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$clientgo"
+  done
+  echo "-s -w${flags}"
+}
+
 build_helm() {
-  local out="$KUBE_DIR/helm-$HELM_VERSION"
-  [ -x "$out/helm" ] && return 0
-  log "building helm $HELM_VERSION"
+  local out="$KUBE_DIR/helm-$HELM_VERSION" ldflags
+  ldflags="$(helm_ldflags)"
+  [ -x "$out/helm" ] && [ "$(cat "$out/ldflags" 2>/dev/null)" = "$ldflags" ] && return 0
+  log "building helm $HELM_VERSION (ldflags: $ldflags)"
   local tmp="$out.tmp"
   rm -rf "$tmp"; mkdir -p "$tmp"
-  GOBIN="$tmp" go install -trimpath "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  GOBIN="$tmp" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  printf '%s\n' "$ldflags" >"$tmp/ldflags"
   finish "$tmp" "$out" helm
 }
 

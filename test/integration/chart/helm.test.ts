@@ -8,7 +8,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { REPO_ROOT } from "../../support/paths.ts";
-import { byKind, CHART_DIR, helm, KUBE_VERSION, NAMESPACE, one, renderChart, type KubeDoc } from "./render.ts";
+import { byKind, CHART_DIR, helm, KUBE_VERSION, NAMESPACE, one, RELEASE, renderChart, type KubeDoc } from "./render.ts";
 import { restrictedViolations } from "./pss.ts";
 import { LEASE_RULES, OPERATOR_RULES } from "./operator-rbac.ts";
 
@@ -33,10 +33,24 @@ function podSpec(d: KubeDoc): PodSpec {
 
 test("helm lint --strict passes with the default values and with every feature on", () => {
   for (const sets of [[], ["--set", "serviceMonitor.enabled=true,grafana.dashboards.enabled=true,replicaCount=3,watchNamespace=science,crds.keep=false"]]) {
-    const r = helm(["lint", CHART_DIR, "--strict", "--kube-version", KUBE_VERSION, ...sets]);
+    const r = helm(["lint", CHART_DIR, "--strict", ...sets]);
     assert.equal(r.status, 0, `helm lint ${sets.join(" ")}:\n${r.stdout}\n${r.stderr}`);
     assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
   }
+});
+
+test("kubeVersion >=1.25: helm renders without --kube-version, for the rig's Kubernetes, and refuses an older one", () => {
+  const chart = parse(readFileSync(join(CHART_DIR, "Chart.yaml"), "utf8")) as { kubeVersion: string };
+  assert.equal(chart.kubeVersion, ">=1.25.0-0");
+  const base = ["template", RELEASE, CHART_DIR, "--namespace", NAMESPACE];
+  const plain = helm(base);
+  assert.equal(plain.status, 0, `helm template without --kube-version (helm's built-in default must satisfy kubeVersion):\n${plain.stderr}`);
+  const rig = helm([...base, "--kube-version", KUBE_VERSION]);
+  assert.equal(rig.status, 0, `helm template --kube-version ${KUBE_VERSION}:\n${rig.stderr}`);
+  assert.equal(rig.stdout, plain.stdout, "nothing in the chart depends on the Kubernetes version");
+  const old = helm([...base, "--kube-version", "1.24.0"]);
+  assert.notEqual(old.status, 0, "helm template refuses Kubernetes 1.24");
+  assert.match(old.stderr, /chart requires kubeVersion: >=1\.25\.0-0 which is incompatible with Kubernetes v1\.24\.0/);
 });
 
 test("default values: operator, CRD kept on uninstall, cluster-wide RBAC, metrics Service, nothing optional", () => {
@@ -186,6 +200,6 @@ test("values.schema.json rejects unknown keys at every level, wrong types and un
       return true;
     });
   }
-  const lint = helm(["lint", CHART_DIR, "--kube-version", KUBE_VERSION, "--set", "replicas=2"]);
+  const lint = helm(["lint", CHART_DIR, "--set", "replicas=2"]);
   assert.notEqual(lint.status, 0, "helm lint fails on a value the schema rejects");
 });
