@@ -86,3 +86,18 @@ test("property: parse never throws anything but ProtocolError on arbitrary frame
     }
   }));
 });
+
+test("verify accepts only the 64-hex-digit digest: truncated, non-hex or another digest is rejected", () => {
+  const signer = createSigner("k");
+  const parts = [b('{"msg_id":"1","msg_type":"x"}'), b("{}"), b("{}"), b("{}")] as const;
+  const sig = signer.sign(...parts);
+  assert.equal(sig.length, 64);
+  assert.equal(signer.verify(sig, ...parts), true);
+  assert.equal(signer.verify(sig.subarray(0, 63), ...parts), false);
+  const nonHex = Buffer.from(sig); nonHex[10] = "g".charCodeAt(0);
+  assert.equal(signer.verify(nonHex, ...parts), false);
+  const other = createSigner("k2").sign(...parts);
+  assert.equal(signer.verify(other, ...parts), false);
+  // a failed check leaves no state behind: the right signature still verifies
+  assert.equal(signer.verify(sig, ...parts), true);
+});
