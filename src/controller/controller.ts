@@ -8,6 +8,7 @@
 import { EventEmitter } from "node:events";
 import { hostname } from "node:os";
 import { Publisher, Router, Subscriber } from "zeromq";
+import { copyingContext } from "./socket-io.ts";
 import type { Registry } from "prom-client";
 import type { Logger } from "../util/log.ts";
 import {
@@ -117,6 +118,8 @@ interface EngineState {
   /** Pending task msg_ids. */
   tasks: Set<string>;
   completed: string[];
+  /** This engine's queue-depth gauge child. */
+  depthGauge: { set(v: number): void };
 }
 
 interface Incoming {
@@ -171,7 +174,8 @@ export async function startController(config: ControllerConfig, deps: Controller
   };
 
   // ---------------------------------------------------------------- sockets
-  const curveOpts = config.curve ? { curveServer: true, curveSecretKey: config.curve.secretKey, curvePublicKey: config.curve.publicKey } : {};
+  const context = copyingContext();
+  const curveOpts = { context, ...(config.curve ? { curveServer: true, curveSecretKey: config.curve.secretKey, curvePublicKey: config.curve.publicKey } : {}) };
   const router = (routingId?: string) => new Router({ sendHighWaterMark: 0, receiveHighWaterMark: 0, linger: 0, ...(routingId ? { routingId } : {}), ...curveOpts });
   const reg = router();
   const notif = new Publisher({ linger: 0, sendHighWaterMark: 0, ...curveOpts });
@@ -275,6 +279,11 @@ export async function startController(config: ControllerConfig, deps: Controller
     broadcast: chan("broadcast"), iopub: chan("iopub"), hb: chan("heartbeat"), notification: chan("notification"),
   };
   type Ch = ReturnType<typeof chan>;
+  // label children bound once: a per-message labels() call hashes the label values every time
+  const queueMetrics = (q: string) => ({
+    submitted: metrics.tasksSubmitted.labels(q), completed: metrics.tasksCompleted.labels(q), latency: metrics.taskLatency.labels(q),
+  });
+  const perQueue = { mux: queueMetrics("mux"), task: queueMetrics("task"), broadcast: queueMetrics("broadcast") };
   const countIn = (c: Ch, frames: Frames) => {
     const n = frameBytes(frames);
     c.inMsg.inc();
@@ -356,7 +365,7 @@ export async function startController(config: ControllerConfig, deps: Controller
     id: e.id, uuid: e.uuid, alive: heart.missed(e.uuid) === 0, registeredAt: e.registeredAt,
     queueDepth: e.queue.size + e.tasks.size, missedBeats: heart.missed(e.uuid),
   });
-  const setDepth = (e: EngineState) => metrics.queueDepth.labels(String(e.id)).set(e.queue.size + e.tasks.size);
+  const setDepth = (e: EngineState) => e.depthGauge.set(e.queue.size + e.tasks.size);
   const refreshEngineGauges = () => {
     metrics.enginesRegistered.set(engines.size);
     let alive = 0;
@@ -430,6 +439,7 @@ export async function startController(config: ControllerConfig, deps: Controller
     timers.delete(inc.timer);
     const e: EngineState = {
       id: inc.id, uuid, ident: b(uuid), registeredAt: clock(), queue: new Set(), tasks: new Set(), completed: [],
+      depthGauge: metrics.queueDepth.labels(String(inc.id)),
     };
     engines.set(e.id, e);
     byUuid.set(uuid, e);
@@ -766,7 +776,7 @@ export async function startController(config: ControllerConfig, deps: Controller
     e.queue.add(msgId);
     muxStarted.set(msgId, Date.now());
     setDepth(e);
-    metrics.tasksSubmitted.labels("mux").inc();
+    perQueue.mux.submitted.inc();
   };
   const onMuxReply = (frames: Frames) => {
     const n = countIn(ch.mux, frames);
@@ -802,9 +812,9 @@ export async function startController(config: ControllerConfig, deps: Controller
     const t0 = muxStarted.get(msgId);
     if (t0 !== undefined) {
       muxStarted.delete(msgId);
-      metrics.taskLatency.labels("mux").observe((Date.now() - t0) / 1000);
+      perQueue.mux.latency.observe((Date.now() - t0) / 1000);
     }
-    if (status === "ok") metrics.tasksCompleted.labels("mux").inc();
+    if (status === "ok") perQueue.mux.completed.inc();
     else metrics.tasksFailed.labels("mux", String(content.ename ?? status ?? "error")).inc();
     db.update(msgId, {
       result_header: header, result_metadata: md, result_content: content, result_buffers: raw.buffers,
@@ -882,7 +892,7 @@ export async function startController(config: ControllerConfig, deps: Controller
     const msg = decode("task", raw);
     if (!msg) return;
     const msgId = msg.header.msg_id;
-    metrics.tasksSubmitted.labels("task").inc();
+    perQueue.task.submitted.inc();
     hubPending.add(msgId);
     unassigned.add(msgId);
     db.add({
@@ -932,8 +942,8 @@ export async function startController(config: ControllerConfig, deps: Controller
       hubPending.delete(msgId);
       hubCompleted.add(msgId);
       if (e) e.completed.push(msgId);
-      metrics.taskLatency.labels("task").observe((Date.now() - job.payload.receivedAt) / 1000);
-      if (success) metrics.tasksCompleted.labels("task").inc();
+      perQueue.task.latency.observe((Date.now() - job.payload.receivedAt) / 1000);
+      if (success) perQueue.task.completed.inc();
       else metrics.tasksFailed.labels("task", synthesized ? "engine_died" : "error").inc();
       let header: JsonObject = {};
       let content: JsonObject = {};
@@ -970,7 +980,7 @@ export async function startController(config: ControllerConfig, deps: Controller
     const orig = typeof md.original_msg_id === "string" ? md.original_msg_id : String(header.msg_id);
     const coalescing = Boolean(md.is_coalescing);
     const groups = splitTargets(targets, depth);
-    metrics.tasksSubmitted.labels("broadcast").inc();
+    perQueue.broadcast.submitted.inc();
     if (coalescing) {
       const replies = new Map<string, null>();
       for (const g of groups) for (const [uuid] of g) if (byUuid.has(uuid)) replies.set(uuid, null);
@@ -1006,8 +1016,8 @@ export async function startController(config: ControllerConfig, deps: Controller
     const frames = session.serializeParts([p.clientId], p.last.header, p.last.parent, encodeJson({ ...md, broadcast_targets: doneTargets }), p.last.content, buffers);
     countOut(ch.broadcast, frames);
     out.bcastIn.send(frames);
-    metrics.taskLatency.labels("broadcast").observe((Date.now() - p.receivedAt) / 1000);
-    metrics.tasksCompleted.labels("broadcast").inc();
+    perQueue.broadcast.latency.observe((Date.now() - p.receivedAt) / 1000);
+    perQueue.broadcast.completed.inc();
   };
   const onBroadcastReply = (frames: Frames) => {
     const n = countIn(ch.broadcast, frames);
@@ -1029,7 +1039,7 @@ export async function startController(config: ControllerConfig, deps: Controller
     const fwd = frames.slice(2); // [client_id, DELIM, ...]
     countOut(ch.broadcast, fwd);
     out.bcastIn.send(fwd);
-    metrics.tasksCompleted.labels("broadcast").inc();
+    perQueue.broadcast.completed.inc();
   };
 
   // ---------------------------------------------------------------- iopub

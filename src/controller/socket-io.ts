@@ -2,7 +2,7 @@
  * zeromq.js allows one pending send and one pending receive per socket (else EBUSY). Each socket
  * therefore gets exactly one writer (an Outbox draining a FIFO) and one reader loop.
  */
-import type { Socket } from "zeromq";
+import { Context, type Socket } from "zeromq";
 
 export type Frames = Buffer[];
 
@@ -75,4 +75,20 @@ export async function readLoop(
   } catch (err) {
     if (!sock.closed) onError(err);
   }
+}
+
+/** ZMQ_ZERO_COPY_RECV (a libzmq draft context option; zeromq.js is built with draft support). */
+const ZMQ_ZERO_COPY_RECV = 10;
+
+/**
+ * A ZeroMQ context whose decoder gives every received frame its own allocation. With libzmq's
+ * default (zero-copy receive) small frames point into a shared 8 KiB+ read batch, and zeromq.js hands
+ * frames over 128 bytes to JavaScript without copying: one retained (or not yet collected) header
+ * frame then pins a whole batch, which is how the controller's RSS grew by hundreds of MB under a
+ * tiny-task load. Copying small frames costs little; large frames are allocated on their own either way.
+ */
+export function copyingContext(): Context {
+  const ctx = new Context({ blocky: false });
+  (ctx as unknown as { setBoolOption(option: number, value: boolean): void }).setBoolOption(ZMQ_ZERO_COPY_RECV, false);
+  return ctx;
 }
