@@ -40,9 +40,11 @@ export function createOperatorMetrics(registry: Registry, opts: { defaultMetrics
   const byPhase = new Gauge({
     name: "ipp_operator_engineclusters", help: "EngineClusters by phase.", labelNames: ["phase"], registers: [registry],
   });
+  // The EngineCluster is `cluster_namespace`/`cluster`: a label named `namespace` would clash with
+  // the scrape target's (Prometheus would rename ours to exported_namespace).
   const engines = new Gauge({
     name: "ipp_operator_enginecluster_engines", help: "Engines of one EngineCluster: desired, registered, alive.",
-    labelNames: ["namespace", "name", "state"], registers: [registry],
+    labelNames: ["cluster_namespace", "cluster", "state"], registers: [registry],
   });
   const timeToReady = new Histogram({
     name: "ipp_operator_time_to_ready_seconds", help: "Seconds from an EngineCluster's creation to its first Ready.",
@@ -83,7 +85,7 @@ export function createOperatorMetrics(registry: Registry, opts: { defaultMetrics
       recount();
       for (const state of ["desired", "registered", "alive"] as const) {
         const v = c[state];
-        if (v !== undefined) engines.set({ namespace: c.namespace, name: c.name, state }, v);
+        if (v !== undefined) engines.set({ cluster_namespace: c.namespace, cluster: c.name, state }, v);
       }
     },
     clusterReady(uid, seconds) {
@@ -94,7 +96,7 @@ export function createOperatorMetrics(registry: Registry, opts: { defaultMetrics
     clusterGone(namespace, name, uid) {
       phaseOf.delete(`${namespace}/${name}`);
       recount();
-      for (const state of ["desired", "registered", "alive"]) engines.remove({ namespace, name, state });
+      for (const state of ["desired", "registered", "alive"]) engines.remove({ cluster_namespace: namespace, cluster: name, state });
       if (uid) readySeen.delete(uid);
     },
     leader: (b) => leaderGauge.set(b ? 1 : 0),

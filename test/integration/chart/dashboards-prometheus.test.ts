@@ -203,5 +203,5 @@ test("the panels show what happened", async () => {
   const op = `namespace="${NAMESPACE}"`;
   assert.ok((await value(`sum(ipp_operator_reconcile_total{${op}})`))[0]! >= 1, "the operator reconciled");
   assert.deepEqual(await value(`sum(ipp_operator_engineclusters{${op}})`), [1], "one EngineCluster, in some phase");
-  assert.deepEqual(await value(`ipp_operator_enginecluster_engines{${op}, exported_namespace="${EC_NAMESPACE}", name="${EC_NAME}", state="desired"}`), [ENGINES]);
+  assert.deepEqual(await value(`ipp_operator_enginecluster_engines{${op}, cluster_namespace="${EC_NAMESPACE}", cluster="${EC_NAME}", state="desired"}`), [ENGINES]);
 });

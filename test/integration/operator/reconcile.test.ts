@@ -114,6 +114,9 @@ test("apply: every owned object exists with its content and owner reference; fin
   const byPhase = (await metrics.registry.getSingleMetric("ipp_operator_engineclusters")!.get()).values;
   assert.equal(byPhase.find((v) => v.labels.phase === "Starting")?.value, 1);
   assert.equal(byPhase.find((v) => v.labels.phase === "Ready")?.value, 0);
+  const engines = (await metrics.registry.getSingleMetric("ipp_operator_enginecluster_engines")!.get()).values;
+  assert.deepEqual(engines.filter((v) => v.labels.cluster === "psum").map((v) => [v.labels.cluster_namespace, v.labels.state, v.value]),
+    [[NS, "desired", 4], [NS, "registered", 0], [NS, "alive", 0]]);
   const events = await waitFor("events", async () => { const e = await eventsFor("psum"); return e.some((x) => x.reason === "Creating") && e; });
   assert.ok(events.every((e) => e.type === "Normal"), JSON.stringify(events));
 });
@@ -233,7 +236,7 @@ test("delete: the finalizer's cleanup deletes every owned object, then the Engin
   assert.ok((await eventsFor("psum")).some((e) => e.reason === "Deleting"));
   // per-cluster metric series are dropped
   const series = (await metrics.registry.getSingleMetric("ipp_operator_enginecluster_engines")!.get()).values;
-  assert.ok(!series.some((v) => v.labels.name === "psum"), "psum's series removed");
+  assert.ok(!series.some((v) => v.labels.cluster === "psum"), "psum's series removed");
 });
 
 test("repeated events are aggregated into one Event object with a count", async () => {

@@ -40,6 +40,11 @@ function metricOf(series: string, metrics: Map<string, MetricInfo>): [string, Me
   return m && base && (base.type === "histogram" || base.type === "summary") ? [m[1]!, base] : undefined;
 }
 
+test("no metric defines a label the scrape target sets (Prometheus would rename it exported_<label>)", () => {
+  const clashes = [...definedMetrics()].flatMap(([name, m]) => [...m.labels].filter((l) => TARGET_LABELS.includes(l)).map((l) => `${name}{${l}}`));
+  assert.deepEqual(clashes, []);
+});
+
 const dashboards = loadDashboards();
 
 test("the chart ships the two dashboards, each with a stable uid matching its file", () => {
@@ -107,7 +112,7 @@ test("every metric and label a dashboard query names is defined in src/metrics",
       const found = metricOf(n, metrics);
       if (!found) { problems.push(`${q.where}: ${n} is not defined in src/metrics`); continue; }
       used.add(found[0]);
-      for (const l of found[1].labels) allowed.add(l === "namespace" ? "exported_namespace" : l);
+      for (const l of found[1].labels) allowed.add(l);
       if (found[1].type === "histogram") allowed.add("le");
     }
     const labelsUsed = new Set<string>();
