@@ -8,6 +8,10 @@
  * (/metrics, /healthz, /readyz, JSON API), and on SIGINT/SIGTERM (or a client's shutdown request)
  * removes the files (unless --reuse) and stops.
  *
+ * `--metrics-port P [--metrics-host H]` (ours, not ipcontroller's) moves /metrics, /healthz and
+ * /readyz to a listener of their own, so scrapers and probes can be let in without opening the
+ * JSON API (which executes code on the engines); --http-port then serves only the API.
+ *
  * Exit status: 0 clean stop; 1 the controller failed (e.g. a port in use); 2 bad options.
  * This module is the one place that reads the environment for the controller.
  */
@@ -30,6 +34,48 @@ import { writeConnectionFile, type ClientConnectionInfo, type EngineConnectionIn
 import { startHttpServer, type HttpServerHandle } from "../controller/http/server.ts";
 
 const PROG = "ipp-operator controller";
+
+/** Our listener options that ipcontroller does not have. */
+export interface MetricsListener { port?: number; host?: string }
+
+export const METRICS_HELP = [
+  "",
+  "metrics listener (ipp-operator only):",
+  `  ${"--metrics-port=PORT".padEnd(34)} serve /metrics, /healthz and /readyz on a port of their own (0 = any free port);`,
+  `  ${"".padEnd(34)} --http-port then serves only the JSON API`,
+  `  ${"--metrics-host=ADDRESS".padEnd(34)} address of the metrics listener (default: --http-host, else 127.0.0.1)`,
+].join("\n") + "\n";
+
+/**
+ * Takes --metrics-port/--metrics-host (`--name=value` or `--name value`, before any `--`) out of
+ * argv; the rest goes to the ipcontroller parser. Throws ControllerArgsError on a bad value.
+ */
+export function splitMetricsArgs(argv: string[]): { rest: string[]; metrics: MetricsListener } {
+  const metrics: MetricsListener = {};
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const tok = argv[i]!;
+    if (tok === "--") { rest.push(...argv.slice(i)); break; }
+    const m = /^--metrics-(port|host)(?:=(.*))?$/s.exec(tok);
+    if (!m) { rest.push(tok); continue; }
+    let value = m[2];
+    if (value === undefined) {
+      value = argv[i + 1];
+      if (value === undefined || value.startsWith("--")) throw new ControllerArgsError("IPP_ARGS_MISSING_VALUE", tok, `${tok} needs a value`);
+      i++;
+    }
+    if (m[1] === "port") {
+      if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
+        throw new ControllerArgsError("IPP_ARGS_BAD_VALUE", tok, `--metrics-port: ${JSON.stringify(value)} is not a port in 0-65535`);
+      }
+      metrics.port = Number(value);
+    } else {
+      if (value === "") throw new ControllerArgsError("IPP_ARGS_BAD_VALUE", tok, "--metrics-host: an address");
+      metrics.host = value;
+    }
+  }
+  return { rest, metrics };
+}
 
 /** A random key in jupyter_client's new_id() format: 8 and 24 hex digits. */
 export function newKey(): string {
@@ -105,14 +151,15 @@ async function cleanOldLogs(dir: string, log: Logger): Promise<void> {
   }
 }
 
-function showConfig(o: ControllerOptions, loc: ProfileLocation, paths: ConnectionFileNames, json: boolean): string {
+function showConfig(o: ControllerOptions, metrics: MetricsListener, loc: ProfileLocation, paths: ConnectionFileNames, json: boolean): string {
   const view = {
     profile: loc.name, profileDir: loc.dir, connectionFiles: paths, clusterId: o.clusterId, ip: o.ip,
     location: o.location ?? hostname(), ports: o.ports, heartbeatPeriodMs: o.heartbeatPeriodMs,
     maxHeartbeatMisses: o.maxHeartbeatMisses, taskScheme: o.taskScheme, hwm: o.hwm, broadcastDepth: o.broadcastDepth,
     reuse: o.reuse, enableCurve: o.enableCurve,
     key: o.key !== undefined ? "<given>" : o.keyFile !== undefined ? `<from ${o.keyFile}>` : "<random>",
-    logLevel: o.logLevel, httpPort: o.httpPort ?? null, httpHost: o.httpHost, notes: o.notes,
+    logLevel: o.logLevel, httpPort: o.httpPort ?? null, httpHost: o.httpHost,
+    metricsPort: metrics.port ?? null, metricsHost: metrics.host ?? o.httpHost, notes: o.notes,
   };
   if (json) return JSON.stringify(view, null, 2) + "\n";
   return Object.entries(view).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join("\n") + "\n";
@@ -164,8 +211,11 @@ async function resolveRuntime(o: ControllerOptions, reused: ReusedConnection | u
 
 export async function run(argv: string[]): Promise<number> {
   let o: ControllerOptions;
+  let metrics: MetricsListener;
   try {
-    o = parseControllerArgs({ argv, env: process.env, home: homedir() });
+    const split = splitMetricsArgs(argv);
+    metrics = split.metrics;
+    o = parseControllerArgs({ argv: split.rest, env: process.env, home: homedir() });
   } catch (err) {
     if (err instanceof ControllerArgsError) {
       process.stderr.write(`${PROG}: error: ${err.message}\n`);
@@ -174,7 +224,7 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   if (o.mode === "help" || o.mode === "help-all") {
-    process.stdout.write(helpText(o.mode === "help-all"));
+    process.stdout.write(helpText(o.mode === "help-all") + METRICS_HELP);
     return 0;
   }
   if (o.mode === "version") {
@@ -190,7 +240,7 @@ export async function run(argv: string[]): Promise<number> {
   const connDir = o.connectionDir ?? loc.securityDir;
   const paths = connectionFilePaths(connDir, names);
   if (o.mode === "show-config" || o.mode === "show-config-json") {
-    process.stdout.write(showConfig(o, loc, paths, o.mode === "show-config-json"));
+    process.stdout.write(showConfig(o, metrics, loc, paths, o.mode === "show-config-json"));
     return 0;
   }
 
@@ -220,13 +270,13 @@ export async function run(argv: string[]): Promise<number> {
   const log = createLogger({ level: o.logLevel, ...(stream ? { sink: (line: string) => { stream.write(line + "\n"); } } : {}) })
     .with({ component: "ipcontroller", ...(o.clusterId ? { clusterId: o.clusterId } : {}) });
   try {
-    return await serve(o, loc, paths, log);
+    return await serve(o, metrics, loc, paths, log);
   } finally {
     if (logStream) await new Promise<void>((r) => logStream.end(r));
   }
 }
 
-async function serve(o: ControllerOptions, loc: ProfileLocation, paths: ConnectionFileNames, log: Logger): Promise<number> {
+async function serve(o: ControllerOptions, metrics: MetricsListener, loc: ProfileLocation, paths: ConnectionFileNames, log: Logger): Promise<number> {
   if (o.cleanLogs) await cleanOldLogs(loc.logDir, log);
   for (const n of o.notes) log.info("option has no effect here", { flag: n.flag, reason: n.reason });
 
@@ -292,6 +342,7 @@ async function serve(o: ControllerOptions, loc: ProfileLocation, paths: Connecti
   const writeFiles = !reused || leavesMoved;
   let filesWritten = false;
   let http: HttpServerHandle | undefined;
+  let metricsHttp: HttpServerHandle | undefined;
   try {
     if (writeFiles) {
       await writeAtomically(paths.client, client);
@@ -299,13 +350,20 @@ async function serve(o: ControllerOptions, loc: ProfileLocation, paths: Connecti
       filesWritten = true;
       log.info("wrote connection files", { client: paths.client, engine: paths.engine });
     }
+    if (metrics.port !== undefined) {
+      const host = metrics.host ?? o.httpHost;
+      metricsHttp = await startHttpServer({ controller, registry, port: metrics.port, host, logger: log, serve: "metrics" });
+      log.info("serving metrics and health over HTTP", { host, port: metricsHttp.port });
+    }
     if (o.httpPort !== undefined) {
-      http = await startHttpServer({ controller, registry, port: o.httpPort, host: o.httpHost, logger: log });
-      log.info("serving metrics and API over HTTP", { host: o.httpHost, port: http.port });
+      const serveWhat = metricsHttp ? "api" : "all";
+      http = await startHttpServer({ controller, registry, port: o.httpPort, host: o.httpHost, logger: log, serve: serveWhat });
+      log.info(metricsHttp ? "serving the API over HTTP" : "serving metrics and API over HTTP", { host: o.httpHost, port: http.port });
     }
   } catch (err) {
     log.error("controller failed to start", err);
     await http?.close().catch(() => {});
+    await metricsHttp?.close().catch(() => {});
     await controller.stop();
     if (filesWritten && !o.reuse) await removeFiles(paths, log);
     return 1;
@@ -332,6 +390,7 @@ async function serve(o: ControllerOptions, loc: ProfileLocation, paths: Connecti
     // files first: a launcher that kills us after its grace period still finds them gone
     if (!o.reuse) await removeFiles(paths, log);
     await http?.close();
+    await metricsHttp?.close();
     await controller.stop();
   } catch (err) {
     log.error("error while stopping", err);

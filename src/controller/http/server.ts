@@ -10,6 +10,10 @@
  *   GET  /api/v1/arrays/<name>  JSON, or raw bytes with Accept: application/octet-stream
  *
  * Every error is a JSON body {error, message} with a stable `error` code.
+ *
+ * `serve` splits the routes over two listeners: "metrics" serves only /metrics, /healthz and
+ * /readyz (for scrapers and probes), "api" only /api/v1/* (it executes code on the engines);
+ * "all" (the default) serves both on one port.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -44,7 +48,11 @@ export interface HttpServerOptions {
   maxJsonBytes?: number;
   /** default per-engine timeout for API calls; default 60 s */
   defaultTimeoutMs?: number;
+  /** which routes this listener serves; default "all" */
+  serve?: HttpServe;
 }
+
+export type HttpServe = "all" | "metrics" | "api";
 
 export interface HttpServerHandle {
   readonly port: number;
@@ -139,6 +147,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const maxJson = opts.maxJsonBytes ?? 64 * 1024 * 1024;
   const defaultTimeout = opts.defaultTimeoutMs ?? 60_000;
   const { controller, registry } = opts;
+  const serve = opts.serve ?? "all";
 
   let clientPromise: Promise<IppClient> | undefined;
   const apiClient = (): Promise<IppClient> => {
@@ -274,6 +283,10 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     const url = new URL(req.url ?? "/", "http://localhost");
     const path = url.pathname;
     const method = req.method ?? "GET";
+    const isApi = path === "/api" || path.startsWith("/api/");
+    if (serve !== "all" && isApi !== (serve === "api")) {
+      throw new HttpError(404, "not_found", `no route ${path} on the ${serve} port`);
+    }
     const only = (...allowed: string[]) => {
       if (!allowed.includes(method)) {
         res.setHeader("allow", allowed.join(", "));
@@ -350,7 +363,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     });
   });
   const port = (server.address() as AddressInfo).port;
-  log.info("http server listening", { host: opts.host ?? "127.0.0.1", port });
+  log.info("http server listening", { host: opts.host ?? "127.0.0.1", port, serve });
   return {
     port,
     close: async () => {

@@ -71,6 +71,7 @@ test("--help and --version exit 0", () => {
   assert.equal(h.status, 0);
   assert.match(h.stdout, /--profile-dir/);
   assert.match(h.stdout, /controller_cmd/);
+  assert.match(h.stdout, /--metrics-port=PORT/);
   assert.equal(run(["--help-all"]).status, 0);
   assert.match(run(["--version"]).stdout, /^\d+\.\d+\.\d+/);
 });
@@ -203,6 +204,52 @@ test("--ip='*' --location: interface tcp://* and the location in both files; HTT
     assert.equal(await stop(r), 0);
   } finally {
     await profile.cleanup();
+  }
+});
+
+/** Two loopback ports free right now. */
+async function twoFreePorts(): Promise<[number, number]> {
+  const servers = [createServer(), createServer()];
+  const ports = await Promise.all(servers.map((srv) => new Promise<number>((r) => srv.listen(0, "127.0.0.1", () => r((srv.address() as AddressInfo).port)))));
+  await Promise.all(servers.map((srv) => new Promise((r) => srv.close(r))));
+  return [ports[0]!, ports[1]!];
+}
+
+test("--metrics-port: /metrics, /healthz, /readyz on their own listener, --http-port serves only the JSON API", { timeout: 60_000 }, async () => {
+  const profile = await makeProfile({ ours: true });
+  try {
+    const [apiPort, metricsPort] = await twoFreePorts();
+    const shown = run(["--profile-dir", profile.dir, `--http-port=${apiPort}`, "--metrics-port", String(metricsPort), "--metrics-host=127.0.0.1", "--show-config-json"]);
+    assert.equal(shown.status, 0, shown.stderr);
+    const config = JSON.parse(shown.stdout) as Record<string, unknown>;
+    assert.deepEqual([config.httpPort, config.metricsPort, config.metricsHost], [apiPort, metricsPort, "127.0.0.1"]);
+
+    const r = start(["--profile-dir", profile.dir, `--http-port=${apiPort}`, "--metrics-port", String(metricsPort), "--cluster-id=split"]);
+    await waitFor(() => bothExist(files(profile.security, "split")), 30_000, "connection files", r);
+    const status = async (port: number, path: string) => {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`);
+      await res.arrayBuffer();
+      return res.status;
+    };
+    await waitFor(() => /serving the API over HTTP/.test(r.stderr()), 10_000, "API listener", r);
+    const got: Record<string, number> = {};
+    for (const path of ["/metrics", "/healthz", "/readyz", "/api/v1/engines"]) {
+      got[`metrics ${path}`] = await status(metricsPort, path);
+      got[`api ${path}`] = await status(apiPort, path);
+    }
+    assert.deepEqual(got, {
+      "metrics /metrics": 200, "api /metrics": 404, "metrics /healthz": 200, "api /healthz": 404,
+      "metrics /readyz": 200, "api /readyz": 404, "metrics /api/v1/engines": 404, "api /api/v1/engines": 200,
+    });
+    assert.match(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text(), /ipp_controller_engines_registered/);
+    assert.equal(await stop(r), 0);
+  } finally {
+    await profile.cleanup();
+  }
+  for (const bad of [["--metrics-port=70000"], ["--metrics-port=x"], ["--metrics-port"], ["--metrics-host="]]) {
+    const b = run(bad);
+    assert.equal(b.status, 2, `${bad.join(" ")}: ${b.stderr}`);
+    assert.match(b.stderr, /--metrics-(port|host)/);
   }
 });
 

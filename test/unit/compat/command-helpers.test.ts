@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { channelPorts, newKey } from "../../../src/commands/controller.ts";
-import { assignPorts } from "../../../src/controller/ipcontroller-args.ts";
+import { channelPorts, newKey, splitMetricsArgs } from "../../../src/commands/controller.ts";
+import { ControllerArgsError, assignPorts } from "../../../src/controller/ipcontroller-args.ts";
 
 test("newKey: jupyter_client's new_id() shape (8 and 24 hex digits), random", () => {
   const a = newKey();
@@ -18,4 +18,18 @@ test("channelPorts: ipcontroller's pool assignment mapped onto the controller's 
   });
   assert.deepEqual(leaves, [107, 108]);
   assert.deepEqual(channelPorts(assignPorts({ common: [], engine: [], client: [] })).ports, {});
+});
+
+test("splitMetricsArgs: takes --metrics-port/--metrics-host (= or separate value) out, leaves the rest and anything after --", () => {
+  assert.deepEqual(splitMetricsArgs(["--ip=0.0.0.0", "--metrics-port=8081", "--http-port=8080", "--metrics-host", "0.0.0.0", "--", "--metrics-port=1"]), {
+    rest: ["--ip=0.0.0.0", "--http-port=8080", "--", "--metrics-port=1"], metrics: { port: 8081, host: "0.0.0.0" },
+  });
+  assert.deepEqual(splitMetricsArgs(["--metrics-port", "0"]), { rest: [], metrics: { port: 0 } });
+  assert.deepEqual(splitMetricsArgs(["--http-port=1"]), { rest: ["--http-port=1"], metrics: {} });
+  for (const [argv, code] of [
+    [["--metrics-port=65536"], "IPP_ARGS_BAD_VALUE"], [["--metrics-port=-1"], "IPP_ARGS_BAD_VALUE"], [["--metrics-port=8O"], "IPP_ARGS_BAD_VALUE"],
+    [["--metrics-port"], "IPP_ARGS_MISSING_VALUE"], [["--metrics-port", "--ip=x"], "IPP_ARGS_MISSING_VALUE"], [["--metrics-host="], "IPP_ARGS_BAD_VALUE"],
+  ] as Array<[string[], string]>) {
+    assert.throws(() => splitMetricsArgs(argv), (e: unknown) => e instanceof ControllerArgsError && e.code === code, argv.join(" "));
+  }
 });
