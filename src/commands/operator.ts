@@ -29,18 +29,50 @@ options:
   --workers N              concurrent reconciles (default 16)
   --controller-image REF   controller image when spec.controller.image is unset (default: $IPP_OPERATOR_IMAGE, else built-in)
   --cluster-domain NAME    cluster DNS domain (default cluster.local)
+  --metrics-scraper-namespace-selector K=V[,K=V...]
+                           namespaces whose pods may reach each controller's metrics port (its
+                           NetworkPolicy; never the API port). Default: every namespace
+  --metrics-scraper-pod-selector K=V[,K=V...]
+                           and only pods with these labels there. Default: every pod
   --log-level LEVEL        debug | info | warn | error (default info)
   -h, --help               show this help
 `;
 
-interface Flags {
+export interface Flags {
   kubeconfig?: string; namespace?: string; metricsPort: number; leaderElect: boolean; leaseName: string;
   leaseNamespace?: string; identity?: string; workers: number; logLevel: LogLevel;
   controllerImage?: string; clusterDomain?: string;
+  scraperNamespaceSelector: Record<string, string>; scraperPodSelector: Record<string, string>;
 }
 
-function parse(argv: string[]): Flags | string {
-  const f: Flags = { metricsPort: 8080, leaderElect: false, leaseName: "ipp-operator-leader", workers: 16, logLevel: "info" };
+const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
+
+/**
+ * A matchLabels selector written `key=value[,key=value...]` (kubectl's equality form; `==` is
+ * accepted too). The empty string selects everything: {}.
+ */
+export function parseLabelSelector(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (text.trim() === "") return out;
+  for (const part of text.split(",")) {
+    const m = /^\s*([^=!\s]+)\s*==?\s*([^=\s]*)\s*$/.exec(part);
+    if (!m) throw new Error(`'${part}' is not key=value (only equality selectors are supported)`);
+    const [, key, value] = m as unknown as [string, string, string];
+    const name = key.includes("/") ? key.slice(key.indexOf("/") + 1) : key;
+    if (!LABEL_KEY.test(key) || name.length > 63 || key.length > 253 + 1 + 63) throw new Error(`'${key}' is not a valid label key`);
+    if (!LABEL_VALUE.test(value) || value.length > 63) throw new Error(`'${value}' is not a valid label value (for key ${key})`);
+    if (key in out && out[key] !== value) throw new Error(`label ${key} is given twice with different values`);
+    out[key] = value;
+  }
+  return out;
+}
+
+export function parseOperatorArgs(argv: string[]): Flags | string {
+  const f: Flags = {
+    metricsPort: 8080, leaderElect: false, leaseName: "ipp-operator-leader", workers: 16, logLevel: "info",
+    scraperNamespaceSelector: {}, scraperPodSelector: {},
+  };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i]!;
     let value: string | undefined;
@@ -50,6 +82,15 @@ function parse(argv: string[]): Flags | string {
       const v = value ?? argv[++i];
       if (v === undefined || v === "") throw new Error(`${arg} needs a value`);
       return v;
+    };
+    const labelSelector = () => {
+      const v = value ?? argv[++i];
+      if (v === undefined) throw new Error(`${arg} needs a value`);
+      try {
+        return parseLabelSelector(v);
+      } catch (err) {
+        throw new Error(`${arg}: ${(err as Error).message}`);
+      }
     };
     const int = (min: number, max: number) => {
       const v = need();
@@ -68,6 +109,8 @@ function parse(argv: string[]): Flags | string {
       case "--workers": f.workers = int(1, 256); break;
       case "--controller-image": f.controllerImage = need(); break;
       case "--cluster-domain": f.clusterDomain = need(); break;
+      case "--metrics-scraper-namespace-selector": f.scraperNamespaceSelector = labelSelector(); break;
+      case "--metrics-scraper-pod-selector": f.scraperPodSelector = labelSelector(); break;
       case "--log-level": {
         const v = need();
         if (!["debug", "info", "warn", "error"].includes(v)) throw new Error(`--log-level must be debug, info, warn or error, got '${v}'`);
@@ -84,7 +127,7 @@ export async function run(argv: string[]): Promise<number> {
   if (argv.includes("-h") || argv.includes("--help")) { process.stdout.write(HELP); return 0; }
   let flags: Flags;
   try {
-    const parsed = parse(argv);
+    const parsed = parseOperatorArgs(argv);
     if (typeof parsed === "string") { process.stderr.write(`ipp-operator operator: ${parsed}\n\n${HELP}`); return 2; }
     flags = parsed;
   } catch (err) {
@@ -107,6 +150,10 @@ export async function run(argv: string[]): Promise<number> {
   const plannerConfig = {
     ...(controllerImage ? { controllerImage } : {}),
     ...(flags.clusterDomain ? { clusterDomain: flags.clusterDomain } : {}),
+    metricsScrapers: {
+      namespaceSelector: flags.scraperNamespaceSelector,
+      ...(Object.keys(flags.scraperPodSelector).length > 0 ? { podSelector: flags.scraperPodSelector } : {}),
+    },
   };
   const op = await startOperator({
     client, planner: corePlanner, metrics, namespace: flags.namespace, workers: flags.workers, identity,

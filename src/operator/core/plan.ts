@@ -37,7 +37,7 @@ export interface Observed {
   secrets?: Record<string, boolean>;
   generated: { hmacKey: string; sshPrivateKey: string; sshPublicKey: string; curveSecretKey?: string; curvePublicKey?: string };
   now: Date;
-  /** Operator configuration (controller image, cluster DNS domain); defaults when absent. */
+  /** Operator configuration (controller image, cluster DNS domain, metrics scrapers); defaults when absent. */
   config?: Partial<BuildConfig>;
 }
 
@@ -288,7 +288,8 @@ function diagnose(o: MpiObjects, owned: KubeObject[], observed: Observed, ec: En
 }
 
 function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev: EngineClusterStatus | undefined, generation: number, managed: KubeObject[]): Plan {
-  const config: BuildConfig = { ...DEFAULT_BUILD_CONFIG, ...observed.config };
+  const given = Object.fromEntries(Object.entries(observed.config ?? {}).filter(([, v]) => v !== undefined));
+  const config: BuildConfig = { ...DEFAULT_BUILD_CONFIG, ...given };
   const ref = clusterRef(ec);
   const objects = buildMpiObjects(ec, keyMaterial(ec, managed, observed.generated), config);
   const desired = applyOrder(objects);

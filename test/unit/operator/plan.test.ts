@@ -265,3 +265,22 @@ test("stale owned objects of other names are deleted; foreign objects are left a
   const p = plan(observe(c, [...objs, stray, foreign]));
   assert.deepEqual(p.actions.filter((a) => a.type === "delete").map((a) => a.type === "delete" && a.ref.name), ["psum-old"]);
 });
+
+test("operator configuration reaches the owned objects: controller image, DNS domain, metrics scrapers; absent keys keep defaults", () => {
+  const objects = (config: Observed["config"]) => applied(plan(observe(withFinalizer(rawCluster(mpiSpec())), [], { config })));
+  const scrapeRule = (objs: KubeObject[]) => (objs.find((o) => o.kind === "NetworkPolicy") as J).spec.ingress[3];
+  const defaults = objects(undefined);
+  assert.deepEqual(scrapeRule(defaults), { from: [{ namespaceSelector: {} }], ports: [{ protocol: "TCP", port: 8081 }] });
+  assert.deepEqual(objects({ controllerImage: undefined, clusterDomain: undefined, metricsScrapers: undefined }), defaults);
+  const custom = objects({
+    controllerImage: "registry.example/ipp:1", clusterDomain: "corp.local",
+    metricsScrapers: { namespaceSelector: { "kubernetes.io/metadata.name": "monitoring" }, podSelector: { "app.kubernetes.io/name": "prometheus" } },
+  });
+  assert.deepEqual(scrapeRule(custom).from, [{
+    namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
+    podSelector: { matchLabels: { "app.kubernetes.io/name": "prometheus" } },
+  }]);
+  const deployment = custom.find((o) => o.kind === "Deployment") as J;
+  assert.equal(deployment.spec.template.spec.containers[0].image, "registry.example/ipp:1");
+  assert.ok(deployment.spec.template.spec.containers[0].args.includes("--location=psum-controller.science.svc.corp.local"));
+});

@@ -13,7 +13,8 @@ import type { KubeObject } from "../../../api/kube.ts";
 import { renderHostfile, worldShape, type WorldShape } from "./hostfile.ts";
 import {
   CLIENT_LABEL, CLIENT_PORTS, CLIENT_PORT_RANGE, CONNECTION_KEYS, CONTROLLER_UID, ENGINE_PORTS, ENGINE_PORT_RANGE, ENGINE_UID,
-  HOSTFILE_KEY, HTTP_PORT, PATHS, SERVICE_PORTS, SSH_KEYS, SSH_PORT, WORLD_LABEL, clusterRef, dns, labels, names,
+  HOSTFILE_KEY, HTTP_PORT, METRICS_PORT, OPERATOR_LABEL, OPERATOR_LABEL_VALUE, PATHS, SERVICE_PORTS, SSH_KEYS, SSH_PORT, WORLD_LABEL,
+  clusterRef, dns, labels, names,
   ownerReference, selector, type ClusterRef, type Component,
 } from "./names.ts";
 
@@ -29,14 +30,28 @@ export interface KeyMaterial {
   curvePublicKey?: string;
 }
 
+/**
+ * Who may reach a controller's metrics port through its NetworkPolicy: pods matching `podSelector`
+ * (absent: every pod) in namespaces matching `namespaceSelector` (empty: every namespace). Both are
+ * matchLabels maps.
+ */
+export interface MetricsScrapers {
+  namespaceSelector: Record<string, string>;
+  podSelector?: Record<string, string>;
+}
+
 export interface BuildConfig {
   /** Controller image when spec.controller.image is not set (the operator's own image). */
   controllerImage: string;
   /** Cluster DNS domain, for the fully qualified names in the connection files and hostfile. */
   clusterDomain: string;
+  /** Pods admitted to the controllers' metrics port (default: any pod in any namespace). */
+  metricsScrapers: MetricsScrapers;
 }
 
-export const DEFAULT_BUILD_CONFIG: BuildConfig = { controllerImage: "ghcr.io/ipp-operator/ipp-operator:0.1.0", clusterDomain: "cluster.local" };
+export const DEFAULT_BUILD_CONFIG: BuildConfig = {
+  controllerImage: "ghcr.io/ipp-operator/ipp-operator:0.1.0", clusterDomain: "cluster.local", metricsScrapers: { namespaceSelector: {} },
+};
 
 export interface MpiObjects {
   world: string;
@@ -175,6 +190,8 @@ export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: Build
     `--scheme=${c.taskScheme}`,
     `--http-port=${HTTP_PORT}`,
     "--http-host=0.0.0.0",
+    `--metrics-port=${METRICS_PORT}`,
+    "--metrics-host=0.0.0.0",
     `--connection-dir=${PATHS.controllerRunDir}`,
     ...(c.curve ? ["--enable-curve"] : []),
   ];
@@ -207,8 +224,8 @@ export function buildControllerDeployment(ref: ClusterRef, ec: EngineCluster, co
             args: controllerArgs(ref, ec, config),
             ...(curveEnv.length > 0 ? { env: curveEnv } : {}),
             ports: SERVICE_PORTS.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" })),
-            readinessProbe: { httpGet: { path: "/readyz", port: "http" }, periodSeconds: 5 },
-            livenessProbe: { httpGet: { path: "/healthz", port: "http" }, periodSeconds: 10, failureThreshold: 6 },
+            readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5 },
+            livenessProbe: { httpGet: { path: "/healthz", port: "metrics" }, periodSeconds: 10, failureThreshold: 6 },
             ...resources(c.resources),
             securityContext: { ...restrictedContainer(CONTROLLER_UID), readOnlyRootFilesystem: true },
             volumeMounts: [
@@ -240,27 +257,37 @@ export function buildControllerService(ref: ClusterRef, ec: EngineCluster): Kube
 }
 
 /**
- * Only engines (launcher and worker pods of this cluster) and clients (pods labelled
- * `ipp.dev/client: <cluster>` in the namespace) reach the ZeroMQ ports; the HTTP port (health,
- * metrics, JSON API) also admits the operator (pods named ipp-operator in any namespace).
+ * Ingress to the controller pod:
+ * - engines (this cluster's launcher and worker pods): the engine-side ZeroMQ ports and the API;
+ * - clients (pods labelled `ipp.dev/client: <cluster>` in the namespace): the client-side ZeroMQ
+ *   ports and the API;
+ * - the operator (pods labelled `ipp.dev/operator: "true"`, any namespace): the API, where it reads
+ *   the engine list;
+ * - metrics scrapers (the operator's configuration; default any pod): the metrics port only
+ *   (/metrics, /healthz, /readyz). The API, which executes code on the engines, is never opened
+ *   to them.
  */
-export function buildNetworkPolicy(ref: ClusterRef): KubeObject {
+export function buildNetworkPolicy(ref: ClusterRef, config: BuildConfig = DEFAULT_BUILD_CONFIG): KubeObject {
   const port = (p: number) => ({ protocol: "TCP", port: p });
+  const api = port(HTTP_PORT);
   const enginePorts = SERVICE_PORTS.filter((p) => p.side === "engine" || p.side === "both").map((p) => port(p.port));
-  const clientPorts = SERVICE_PORTS.filter((p) => p.side !== "engine").map((p) => port(p.port));
+  const clientPorts = SERVICE_PORTS.filter((p) => p.side === "client" || p.side === "both").map((p) => port(p.port));
   const enginePods = (component: "worker" | "launcher") => ({ podSelector: { matchLabels: selector(ref.name, component) } });
+  const scrapers = config.metricsScrapers;
+  const scraperPeer = {
+    namespaceSelector: Object.keys(scrapers.namespaceSelector).length > 0 ? { matchLabels: { ...scrapers.namespaceSelector } } : {},
+    ...(scrapers.podSelector !== undefined && Object.keys(scrapers.podSelector).length > 0 ? { podSelector: { matchLabels: { ...scrapers.podSelector } } } : {}),
+  };
   return {
     apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: meta(ref, names.networkPolicy(ref.name), "network-policy"),
     spec: {
       podSelector: { matchLabels: selector(ref.name, "controller") },
       policyTypes: ["Ingress"],
       ingress: [
-        { from: [enginePods("launcher"), enginePods("worker")], ports: enginePorts },
-        { from: [{ podSelector: { matchLabels: { [CLIENT_LABEL]: ref.name } } }], ports: clientPorts },
-        {
-          from: [{ namespaceSelector: {}, podSelector: { matchLabels: { "app.kubernetes.io/name": "ipp-operator" } } }],
-          ports: [port(HTTP_PORT)],
-        },
+        { from: [enginePods("launcher"), enginePods("worker")], ports: [...enginePorts, api] },
+        { from: [{ podSelector: { matchLabels: { [CLIENT_LABEL]: ref.name } } }], ports: [...clientPorts, api] },
+        { from: [{ namespaceSelector: {}, podSelector: { matchLabels: { [OPERATOR_LABEL]: OPERATOR_LABEL_VALUE } } }], ports: [api] },
+        { from: [scraperPeer], ports: [port(METRICS_PORT)] },
       ],
     },
   };
@@ -419,7 +446,7 @@ export function buildMpiObjects(ec: EngineCluster, material: KeyMaterial, config
     workersService: buildWorkersService(ref),
     workers: buildWorkers(ref, ec, mpi, shape),
     launcher: buildLauncher(ref, mpi, shape, world),
-    networkPolicy: buildNetworkPolicy(ref),
+    networkPolicy: buildNetworkPolicy(ref, config),
   };
 }
 

@@ -11,6 +11,12 @@ export const WORLD_LABEL = "ipp.dev/world";
 /** Pods with `ipp.dev/client: <cluster>` may reach the controller's client ports (NetworkPolicy). */
 export const CLIENT_LABEL = "ipp.dev/client";
 export const COMPONENT_LABEL = "app.kubernetes.io/component";
+/**
+ * The operator's pods carry `ipp.dev/operator: "true"` (the chart sets it whatever the release is
+ * called): the controllers' NetworkPolicies admit the operator to the API port by it.
+ */
+export const OPERATOR_LABEL = "ipp.dev/operator";
+export const OPERATOR_LABEL_VALUE = "true";
 export const MANAGED_BY = "ipp-operator";
 
 export type Component = "controller" | "connection" | "ssh" | "hostfile" | "workers" | "worker" | "launcher" | "network-policy";
@@ -79,11 +85,14 @@ export const ENGINE_PORTS = {
 export const CLIENT_PORTS = { control: 10110, mux: 10111, task: 10112, iopub: 10113, notification: 10114, broadcast: 10115 };
 export const ENGINE_PORT_RANGE = "10101-10109";
 export const CLIENT_PORT_RANGE = "10110-10115";
+/** The controller's JSON API (executes code on the engines): engines, clients and the operator only. */
 export const HTTP_PORT = 8080;
+/** The controller's /metrics, /healthz and /readyz: probes and metrics scrapers. */
+export const METRICS_PORT = 8081;
 export const SSH_PORT = 2222;
 
 /** Service port names (≤ 15 characters, DNS-1035). */
-export const SERVICE_PORTS: { name: string; port: number; side: "engine" | "client" | "both" | "http" }[] = [
+export const SERVICE_PORTS: { name: string; port: number; side: "engine" | "client" | "both" | "http" | "metrics" }[] = [
   { name: "registration", port: ENGINE_PORTS.registration, side: "both" },
   { name: "eng-control", port: ENGINE_PORTS.control, side: "engine" },
   { name: "eng-mux", port: ENGINE_PORTS.mux, side: "engine" },
@@ -100,6 +109,7 @@ export const SERVICE_PORTS: { name: string; port: number; side: "engine" | "clie
   { name: "notification", port: CLIENT_PORTS.notification, side: "client" },
   { name: "cli-bcast", port: CLIENT_PORTS.broadcast, side: "client" },
   { name: "http", port: HTTP_PORT, side: "http" },
+  { name: "metrics", port: METRICS_PORT, side: "metrics" },
 ];
 
 /** Keys of the connection Secret. */

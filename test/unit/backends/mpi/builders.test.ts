@@ -88,11 +88,12 @@ test("SSH Secret: one key pair as user key and pinned host key", () => {
 
 test("controller Deployment: args, fixed named ports, probes, restricted security context", () => {
   const ec = cluster(mpiSpec({}, 8, { heartbeatPeriodMs: 1500, taskScheme: "lru", resources: { limits: { memory: "256Mi" } } }));
-  const d = buildMpiObjects(ec, MATERIAL, { controllerImage: "ipp-operator:test", clusterDomain: "cluster.local" }).controllerDeployment as J;
+  const d = buildMpiObjects(ec, MATERIAL, { ...DEFAULT_BUILD_CONFIG, controllerImage: "ipp-operator:test" }).controllerDeployment as J;
   assert.deepEqual(controllerArgs(clusterRef(ec), ec, DEFAULT_BUILD_CONFIG), [
     "controller", "--ip=0.0.0.0", "--location=psum-controller.science.svc.cluster.local",
     "--engine-ports=10101-10109", "--client-ports=10110-10115", "--keyfile=/etc/ipp/connection/hmac-key",
-    "--ping=1500", "--scheme=lru", "--http-port=8080", "--http-host=0.0.0.0", "--connection-dir=/var/run/ipp",
+    "--ping=1500", "--scheme=lru", "--http-port=8080", "--http-host=0.0.0.0", "--metrics-port=8081", "--metrics-host=0.0.0.0",
+    "--connection-dir=/var/run/ipp",
   ]);
   assert.equal(d.spec.replicas, 1);
   assert.deepEqual(d.spec.strategy, { type: "Recreate" });
@@ -104,10 +105,11 @@ test("controller Deployment: args, fixed named ports, probes, restricted securit
   assert.deepEqual(c.ports.map((p: J) => `${p.name}:${p.containerPort}`), [
     "registration:10101", "eng-control:10102", "eng-mux:10103", "eng-task:10104", "eng-iopub:10105", "hb-ping:10106", "hb-pong:10107",
     "eng-bcast-0:10108", "eng-bcast-1:10109", "cli-control:10110", "cli-mux:10111", "cli-task:10112", "cli-iopub:10113",
-    "notification:10114", "cli-bcast:10115", "http:8080",
+    "notification:10114", "cli-bcast:10115", "http:8080", "metrics:8081",
   ]);
   for (const p of c.ports) assert.ok(p.name.length <= 15, p.name);
-  assert.deepEqual(c.readinessProbe.httpGet, { path: "/readyz", port: "http" });
+  assert.deepEqual(c.readinessProbe.httpGet, { path: "/readyz", port: "metrics" });
+  assert.deepEqual(c.livenessProbe.httpGet, { path: "/healthz", port: "metrics" });
   assert.deepEqual(c.securityContext, {
     runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, allowPrivilegeEscalation: false,
     capabilities: { drop: ["ALL"] }, seccompProfile: { type: "RuntimeDefault" }, readOnlyRootFilesystem: true,
@@ -120,8 +122,12 @@ test("controller Service names every port; type and annotations from the spec", 
   const s = build(mpiSpec({}, 8, { service: { type: "LoadBalancer", annotations: { "example.com/lb": "internal" } } })).controllerService as J;
   assert.equal(s.spec.type, "LoadBalancer");
   assert.deepEqual(s.metadata.annotations, { "example.com/lb": "internal" });
-  assert.equal(s.spec.ports.length, 16);
+  assert.equal(s.spec.ports.length, 17);
   assert.deepEqual(s.spec.ports[0], { name: "registration", port: 10101, targetPort: "registration", protocol: "TCP" });
+  assert.deepEqual(s.spec.ports.slice(-2), [
+    { name: "http", port: 8080, targetPort: "http", protocol: "TCP" },
+    { name: "metrics", port: 8081, targetPort: "metrics", protocol: "TCP" },
+  ]);
   assert.deepEqual(s.spec.selector, { "ipp.dev/cluster": "psum", "app.kubernetes.io/component": "controller" });
 });
 
@@ -186,16 +192,39 @@ test("world generation: changes with engines, slots, workers, image; not with co
   assert.equal(w(mpiSpec({}, 8, { heartbeatPeriodMs: 1000 })), base);
 });
 
-test("NetworkPolicy: engines and labelled clients reach the controller, the operator reaches HTTP", () => {
+test("NetworkPolicy: engines and labelled clients reach ZeroMQ and the API, the operator the API, scrapers only the metrics port", () => {
   const np = build(mpiSpec()).networkPolicy as J;
   assert.deepEqual(np.spec.podSelector.matchLabels, { "ipp.dev/cluster": "psum", "app.kubernetes.io/component": "controller" });
   assert.deepEqual(np.spec.policyTypes, ["Ingress"]);
-  const [engines, clients, operator] = np.spec.ingress;
+  const [engines, clients, operator, scrapers, ...more] = np.spec.ingress;
+  assert.deepEqual(more, []);
   assert.deepEqual(engines.from.map((f: J) => f.podSelector.matchLabels["app.kubernetes.io/component"]), ["launcher", "worker"]);
-  assert.deepEqual(engines.ports.map((p: J) => p.port), [10101, 10102, 10103, 10104, 10105, 10106, 10107, 10108, 10109]);
+  assert.deepEqual(engines.ports.map((p: J) => p.port), [10101, 10102, 10103, 10104, 10105, 10106, 10107, 10108, 10109, 8080]);
   assert.deepEqual(clients.from, [{ podSelector: { matchLabels: { "ipp.dev/client": "psum" } } }]);
   assert.deepEqual(clients.ports.map((p: J) => p.port), [10101, 10110, 10111, 10112, 10113, 10114, 10115, 8080]);
+  // the operator by the label the chart sets on its pods, whatever the release is called
+  assert.deepEqual(operator.from, [{ namespaceSelector: {}, podSelector: { matchLabels: { "ipp.dev/operator": "true" } } }]);
   assert.deepEqual(operator.ports, [{ protocol: "TCP", port: 8080 }]);
+  // default: any pod in any namespace, metrics port only
+  assert.deepEqual(scrapers.from, [{ namespaceSelector: {} }]);
+  assert.deepEqual(scrapers.ports, [{ protocol: "TCP", port: 8081 }]);
+  for (const rule of np.spec.ingress) {
+    const ports = rule.ports.map((p: J) => p.port);
+    assert.ok(!(ports.includes(8081) && ports.includes(8080)), "no rule opens both the API and the metrics port");
+  }
+});
+
+test("NetworkPolicy: the operator's metrics-scraper selectors choose who reaches the metrics port", () => {
+  const ec = cluster(mpiSpec());
+  const only = (config: Partial<typeof DEFAULT_BUILD_CONFIG>) =>
+    (buildMpiObjects(ec, MATERIAL, { ...DEFAULT_BUILD_CONFIG, ...config }).networkPolicy as J).spec.ingress[3];
+  assert.deepEqual(only({ metricsScrapers: { namespaceSelector: { "kubernetes.io/metadata.name": "monitoring" } } }).from,
+    [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }]);
+  assert.deepEqual(only({ metricsScrapers: { namespaceSelector: { team: "obs" }, podSelector: { "app.kubernetes.io/name": "prometheus" } } }).from,
+    [{ namespaceSelector: { matchLabels: { team: "obs" } }, podSelector: { matchLabels: { "app.kubernetes.io/name": "prometheus" } } }]);
+  assert.deepEqual(only({ metricsScrapers: { namespaceSelector: {}, podSelector: { "app.kubernetes.io/name": "prometheus" } } }).from,
+    [{ namespaceSelector: {}, podSelector: { matchLabels: { "app.kubernetes.io/name": "prometheus" } } }]);
+  assert.deepEqual(only({ metricsScrapers: { namespaceSelector: {}, podSelector: {} } }).from, [{ namespaceSelector: {} }]);
 });
 
 test("every pod is restricted-PSS compliant", () => {

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { assignPorts, parseControllerArgs } from "../../../../src/controller/ipcontroller-args.ts";
 import { connectionFiles, controllerArgs, DEFAULT_BUILD_CONFIG } from "../../../../src/backends/mpi/core/builders.ts";
 import { clusterRef } from "../../../../src/backends/mpi/core/names.ts";
+import { splitMetricsArgs } from "../../../../src/commands/controller.ts";
 import { cluster, MATERIAL, mpiSpec } from "./fixtures.ts";
 
 for (const controller of [{}, { curve: true, heartbeatPeriodMs: 1200, taskScheme: "twobin" }]) {
@@ -13,7 +14,9 @@ for (const controller of [{}, { curve: true, heartbeatPeriodMs: 1200, taskScheme
     const ref = clusterRef(ec);
     const argv = controllerArgs(ref, ec, DEFAULT_BUILD_CONFIG).slice(1); // drop the subcommand
     const env = ec.spec.controller.curve ? { IPP_CURVE_SECRETKEY: "S".repeat(40), IPP_CURVE_PUBLICKEY: "P".repeat(40) } : {};
-    const o = parseControllerArgs({ argv, env, home: "/home/ipp" });
+    const { rest, metrics } = splitMetricsArgs(argv);
+    assert.deepEqual(metrics, { port: 8081, host: "0.0.0.0" }, "/metrics, /healthz, /readyz on the Service's metrics port");
+    const o = parseControllerArgs({ argv: rest, env, home: "/home/ipp" });
     assert.equal(o.ip, "0.0.0.0");
     assert.equal(o.location, "psum-controller.science.svc.cluster.local");
     assert.equal(o.keyFile, "/etc/ipp/connection/hmac-key");
