@@ -5,20 +5,21 @@
  * message: CPU time of the controller process (from /proc) per task, on the mux and task channels
  * (each task: request, reply and two iopub status messages), and mux round-trip latency.
  *
- *   npx tsx bench/controller/relay.ts [--tasks 4000] [--engines 8] [--rounds 3] [--no-build]
+ *   npx tsx bench/controller/relay.ts [--tasks 4000] [--engines 8] [--rounds 3] [--no-build] [--upstream]
  *                                     [--node-flags="--cpu-prof --cpu-prof-dir=/tmp/prof"]
  *
+ * --upstream measures upstream ipcontroller (its whole process tree) the same way.
  * Without --no-build the controller runs compiled from dist/ (`npm run build` first), as
  * bin/ipp-operator runs it.
  */
 import { spawn, execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { Dealer, Publisher, Subscriber } from "zeromq";
 import { Session, splitFrames, parseHeader, parseJsonFrame, newId } from "../../src/protocol/index.ts";
-import { REPO_ROOT } from "../../test/support/paths.ts";
+import { REPO_ROOT, venvBin } from "../../test/support/paths.ts";
 
 const { values: opts } = parseArgs({
   options: {
@@ -31,6 +32,8 @@ const { values: opts } = parseArgs({
     "controller-args": { type: "string" },
     // another build's compiled CLI (e.g. an older commit's dist/src/cli.js) to compare against
     entry: { type: "string" },
+    // measure upstream ipcontroller (ipyparallel 9 venv) instead of ours
+    upstream: { type: "boolean", default: false },
   },
 });
 const TASKS = Number(opts.tasks);
@@ -39,26 +42,55 @@ const ROUNDS = Number(opts.rounds);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const TICK_MS = 1000 / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
 
-function cpuMs(pid: number): number {
-  const st = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * TICK_MS;
+/** Pids of a process tree (upstream ipcontroller runs its schedulers as child processes). */
+function tree(root: number): number[] {
+  const kids = new Map<number, number[]>();
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = readFileSync(`/proc/${e}/stat`, "utf8");
+      const ppid = Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]);
+      kids.set(ppid, [...(kids.get(ppid) ?? []), Number(e)]);
+    } catch { /* gone */ }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => { out.push(p); for (const c of kids.get(p) ?? []) walk(c); };
+  walk(root);
+  return out;
 }
-function rssMb(pid: number, field: "VmRSS" | "VmHWM"): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) / 1024 : 0;
+function cpuMs(root: number): number {
+  let ms = 0;
+  for (const pid of tree(root)) {
+    try {
+      const st = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+      ms += (Number(f[11]) + Number(f[12])) * TICK_MS;
+    } catch { /* gone */ }
+  }
+  return ms;
+}
+function rssMb(root: number, field: "VmRSS" | "VmHWM"): number {
+  let kb = 0;
+  for (const pid of tree(root)) {
+    try {
+      const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+      kb += m ? Number(m[1]) : 0;
+    } catch { /* gone */ }
+  }
+  return kb / 1024;
 }
 
 interface Info { key: string; interface: string; registration: number; mux: number; task: number; control: number; iopub: number; hb_ping: number; hb_pong: number }
 
 async function main(): Promise<void> {
-  if (!opts["no-build"] && !opts.entry) execFileSync("npm", ["run", "--silent", "build"], { cwd: REPO_ROOT, stdio: "ignore" });
+  if (!opts["no-build"] && !opts.entry && !opts.upstream) execFileSync("npm", ["run", "--silent", "build"], { cwd: REPO_ROOT, stdio: "ignore" });
   const entry = opts.entry ? [opts.entry] : opts["no-build"]
     ? ["--import", join(REPO_ROOT, "node_modules/tsx/dist/loader.mjs"), join(REPO_ROOT, "src/cli.ts")]
     : [join(REPO_ROOT, "dist/src/cli.js")];
   const profile = mkdtempSync(join(tmpdir(), "ipp-relay-"));
   const flags = (opts["node-flags"] ?? "").split(/\s+/).filter(Boolean);
-  const ctl = spawn("node", [...flags, ...entry, "controller", `--profile-dir=${profile}`, "--ip=127.0.0.1", "--log-level=WARN",
+  const cmd = opts.upstream ? [venvBin(9, "ipcontroller")] : ["node", ...flags, ...entry, "controller"];
+  const ctl = spawn(cmd[0]!, [...cmd.slice(1), `--profile-dir=${profile}`, "--ip=127.0.0.1", "--log-level=WARN",
     ...(opts["controller-args"] ?? "").split(/\s+/).filter(Boolean)], { stdio: ["ignore", "ignore", "inherit"] });
   const closers: Array<() => void> = [];
   try {
@@ -184,12 +216,14 @@ async function main(): Promise<void> {
       put("controller_peak_rss_MB", rssMb(ctl.pid!, "VmHWM"));
     }
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
-    console.log(`relay bench: ${TASKS} tasks x ${ROUNDS} rounds, ${ENGINES} fake engines, controller ${opts["no-build"] ? "from source (tsx)" : "compiled (dist/)"}; iopub relayed ${iopubSeen}`);
+    console.log(`relay bench: ${TASKS} tasks x ${ROUNDS} rounds, ${ENGINES} fake engines, controller ${opts.upstream ? "upstream ipcontroller (ipyparallel 9)" : opts.entry ?? (opts["no-build"] ? "from source (tsx)" : "compiled (dist/)")}; iopub relayed ${iopubSeen}`);
     for (const [k, v] of Object.entries(rows)) console.log(`${k.padEnd(24)} median ${med(v).toFixed(3).padStart(9)}   runs ${v.map((x) => x.toFixed(3)).join(" ")}`);
   } finally {
     for (const c of closers) c();
-    ctl.kill("SIGTERM");
-    await new Promise((r) => ctl.once("exit", r));
+    const pids = tree(ctl.pid!);
+    for (const pid of pids) { try { process.kill(pid, "SIGTERM"); } catch { /* gone */ } }
+    for (let i = 0; i < 50 && pids.some((p) => existsSync(`/proc/${p}`)); i++) await sleep(100);
+    for (const pid of pids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
     rmSync(profile, { recursive: true, force: true });
   }
 }
