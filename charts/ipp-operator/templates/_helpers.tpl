@@ -75,7 +75,7 @@ app.kubernetes.io/component: operator
 
 {{/*
   How the per-EngineCluster controller Services look (src/backends/mpi/core/names.ts): the labels
-  that select them, the name of their HTTP port (/metrics), and the Service label naming the
+  that select them, the name of their metrics port (/metrics), and the Service label naming the
   EngineCluster, as Prometheus' Kubernetes discovery spells it.
 */}}
 {{- define "ipp-operator.controllerServiceLabels" -}}
@@ -84,7 +84,16 @@ app.kubernetes.io/managed-by: ipp-operator
 {{- end }}
 
 {{- define "ipp-operator.controllerMetricsPort" -}}
-http
+metrics
+{{- end }}
+
+{{/* A matchLabels map as the operator's selector flags take it: k=v,k=v (keys sorted). */}}
+{{- define "ipp-operator.selectorArg" -}}
+{{- $parts := list }}
+{{- range $k, $v := . }}
+{{- $parts = append $parts (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $parts }}
 {{- end }}
 
 {{- define "ipp-operator.controllerClusterMetaLabel" -}}

@@ -11,6 +11,9 @@ import { REPO_ROOT } from "../../support/paths.ts";
 import { byKind, CHART_DIR, helm, KUBE_VERSION, NAMESPACE, one, RELEASE, renderChart, type KubeDoc } from "./render.ts";
 import { restrictedViolations } from "./pss.ts";
 import { LEASE_RULES, OPERATOR_RULES } from "./operator-rbac.ts";
+import { buildMpiObjects } from "../../../src/backends/mpi/core/builders.ts";
+import { parseOperatorArgs } from "../../../src/commands/operator.ts";
+import { cluster, MATERIAL, mpiSpec } from "../../unit/backends/mpi/fixtures.ts";
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
 type Container = { name: string; args: string[]; ports: Array<{ name: string; containerPort: number }>; livenessProbe: { httpGet: { path: string; port: string } }; readinessProbe: { httpGet: { path: string; port: string } } };
@@ -97,6 +100,7 @@ test("default values: operator, CRD kept on uninstall, cluster-wide RBAC, metric
   assert.deepEqual(svc.spec.ports.map((p) => [p.name, p.port, p.targetPort]), [["metrics", 8080, "metrics"]]);
   const podLabels = (dep.spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels;
   for (const [k, v] of Object.entries(svc.spec.selector)) assert.equal(podLabels[k], v, `Service selects the operator pod by ${k}`);
+  assert.ok(!c.args.some((a) => a.startsWith("--metrics-scraper")), "default: scrapers from any namespace (the operator's default)");
 
   const testPod = one(docs, "Pod");
   assert.equal(testPod.metadata.annotations?.["helm.sh/hook"], "test");
@@ -150,6 +154,15 @@ test("serviceMonitor and grafana on: two ServiceMonitors and one dashboard Confi
   const ctl = one(docs, "ServiceMonitor", "ipp-ipp-operator-controllers") as Sm;
   assert.deepEqual(ctl.spec.namespaceSelector, { any: true });
   assert.equal(ctl.spec.endpoints[0]!.path, "/metrics");
+  // it scrapes what the operator builds: the controller Service, on the port its NetworkPolicy opens to scrapers
+  const built = buildMpiObjects(cluster(mpiSpec()), MATERIAL);
+  const ctlSvc = built.controllerService as KubeDoc & { spec: { ports: Array<{ name: string; port: number }> } };
+  for (const [k, v] of Object.entries(ctl.spec.selector.matchLabels)) assert.equal(ctlSvc.metadata.labels?.[k], v, `controller ServiceMonitor selects the controller Service by ${k}`);
+  const scraped = ctlSvc.spec.ports.find((p) => p.name === ctl.spec.endpoints[0]!.port);
+  assert.deepEqual(scraped, { name: "metrics", port: 8081, targetPort: "metrics", protocol: "TCP" });
+  const ingress = (built.networkPolicy as KubeDoc & { spec: { ingress: Array<{ from: unknown[]; ports: Array<{ port: number }> }> } }).spec.ingress;
+  assert.deepEqual(ingress.filter((r) => r.ports.some((p) => p.port === scraped.port)).map((r) => [r.from, r.ports.map((p) => p.port)]),
+    [[[{ namespaceSelector: {} }], [scraped.port]]], "the NetworkPolicy opens the scraped port, alone, to any namespace by default");
   assert.deepEqual(ctl.spec.endpoints[0]!.relabelings?.map((r) => r.targetLabel), ["ipp_cluster"]);
 
   const files = readdirSync(join(CHART_DIR, "dashboards")).filter((f) => f.endsWith(".json")).sort();
@@ -168,6 +181,34 @@ test("serviceMonitor and grafana on: two ServiceMonitors and one dashboard Confi
     assert.equal(cm.metadata.labels?.["dashboards.example/grafana"], "ipp");
     assert.equal(cm.metadata.namespace, "monitoring");
   }
+});
+
+test("controller.metricsScrapers becomes the operator's selector flags; the operator pod carries ipp.dev/operator whatever the release is called", () => {
+  const docs = renderChart({
+    nameOverride: "hpc-ops",
+    controller: { metricsScrapers: { namespaceSelector: { "kubernetes.io/metadata.name": "monitoring", team: "obs" }, podSelector: { "app.kubernetes.io/name": "prometheus" } } },
+  });
+  const dep = one(docs, "Deployment");
+  const args = podSpec(dep).containers[0]!.args;
+  const flags = args.filter((a) => a.startsWith("--metrics-scraper"));
+  assert.deepEqual(flags, [
+    "--metrics-scraper-namespace-selector=kubernetes.io/metadata.name=monitoring,team=obs",
+    "--metrics-scraper-pod-selector=app.kubernetes.io/name=prometheus",
+  ]);
+  // the operator reads them as the chart meant them
+  const parsed = parseOperatorArgs(args.slice(1).map((a) => a.replace("$(POD_NAME)", "pod")));
+  assert.ok(typeof parsed !== "string", String(parsed));
+  assert.deepEqual(parsed.scraperNamespaceSelector, { "kubernetes.io/metadata.name": "monitoring", team: "obs" });
+  assert.deepEqual(parsed.scraperPodSelector, { "app.kubernetes.io/name": "prometheus" });
+
+  // every controller's NetworkPolicy lets this pod reach the API port, with nameOverride too
+  const podLabels = (dep.spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels;
+  assert.equal(podLabels["app.kubernetes.io/name"], "hpc-ops");
+  const np = buildMpiObjects(cluster(mpiSpec()), MATERIAL).networkPolicy as KubeDoc & { spec: { ingress: Array<{ from: Array<{ podSelector?: { matchLabels: Record<string, string> } }>; ports: Array<{ port: number }> }> } };
+  const apiRules = np.spec.ingress.filter((r) => r.ports.some((p) => p.port === 8080));
+  const admitsOperator = apiRules.some((r) => r.from.some((f) => f.podSelector !== undefined
+    && Object.entries(f.podSelector.matchLabels).every(([k, v]) => podLabels[k] === v)));
+  assert.ok(admitsOperator, `the operator pod (labels ${JSON.stringify(podLabels)}) is admitted to the API port`);
 });
 
 test("crds.enabled=false leaves the CRD out; crds.keep=false drops the keep annotation", () => {
@@ -192,6 +233,10 @@ test("values.schema.json rejects unknown keys at every level, wrong types and un
     [{ serviceMonitor: { interval: "often" } }, /\/serviceMonitor\/interval/],
     [{ controller: { image: "x", tag: "y" } }, /\/controller.*additional properties 'tag' not allowed/s],
     [{ clusterDomain: "Cluster Local" }, /\/clusterDomain/],
+    [{ controller: { metricsScrapers: { namespaceSelector: { "bad key": "x" } } } }, /\/controller\/metricsScrapers\/namespaceSelector.*additional properties 'bad key' not allowed/s],
+    [{ controller: { metricsScrapers: { podSelector: { app: "a b" } } } }, /\/controller\/metricsScrapers\/podSelector\/app/],
+    [{ controller: { metricsScrapers: { podSelector: { app: 1 } } } }, /\/controller\/metricsScrapers\/podSelector\/app.*want string/s],
+    [{ controller: { metricsScrapers: { matchExpressions: [] } } }, /\/controller\/metricsScrapers.*additional properties 'matchExpressions' not allowed/s],
   ];
   for (const [values, message] of cases) {
     assert.throws(() => renderChart(values), (err: Error) => {

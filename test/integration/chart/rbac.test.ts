@@ -36,7 +36,7 @@ async function get<T>(path: string): Promise<T | undefined> {
 }
 
 /** An EngineCluster's whole life under the operator: created, reconciled, deleted, cleaned up. */
-async function lifeCycle(op: ChartOperator, ns: string, name: string): Promise<void> {
+async function lifeCycle(op: ChartOperator, ns: string, name: string, scrapersFrom: unknown[] = [{ namespaceSelector: {} }]): Promise<void> {
   await createNamespace(api.client, ns);
   await api.client.request("POST", ecPath(ns), {
     body: { apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", metadata: { name, namespace: ns }, spec: { engines: 2, backend: { mpi: { image: "registry.example.org/ipp-engine:1" } } } },
@@ -52,6 +52,10 @@ async function lifeCycle(op: ChartOperator, ns: string, name: string): Promise<v
     return d && s ? d : undefined;
   }, op);
   assert.equal(deployment.spec.template.spec.containers[0]!.image, "ipp-operator:0.1.0", "the controller runs the chart's operator image");
+  // the metrics port is open to the scrapers the chart configured, and only it
+  const np = await until("the controller NetworkPolicy", () => get<{ spec: { ingress: Array<{ from: unknown[]; ports: Array<{ port: number }> }> } }>(
+    `/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies/${name}-controller`), op);
+  assert.deepEqual(np.spec.ingress.filter((r) => r.ports.some((p) => p.port === 8081)).map((r) => [r.from, r.ports.map((p) => p.port)]), [[scrapersFrom, [8081]]]);
   await until("an Event about the EngineCluster", async () => {
     const evs = await api.client.request<{ items: Array<{ involvedObject: { name: string } }> }>("GET", `/api/v1/namespaces/${ns}/events`);
     return evs.items.some((e) => e.involvedObject.name === name) ? true : undefined;
@@ -102,9 +106,15 @@ test("cluster-wide install with leader election: the operator reconciles an Engi
 });
 
 test("watchNamespace install: a Role in one namespace is enough, and nothing outside it is reachable", async () => {
-  const op = await startOperatorUnderChart(api, { watchNamespace: "lab", fullnameOverride: "ipp-lab" });
+  const op = await startOperatorUnderChart(api, {
+    watchNamespace: "lab", fullnameOverride: "ipp-lab",
+    controller: { metricsScrapers: { namespaceSelector: { "kubernetes.io/metadata.name": "monitoring" }, podSelector: { "app.kubernetes.io/name": "prometheus" } } },
+  });
   try {
-    await lifeCycle(op, "lab", "mc");
+    await lifeCycle(op, "lab", "mc", [{
+      namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } },
+      podSelector: { matchLabels: { "app.kubernetes.io/name": "prometheus" } },
+    }]);
     assert.ok(await allowed(api, op.serviceAccount, { verb: "watch", group: "ipp.dev", resource: "engineclusters", namespace: "lab" }));
     assert.equal(await allowed(api, op.serviceAccount, { verb: "list", group: "ipp.dev", resource: "engineclusters", namespace: "science" }), false);
     assert.equal(await allowed(api, op.serviceAccount, { verb: "list", group: "", resource: "secrets", namespace: "default" }), false);
@@ -130,7 +140,10 @@ function objectUrl(d: KubeDoc): string {
 test("every object the chart renders is accepted by the real API server (server-side dry run, strict fields)", async () => {
   const variants: Array<Record<string, unknown>> = [
     { replicaCount: 2, grafana: { dashboards: { enabled: true, annotations: { grafana_folder: "ipp" } } } },
-    { watchNamespace: "lab", fullnameOverride: "ipp-lab", tolerations: [{ key: "hpc", operator: "Exists", effect: "NoSchedule" }], nodeSelector: { pool: "system" } },
+    {
+      watchNamespace: "lab", fullnameOverride: "ipp-lab", tolerations: [{ key: "hpc", operator: "Exists", effect: "NoSchedule" }], nodeSelector: { pool: "system" },
+      nameOverride: "hpc-ops", controller: { metricsScrapers: { namespaceSelector: { team: "obs" }, podSelector: { app: "prometheus" } } },
+    },
   ];
   for (const values of variants) {
     const docs = renderChart(values).filter((d) => d.kind !== "ServiceMonitor");
