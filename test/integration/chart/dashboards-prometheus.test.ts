@@ -82,7 +82,7 @@ before(async () => {
   prom = await startPrometheus([
     {
       job: "ipp-controller", address: `127.0.0.1:${httpPort}`,
-      labels: { namespace: EC_NAMESPACE, ipp_cluster: EC_NAME, service: `${EC_NAME}-controller`, pod: `${EC_NAME}-controller-5c7d-x2k9`, endpoint: "http" },
+      labels: { namespace: EC_NAMESPACE, ipp_cluster: EC_NAME, service: `${EC_NAME}-controller`, pod: `${EC_NAME}-controller-5c7d-x2k9`, endpoint: "metrics" },
     },
     {
       job: "ipp-operator", address: operator.metricsUrl.replace("http://", ""),

@@ -34,6 +34,7 @@ let op: OperatorHandle;
 let metrics: OperatorMetrics;
 let controller: ControllerHandle | undefined;
 let http: HttpServerHandle | undefined;
+let metricsHttp: HttpServerHandle | undefined;
 let launcher: LocalLauncher | undefined;
 let httpPort = 0;
 const logs: string[] = [];
@@ -54,6 +55,7 @@ before(async () => {
 after(async () => {
   const survivors = await launcher?.stop();
   await http?.close();
+  await metricsHttp?.close();
   await controller?.stop();
   await op?.stop();
   await api?.stop();
@@ -88,8 +90,10 @@ test("the operator's launcher, run locally, brings up engines that register; the
   controller = await startController({
     ...controllerConfigFromObjects(objects), heartbeatPeriodMs: 1000, taskScheme: "leastload", shutdownDelayMs: -1,
   }, { logger, registry });
-  http = await startHttpServer({ controller, registry, port: 0, logger: silentLogger });
+  // the API and the metrics/health listener on separate ports, as the controller Deployment runs them
+  http = await startHttpServer({ controller, registry, port: 0, logger: silentLogger, serve: "api" });
   httpPort = http.port;
+  metricsHttp = await startHttpServer({ controller, registry, port: 0, logger: silentLogger, serve: "metrics" });
   // no kubelet: say the controller's Deployment is available, as the deployment controller would
   await api.client.request("PATCH", objectPath(resourceType("apps/v1", "Deployment"), NS, "psum-controller", "status"), {
     body: { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1 } }, contentType: "application/merge-patch+json",
@@ -106,6 +110,8 @@ test("the operator's launcher, run locally, brings up engines that register; the
   }, 60_000, 250);
   assert.deepEqual(ready.status!.engines, { desired: ENGINES, registered: ENGINES, alive: ENGINES });
   assert.equal(ready.status!.conditions!.find((c) => c.type === "EnginesReady")!.status, "True");
+  assert.equal((await fetch(`http://127.0.0.1:${metricsHttp.port}/readyz?engines=${ENGINES}`)).status, 200, "readiness on the metrics port");
+  assert.equal((await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status, 404, "no health routes on the API port");
   const ttr = (await metrics.registry.getSingleMetric("ipp_operator_time_to_ready_seconds")!.get()).values.find((v) => (v as { metricName?: string }).metricName?.endsWith("_count"));
   assert.equal(ttr?.value, 1, "time to Ready observed once");
 
