@@ -428,6 +428,7 @@ export async function startController(config: ControllerConfig, deps: Controller
       }
     });
     incoming.set(uuid, { id: eid, uuid, timer });
+    pingSoon();
     log.info("accepting registration", { id: eid, uuid });
   };
 
@@ -730,8 +731,30 @@ export async function startController(config: ControllerConfig, deps: Controller
       if (e) unregisterEngine(e.id, "heartbeat");
     }
     refreshEngineGauges();
+    lastPing = r.ping;
     countOut(ch.hb, [r.ping]);
     out.hbPing.send([r.ping]);
+  };
+  let lastPing: Buffer = Buffer.alloc(0);
+  // An engine starts its heart only after its registration_reply, and the registration completes
+  // at the heart's first pong; waiting for the next periodic beat would add up to a whole period
+  // (3 s by default) to every engine's registration. So while registrations are pending, repeat
+  // the current ping every period/10 (at most 100 ms) for up to two periods. Hearts echo it like
+  // any ping; a pong to the current ping counts once per period either way.
+  const fastPingMs = Math.max(10, Math.min(100, period / 10));
+  let fastPingTimer: NodeJS.Timeout | undefined;
+  let fastPingUntil = 0;
+  const pingSoon = () => {
+    fastPingUntil = Date.now() + 2 * period;
+    fastPingTimer ??= setInterval(() => {
+      if (stopped || incoming.size === 0 || Date.now() > fastPingUntil) {
+        clearInterval(fastPingTimer);
+        fastPingTimer = undefined;
+        return;
+      }
+      countOut(ch.hb, [lastPing]);
+      out.hbPing.send([lastPing]);
+    }, fastPingMs);
   };
   const hbTimer = setInterval(() => {
     if (!stopped) beat();
@@ -1113,6 +1136,7 @@ export async function startController(config: ControllerConfig, deps: Controller
       if (stopped) return;
       stopped = true;
       clearInterval(hbTimer);
+      clearInterval(fastPingTimer);
       for (const t of timers) clearTimeout(t);
       timers.clear();
       for (const inc of incoming.values()) clearTimeout(inc.timer);
