@@ -1,0 +1,313 @@
+/**
+ * Scheduler dialects as data: how to submit, poll, parse and delete on PBS Pro, Torque and Slurm's
+ * PBS wrappers (slurm-wlm-torque). Pure: command lines in, parsed jobs out; the SSH adapter runs
+ * the commands.
+ *
+ * Differences that matter (see docs/pbs.md):
+ * - job ids: PBS Pro / Torque print `123.server`, Slurm's wrapper a bare `123`;
+ * - status: PBS Pro `qstat -f -F json`; Torque `qstat -f` text (4-space indents, wrapped values);
+ *   Slurm's wrapper `qstat -f` text with TAB indents, `mtime` = start, `ctime` = end, no exit
+ *   status, states only Q/R/S/C, and an empty queue exits 153 with no output (PBS: 0);
+ * - pending reasons: PBS Pro and Torque put them in `comment`; Slurm's wrapper has none, so the
+ *   slurm poll appends one `squeue` listing of reasons to the same remote command;
+ * - qdel of a job that is already gone: PBS 153 (unknown id) / 35 (finished, history) / 170 (bad
+ *   state); Slurm's wrapper exits 1 with no message;
+ * - the Slurm wrapper ignores `#PBS -o/-e/-j` in the script (it always passes its own on the sbatch
+ *   line), so output options are always given on the qsub command line.
+ */
+import { shJoin, shQuote } from "./quote.ts";
+
+export type DialectName = "pbspro" | "torque" | "slurm";
+export const DIALECTS: readonly DialectName[] = ["pbspro", "torque", "slurm"];
+
+/** A job's state, normalised across dialects. */
+export type JobPhase = "queued" | "held" | "running" | "exiting" | "suspended" | "completed" | "unknown";
+
+export interface QstatJob {
+  id: string;
+  name: string;
+  /** the user part of Job_Owner */
+  owner?: string;
+  /** the scheduler's own state letter (Q, R, H, C, F, ...) */
+  state: string;
+  phase: JobPhase;
+  queue?: string;
+  submittedAt?: string;
+  startedAt?: string;
+  endedAt?: string;
+  exitStatus?: number;
+  walltimeLimitSec?: number;
+  walltimeUsedSec?: number;
+  /** the scheduler's comment or pending reason */
+  reason?: string;
+}
+
+export type PollResult = { ok: true; jobs: QstatJob[] } | { ok: false; error: string };
+
+export interface Dialect {
+  readonly name: DialectName;
+  /** qsub reading the script from stdin; output and error joined into `output` (relative to $HOME). */
+  submitArgv(output: string): string[];
+  /** The job id in qsub's stdout, or undefined. */
+  parseJobId(stdout: string): string | undefined;
+  /** One remote command line listing every job on the host (one call per poll, never per job). */
+  pollCommand(): string;
+  parsePoll(stdout: string, exitCode: number): PollResult;
+  qdelArgv(ids: readonly string[]): string[];
+  /** qdel's exit code (with its output) means every listed job was already gone. */
+  qdelGone(exitCode: number, output: string): boolean;
+  /** The resource directive for `engines` ranks when the spec sets neither select nor nodes/ppn. */
+  defaultResources(engines: number): string;
+  /** Exit statuses this scheduler gives a job it killed at its walltime. */
+  readonly walltimeExitStatuses: readonly number[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// shared parsing helpers
+
+const MONTHS: Record<string, number> = { Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11 };
+
+/**
+ * qstat's ctime(3) dates (`Thu Nov 26 12:00:13 2026`), read as UTC (the login host's clock zone is
+ * not known here; schedulers commonly run in UTC). PBS Pro's JSON may carry epoch seconds instead.
+ */
+export function parseQstatDate(s: string | number | undefined): string | undefined {
+  if (s === undefined) return undefined;
+  if (typeof s === "number" || /^\d+$/.test(s)) {
+    const n = Number(s);
+    return Number.isFinite(n) && n > 0 ? new Date(n * 1000).toISOString().replace(/\.\d{3}Z$/, "Z") : undefined;
+  }
+  const m = /^\s*\w{3}\s+(\w{3})\s+(\d{1,2})\s+(\d{2}):(\d{2}):(\d{2})\s+(\d{4})\s*$/.exec(s);
+  if (m === null) return undefined;
+  const month = MONTHS[m[1]!];
+  if (month === undefined) return undefined;
+  const d = new Date(Date.UTC(Number(m[6]), month, Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5])));
+  return d.toISOString().replace(/\.\d{3}Z$/, "Z");
+}
+
+/** `HH:MM:SS`, `MM:SS` or seconds → seconds. */
+export function parseDuration(s: string | undefined): number | undefined {
+  if (s === undefined) return undefined;
+  const t = s.trim();
+  if (!/^\d+(:\d+){0,2}$/.test(t)) return undefined;
+  return t.split(":").map(Number).reduce((acc, v) => acc * 60 + v, 0);
+}
+
+function phaseOf(letter: string, dialect: DialectName): JobPhase {
+  switch (letter) {
+    case "Q": case "W": case "T": return "queued";
+    case "H": return "held";
+    case "R": case "B": return "running";
+    case "E": return dialect === "slurm" ? "unknown" : "exiting";
+    case "S": case "U": return letter === "S" ? "suspended" : "unknown";
+    case "C": case "F": case "X": return "completed";
+    default: return "unknown";
+  }
+}
+
+const ownerUser = (owner: string | undefined): string | undefined => owner?.split("@")[0];
+
+/**
+ * `qstat -f` text (Torque and Slurm's wrapper): `Job Id: <id>` blocks of `key = value` lines,
+ * indented with spaces or a TAB; Torque wraps long values onto lines that begin with a TAB and have
+ * no ` = `.
+ */
+export function parseQstatFText(text: string): Map<string, Record<string, string>> {
+  const out = new Map<string, Record<string, string>>();
+  let cur: Record<string, string> | undefined;
+  let lastKey: string | undefined;
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/\r$/, "");
+    const head = /^Job Id:\s*(\S+)\s*$/.exec(line);
+    if (head !== null) {
+      cur = {};
+      out.set(head[1]!, cur);
+      lastKey = undefined;
+      continue;
+    }
+    if (cur === undefined || line.trim() === "") continue;
+    const kv = /^\s+([A-Za-z_][\w.]*) = (.*)$/.exec(line);
+    if (kv !== null) {
+      lastKey = kv[1]!;
+      cur[lastKey] = kv[2]!;
+    } else if (lastKey !== undefined && /^\s/.test(line)) {
+      cur[lastKey] += line.trim(); // Torque's wrapped continuation
+    }
+  }
+  return out;
+}
+
+function jobFromText(id: string, a: Record<string, string>, dialect: DialectName): QstatJob {
+  const state = (a.job_state ?? "U").trim();
+  const job: QstatJob = { id, name: a.Job_Name ?? "", state, phase: phaseOf(state, dialect) };
+  const owner = ownerUser(a.Job_Owner);
+  if (owner !== undefined) job.owner = owner;
+  if (a.queue !== undefined) job.queue = a.queue;
+  const submitted = parseQstatDate(a.qtime);
+  if (submitted !== undefined) job.submittedAt = submitted;
+  const limit = parseDuration(a["Resource_List.walltime"]);
+  if (limit !== undefined) job.walltimeLimitSec = limit;
+  if (a.comment !== undefined) job.reason = a.comment;
+  if (dialect === "slurm") {
+    // the wrapper's mtime is the start, ctime the end (a projection while running)
+    const started = parseQstatDate(a.mtime);
+    if (started !== undefined) job.startedAt = started;
+    if (job.phase === "completed") {
+      const ended = parseQstatDate(a.ctime);
+      if (ended !== undefined) job.endedAt = ended;
+      if (started !== undefined && ended !== undefined) job.walltimeUsedSec = (Date.parse(ended) - Date.parse(started)) / 1000;
+    }
+  } else {
+    const started = parseQstatDate(a.start_time ?? a.stime);
+    if (started !== undefined) job.startedAt = started;
+    const ended = parseQstatDate(a.comp_time ?? a.obittime);
+    if (ended !== undefined) job.endedAt = ended;
+    const used = parseDuration(a["resources_used.walltime"]);
+    if (used !== undefined) job.walltimeUsedSec = used;
+    const exit = a.exit_status ?? a.Exit_status;
+    if (exit !== undefined && /^-?\d+$/.test(exit.trim())) job.exitStatus = Number(exit.trim());
+  }
+  return job;
+}
+
+/** PBS Pro `qstat -f -F json`: `{ "Jobs": { "<id>": { ... } } }` (no Jobs key when the queue is empty). */
+export function parseQstatJson(text: string): PollResult {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    return { ok: false, error: `qstat -F json output is not JSON: ${(e as Error).message}` };
+  }
+  if (typeof doc !== "object" || doc === null) return { ok: false, error: "qstat -F json output is not an object" };
+  const jobsObj = (doc as { Jobs?: unknown }).Jobs;
+  const jobs: QstatJob[] = [];
+  if (typeof jobsObj === "object" && jobsObj !== null) {
+    for (const [id, v] of Object.entries(jobsObj as Record<string, Record<string, unknown>>)) {
+      const str = (k: string): string | undefined => (typeof v[k] === "string" ? (v[k] as string) : typeof v[k] === "number" ? String(v[k]) : undefined);
+      const state = str("job_state") ?? "U";
+      const job: QstatJob = { id, name: str("Job_Name") ?? "", state, phase: phaseOf(state, "pbspro") };
+      const owner = ownerUser(str("Job_Owner"));
+      if (owner !== undefined) job.owner = owner;
+      const queue = str("queue");
+      if (queue !== undefined) job.queue = queue;
+      const submitted = parseQstatDate(str("qtime"));
+      if (submitted !== undefined) job.submittedAt = submitted;
+      const started = parseQstatDate(str("stime"));
+      if (started !== undefined) job.startedAt = started;
+      const ended = parseQstatDate(str("obittime"));
+      if (ended !== undefined) job.endedAt = ended;
+      const rl = (typeof v.Resource_List === "object" && v.Resource_List !== null ? v.Resource_List : {}) as Record<string, unknown>;
+      const ru = (typeof v.resources_used === "object" && v.resources_used !== null ? v.resources_used : {}) as Record<string, unknown>;
+      const limit = parseDuration(typeof rl.walltime === "string" ? rl.walltime : undefined);
+      if (limit !== undefined) job.walltimeLimitSec = limit;
+      const used = parseDuration(typeof ru.walltime === "string" ? ru.walltime : undefined);
+      if (used !== undefined) job.walltimeUsedSec = used;
+      const exit = v.Exit_status;
+      if (typeof exit === "number") job.exitStatus = exit;
+      const comment = str("comment");
+      if (comment !== undefined) job.reason = comment;
+      jobs.push(job);
+    }
+  }
+  return { ok: true, jobs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// the dialects
+
+const ID_WITH_SERVER = /^\s*(\d+(?:\[\d*\])?(?:\.[A-Za-z0-9][A-Za-z0-9.-]*)?)\s*$/m;
+
+/** qstat's "no such job / nothing to list" exit code (PBSE_UNKJOBID % 256). */
+export const QSTAT_UNKNOWN_JOB = 153;
+
+function textPoll(dialect: DialectName) {
+  return (stdout: string, exitCode: number): PollResult => {
+    if (exitCode !== 0 && !(exitCode === QSTAT_UNKNOWN_JOB && stdout.trim() === "")) {
+      return { ok: false, error: `qstat -f exited ${exitCode}: ${stdout.trim().slice(0, 500)}` };
+    }
+    return { ok: true, jobs: [...parseQstatFText(stdout)].map(([id, a]) => jobFromText(id, a, dialect)) };
+  };
+}
+
+const pbspro: Dialect = {
+  name: "pbspro",
+  // PBS Pro and Torque read the script from stdin when no file is named
+  submitArgv: (output) => ["qsub", "-j", "oe", "-o", output],
+  parseJobId: (stdout) => ID_WITH_SERVER.exec(stdout)?.[1],
+  pollCommand: () => shJoin(["qstat", "-f", "-F", "json"]),
+  parsePoll: (stdout, exitCode) => {
+    if (exitCode !== 0 && !(exitCode === QSTAT_UNKNOWN_JOB && stdout.trim() === "")) {
+      return { ok: false, error: `qstat -f -F json exited ${exitCode}: ${stdout.trim().slice(0, 500)}` };
+    }
+    return stdout.trim() === "" ? { ok: true, jobs: [] } : parseQstatJson(stdout);
+  },
+  qdelArgv: (ids) => ["qdel", ...ids],
+  qdelGone: (code) => code === 153 || code === 35 || code === 170,
+  defaultResources: (n) => `select=1:ncpus=${n}:mpiprocs=${n}`,
+  // JOB_EXEC_KILL_WALLTIME
+  walltimeExitStatuses: [-29],
+};
+
+const torque: Dialect = {
+  name: "torque",
+  submitArgv: (output) => ["qsub", "-j", "oe", "-o", output],
+  parseJobId: (stdout) => ID_WITH_SERVER.exec(stdout)?.[1],
+  pollCommand: () => shJoin(["qstat", "-f"]),
+  parsePoll: textPoll("torque"),
+  qdelArgv: (ids) => ["qdel", ...ids],
+  qdelGone: (code) => code === 153 || code === 170,
+  defaultResources: (n) => `nodes=1:ppn=${n}`,
+  // JOB_EXEC_OVERLIMIT_WT (Torque ≥ 4); older servers report 271 (SIGTERM) and are caught by the time used
+  walltimeExitStatuses: [-11],
+};
+
+/** Marker between qstat's and squeue's output in the slurm poll. */
+export const SLURM_REASONS_MARK = "@@ipp-squeue-reasons";
+
+const slurm: Dialect = {
+  name: "slurm",
+  // the wrapper with no file prints its usage; `-` is passed to sbatch as a file name
+  submitArgv: (output) => ["qsub", "-j", "oe", "-o", output, "/dev/stdin"],
+  parseJobId: (stdout) => /^\s*(\d+)\s*$/m.exec(stdout)?.[1],
+  // one remote command: the wrapper's qstat, then Slurm's pending reasons (the wrapper shows none)
+  pollCommand: () => `${shJoin(["qstat", "-f"])}; echo ${shQuote(SLURM_REASONS_MARK)} "$?"; ${shJoin(["squeue", "-h", "-o", "%i|%r"])} 2>/dev/null || true`,
+  parsePoll: (stdout, exitCode) => {
+    const at = stdout.lastIndexOf(SLURM_REASONS_MARK);
+    if (at < 0) return textPoll("slurm")(stdout, exitCode);
+    const qstatOut = stdout.slice(0, at);
+    const rest = stdout.slice(at + SLURM_REASONS_MARK.length);
+    const nl = rest.indexOf("\n");
+    const qstatCode = Number((nl < 0 ? rest : rest.slice(0, nl)).trim());
+    const parsed = textPoll("slurm")(qstatOut, Number.isFinite(qstatCode) ? qstatCode : exitCode);
+    if (!parsed.ok) return parsed;
+    const reasons = new Map<string, string>();
+    for (const line of (nl < 0 ? "" : rest.slice(nl + 1)).split("\n")) {
+      const m = /^(\d+)\|(.+)$/.exec(line.trim());
+      if (m !== null && m[2] !== "None") reasons.set(m[1]!, m[2]!);
+    }
+    for (const j of parsed.jobs) {
+      const r = reasons.get(j.id);
+      if (r !== undefined && j.phase !== "completed") j.reason = r;
+    }
+    return parsed;
+  },
+  qdelArgv: (ids) => ["qdel", ...ids],
+  qdelGone: (code, output) => code === 1 && output.trim() === "",
+  defaultResources: (n) => `nodes=1:ppn=${n}`,
+  walltimeExitStatuses: [],
+};
+
+export const dialects: Record<DialectName, Dialect> = { pbspro, torque, slurm };
+
+/**
+ * Dialect detection for `dialect: auto`: one remote command whose output names the scheduler.
+ * Slurm's wrapper has no `qstat --version` (usage, rc 2), so sbatch's presence decides first.
+ */
+export const DETECT_COMMAND = "if command -v sbatch >/dev/null 2>&1; then echo dialect=slurm; fi; qstat --version 2>&1 | head -n 3";
+
+export function parseDetect(stdout: string): DialectName | undefined {
+  if (/^dialect=slurm$/m.test(stdout)) return "slurm";
+  if (/pbs_version\s*=/.test(stdout)) return "pbspro";
+  if (/^Version:\s*\d/m.test(stdout)) return "torque";
+  return undefined;
+}
