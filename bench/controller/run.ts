@@ -5,6 +5,7 @@
  *
  *   npx tsx bench/controller/run.ts [--ipp 9|8] [--engines 8] [--quick] [--only ours|upstream]
  *                                   [--repeat N] [--cpu] [--node-flags="--cpu-prof ..."] [--no-build]
+ *                                   [--phases lb,direct,latency,data]
  *
  * Our controller runs as bin/ipp-operator runs it: `npm run build` first, then the compiled CLI from
  * dist/; with --no-build it runs from source through tsx (node --import tsx src/cli.ts).
@@ -31,6 +32,8 @@ const { values: opts } = parseArgs({
     // also report CPU time per task / per MiB of controller, engines, client and the rest
     cpu: { type: "boolean", default: false },
     repeat: { type: "string", default: "1" },
+    // run only some phases of the workload: lb,direct,latency,data
+    phases: { type: "string" },
     // measure our controller run from source through tsx (default: `npm run build` first, run dist/)
     "no-build": { type: "boolean", default: false },
     only: { type: "string" },
@@ -142,6 +145,7 @@ async function measure(name: "ours" | "upstream"): Promise<Figures> {
     const registeredS = (performance.now() - started) / 1000;
     const workload = JSON.parse(await run(python, [join(REPO_ROOT, "bench/controller/workload.py"), clientFile, String(engines),
       ...(opts.quick ? ["--quick"] : []),
+      ...(opts.phases ? ["--phases", opts.phases] : []),
       ...(opts.cpu && controller.pid && engineProc.pid ? ["--cpu", `controller=${controller.pid}`, "--cpu", `engines=${engineProc.pid}`] : [])])) as Figures;
     const hwmKb = controller.pid ? processTree(controller.pid).reduce((s, p) => s + statusKb(p, "VmHWM"), 0) : 0;
     return { ...workload, registered_all_s: registeredS, controller_peak_rss_MB: Math.max(peakTreeRssKb, hwmKb) / 1024 };

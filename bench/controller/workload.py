@@ -1,6 +1,7 @@
 """The benchmark workload: one Python client, run unchanged against any controller.
 
 Usage: python workload.py <ipcontroller-client.json> <engines> [--quick] [--cpu NAME=PID ...]
+                          [--phases lb,direct,latency,data]
 Prints one JSON object with the figures on stdout.
 
 With --cpu, each phase also reports the CPU time (user+sys) that the process tree rooted at PID
@@ -140,7 +141,10 @@ def main():
     url_file, engines = sys.argv[1], int(sys.argv[2])
     quick = "--quick" in sys.argv
     trees = {}
+    phases = {"lb", "direct", "latency", "data"}
     for i, arg in enumerate(sys.argv):
+        if arg == "--phases":
+            phases = set(sys.argv[i + 1].split(","))
         if arg == "--cpu":
             name, pid = sys.argv[i + 1].split("=")
             trees[name] = int(pid)
@@ -156,45 +160,48 @@ def main():
     rc.load_balanced_view().apply_sync(noop)
     rc[:].apply_sync(noop)
 
-    lview = rc.load_balanced_view()
-    with Phase(trees) as ph:
-        t0 = time.perf_counter()
-        ars = [lview.apply_async(noop) for _ in range(tasks)]
-        submit_s = time.perf_counter() - t0
-        for ar in ars:
-            ar.get(timeout=300)
-    out["lb_tasks_per_s"] = rate(tasks, ph.seconds)
-    if trees:
-        out["lb_submit_loop_s"] = submit_s
-        ph.report(out, "lb", tasks, "ms_per_task")
-
-    views = [rc[i] for i in ids]
-    with Phase(trees) as ph:
-        t0 = time.perf_counter()
-        ars = [views[i % len(views)].apply_async(noop) for i in range(tasks)]
-        submit_s = time.perf_counter() - t0
-        for ar in ars:
-            ar.get(timeout=300)
-    out["direct_tasks_per_s"] = rate(tasks, ph.seconds)
-    if trees:
-        out["direct_submit_loop_s"] = submit_s
-        ph.report(out, "direct", tasks, "ms_per_task")
-
-    one = rc[ids[0]]
-    lat = []
-    with Phase(trees) as ph:
-        for _ in range(200):
+    if "lb" in phases:
+        lview = rc.load_balanced_view()
+        with Phase(trees) as ph:
             t0 = time.perf_counter()
-            one.apply_sync(noop)
-            lat.append((time.perf_counter() - t0) * 1000)
-    if trees:
-        ph.report(out, "latency", 200, "ms_per_call")
-    lat.sort()
-    out["apply_sync_p50_ms"] = statistics.median(lat)
-    out["apply_sync_p99_ms"] = lat[int(len(lat) * 0.99) - 1]
+            ars = [lview.apply_async(noop) for _ in range(tasks)]
+            submit_s = time.perf_counter() - t0
+            for ar in ars:
+                ar.get(timeout=300)
+        out["lb_tasks_per_s"] = rate(tasks, ph.seconds)
+        if trees:
+            out["lb_submit_loop_s"] = submit_s
+            ph.report(out, "lb", tasks, "ms_per_task")
+
+    if "direct" in phases:
+        views = [rc[i] for i in ids]
+        with Phase(trees) as ph:
+            t0 = time.perf_counter()
+            ars = [views[i % len(views)].apply_async(noop) for i in range(tasks)]
+            submit_s = time.perf_counter() - t0
+            for ar in ars:
+                ar.get(timeout=300)
+        out["direct_tasks_per_s"] = rate(tasks, ph.seconds)
+        if trees:
+            out["direct_submit_loop_s"] = submit_s
+            ph.report(out, "direct", tasks, "ms_per_task")
+
+    if "latency" in phases:
+        one = rc[ids[0]]
+        lat = []
+        with Phase(trees) as ph:
+            for _ in range(200):
+                t0 = time.perf_counter()
+                one.apply_sync(noop)
+                lat.append((time.perf_counter() - t0) * 1000)
+        if trees:
+            ph.report(out, "latency", 200, "ms_per_call")
+        lat.sort()
+        out["apply_sync_p50_ms"] = statistics.median(lat)
+        out["apply_sync_p99_ms"] = lat[int(len(lat) * 0.99) - 1]
 
     dview = rc[:]
-    for mib in sizes_mib:
+    for mib in sizes_mib if "data" in phases else []:
         a = np.arange(mib * 1024 * 1024 // 8, dtype="float64")
         with Phase(trees) as ph:
             dview.scatter("bench_a", a, block=True)
