@@ -138,7 +138,17 @@ CONF
   env_lines
 }
 
-sshd_stop() { alive "$RIG/ssh/sshd.pid" && kill "$(cat "$RIG/ssh/sshd.pid")" 2>/dev/null || true; rm -f "$RIG/ssh/sshd.pid"; }
+# stop the listener and the sessions it forked (they would otherwise keep open links alive)
+sshd_stop() {
+  if alive "$RIG/ssh/sshd.pid"; then
+    local pid kids; pid=$(cat "$RIG/ssh/sshd.pid")
+    kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
+    kill "$pid" 2>/dev/null || true
+    for k in $kids; do kill "$k" 2>/dev/null || true; done
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -f "$RIG/ssh/sshd.pid"
+}
 sshd_start() { alive "$RIG/ssh/sshd.pid" || /usr/sbin/sshd -f "$RIG/ssh/sshd_config" -E "$RIG/log/sshd.log"; }
 
 down() {

@@ -104,3 +104,54 @@ export function createOperatorMetrics(registry: Registry, opts: { defaultMetrics
     eventEmitted: (type) => events.inc({ type }),
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// pbs backend: SSH links to login hosts and the scheduler commands run over them
+
+export type SshConnectionState = "connecting" | "connected" | "backoff" | "closed";
+export const SSH_CONNECTION_STATES: SshConnectionState[] = ["connecting", "connected", "backoff", "closed"];
+
+export interface PbsMetrics {
+  /** The link's state: ipp_operator_ssh_connection_state{host,state} is 1 for the current state. */
+  sshState(host: string, state: SshConnectionState): void;
+  sshCommand(host: string, command: string, seconds: number): void;
+  commandError(command: string): void;
+  /** Jobs of this operator's EngineClusters by scheduler state, for one host. */
+  jobs(host: string, byState: Record<string, number>): void;
+  hostGone(host: string): void;
+}
+
+export function createPbsMetrics(registry: Registry): PbsMetrics {
+  const state = new Gauge({
+    name: "ipp_operator_ssh_connection_state", help: "SSH link to a login host: 1 for its current state (connecting, connected, backoff, closed).",
+    labelNames: ["host", "state"], registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "ipp_operator_ssh_command_duration_seconds", help: "Remote commands over SSH, by login host and command (qsub, qstat, qdel, detect).",
+    labelNames: ["host", "command"], buckets: [0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [registry],
+  });
+  const jobs = new Gauge({ name: "ipp_operator_pbs_jobs", help: "Batch jobs of EngineClusters by scheduler state.", labelNames: ["state"], registers: [registry] });
+  const errors = new Counter({
+    name: "ipp_operator_pbs_command_errors_total", help: "qsub/qstat/qdel calls that failed (transport or exit status).",
+    labelNames: ["command"], registers: [registry],
+  });
+  for (const c of ["qsub", "qstat", "qdel"]) errors.inc({ command: c }, 0);
+  const perHost = new Map<string, Record<string, number>>();
+  const recount = () => {
+    const total: Record<string, number> = {};
+    for (const m of perHost.values()) for (const [s, n] of Object.entries(m)) total[s] = (total[s] ?? 0) + n;
+    jobs.reset();
+    for (const [s, n] of Object.entries(total)) jobs.set({ state: s }, n);
+  };
+  return {
+    sshState(host, s) { for (const x of SSH_CONNECTION_STATES) state.set({ host, state: x }, x === s ? 1 : 0); },
+    sshCommand: (host, command, seconds) => duration.observe({ host, command }, seconds),
+    commandError: (command) => errors.inc({ command }),
+    jobs(host, byState) { perHost.set(host, { ...byState }); recount(); },
+    hostGone(host) {
+      for (const x of SSH_CONNECTION_STATES) state.remove({ host, state: x });
+      perHost.delete(host);
+      recount();
+    },
+  };
+}

@@ -1,0 +1,210 @@
+/**
+ * A login host: its SSH link, its scheduler dialect, one batched qstat shared by every EngineCluster
+ * on the host (single flight, cached for `pollIntervalMs`), and qsub/qdel. `reconcilePbs` runs one
+ * pbs planner step against it: poll → plan → (fresh poll and re-plan before any qsub, so a job
+ * submitted by an earlier reconcile whose status write was lost is found by name) → qdel → qsub.
+ */
+import type { PbsBackend } from "../../api/engine-cluster.ts";
+import type { PbsMetrics } from "../../metrics/operator.ts";
+import type { Logger } from "../../util/log.ts";
+import { DETECT_COMMAND, dialects, parseDetect, type Dialect, type DialectName, type PollResult } from "./core/dialects.ts";
+import { planPbs, submittedRecord, type PbsJobRecord, type PbsStep } from "./core/plan.ts";
+import { shJoin } from "./core/quote.ts";
+import { clusterTag, jobName, outputFile, renderScript, type JobInput } from "./core/script.ts";
+import { SshLink, linkKey, type SshLinkOptions, type SshTarget } from "./ssh.ts";
+
+export class PbsCommandError extends Error {
+  readonly code = "pbs_command_failed";
+}
+
+export interface PbsHostOptions extends SshLinkOptions {
+  pollIntervalMs?: number;
+  commandTimeoutMs?: number;
+  clock?: () => Date;
+}
+
+export class PbsHost {
+  readonly link: SshLink;
+  private dialectP: Promise<Dialect> | undefined;
+  private pollP: Promise<PollResult> | undefined;
+  private pollAt = 0;
+  private lastPoll: PollResult | undefined;
+  /** how many qstat commands ran (one per poll interval, whatever the number of clusters) */
+  polls = 0;
+  private readonly clock: () => Date;
+
+  constructor(readonly target: SshTarget, private readonly opts: PbsHostOptions) {
+    this.link = new SshLink(target, opts);
+    this.clock = opts.clock ?? (() => new Date());
+  }
+
+  get key(): string { return this.link.key; }
+  private get metrics(): PbsMetrics | undefined { return this.opts.metrics; }
+  private get timeout(): number { return this.opts.commandTimeoutMs ?? 30_000; }
+
+  dialect(name: PbsBackend["dialect"]): Promise<Dialect> {
+    if (name !== "auto") return Promise.resolve(dialects[name]);
+    this.dialectP ??= this.link.exec(DETECT_COMMAND, { timeoutMs: this.timeout, label: "detect" }).then((r) => {
+      const d = parseDetect(r.stdout);
+      if (d === undefined) throw new PbsCommandError(`could not tell the scheduler on ${this.key} (qstat --version said: ${r.stdout.trim().slice(0, 200)}); set spec.backend.pbs.dialect`);
+      return dialects[d as DialectName];
+    }).catch((e: unknown) => { this.dialectP = undefined; throw e; });
+    return this.dialectP;
+  }
+
+  /** All jobs on the host, at most one qstat per poll interval (`fresh` forces one). */
+  async poll(dialect: Dialect, fresh = false): Promise<PollResult> {
+    const interval = this.opts.pollIntervalMs ?? 2_000;
+    if (!fresh && this.lastPoll !== undefined && Date.now() - this.pollAt < interval) return this.lastPoll;
+    if (this.pollP !== undefined) return this.pollP;
+    const p = (async (): Promise<PollResult> => {
+      const started = Date.now();
+      try {
+        this.polls++;
+        const r = await this.link.exec(dialect.pollCommand(), { timeoutMs: this.timeout, label: "qstat" });
+        const parsed = dialect.parsePoll(r.stdout, r.code);
+        if (!parsed.ok) this.metrics?.commandError("qstat");
+        else {
+          const byState: Record<string, number> = {};
+          for (const j of parsed.jobs) if (j.name.startsWith("ipp-")) byState[j.state] = (byState[j.state] ?? 0) + 1;
+          this.metrics?.jobs(this.key, byState);
+        }
+        this.lastPoll = parsed;
+        this.pollAt = started;
+        return parsed;
+      } catch (e) {
+        this.metrics?.commandError("qstat");
+        throw e;
+      } finally {
+        this.pollP = undefined;
+      }
+    })();
+    this.pollP = p;
+    return p;
+  }
+
+  invalidate(): void { this.lastPoll = undefined; }
+
+  async submit(dialect: Dialect, name: string, script: string): Promise<string> {
+    const cmd = shJoin(dialect.submitArgv(outputFile(name)));
+    let r;
+    try {
+      r = await this.link.exec(cmd, { stdin: script, timeoutMs: this.timeout, label: "qsub" });
+    } catch (e) {
+      this.metrics?.commandError("qsub");
+      throw e;
+    } finally {
+      this.invalidate();
+    }
+    const id = r.code === 0 ? dialect.parseJobId(r.stdout) : undefined;
+    if (id === undefined) {
+      this.metrics?.commandError("qsub");
+      throw new PbsCommandError(`qsub on ${this.key} exited ${r.code}: ${(r.stdout + r.stderr).trim().slice(0, 1000)}`);
+    }
+    return id;
+  }
+
+  async qdel(dialect: Dialect, ids: string[]): Promise<void> {
+    let r;
+    try {
+      r = await this.link.exec(shJoin(dialect.qdelArgv(ids)), { timeoutMs: this.timeout, label: "qdel" });
+    } catch (e) {
+      this.metrics?.commandError("qdel");
+      throw e;
+    } finally {
+      this.invalidate();
+    }
+    if (r.code === 0 || dialect.qdelGone(r.code, r.stdout + r.stderr)) return;
+    // several ids: some may be gone and others deleted; the next poll tells
+    if (ids.length > 1) return;
+    this.metrics?.commandError("qdel");
+    throw new PbsCommandError(`qdel ${ids.join(" ")} on ${this.key} exited ${r.code}: ${(r.stdout + r.stderr).trim().slice(0, 500)}`);
+  }
+
+  close(): void {
+    this.link.close();
+    this.metrics?.hostGone(this.key);
+  }
+}
+
+/** One PbsHost per user@host:port (and key), shared by every EngineCluster that names it. */
+export class PbsHosts {
+  private readonly hosts = new Map<string, { host: PbsHost; fingerprint: string }>();
+  constructor(private readonly opts: PbsHostOptions) {}
+
+  get(target: SshTarget): PbsHost {
+    const key = linkKey(target);
+    const fp = `${String(target.privateKey)}\n${target.knownHosts}`;
+    const have = this.hosts.get(key);
+    if (have !== undefined && have.fingerprint === fp) return have.host;
+    have?.host.close(); // credentials changed: a new link
+    const host = new PbsHost(target, { ...this.opts, logger: this.opts.logger.with({ pbsHost: key }) });
+    this.hosts.set(key, { host, fingerprint: fp });
+    return host;
+  }
+
+  closeAll(): void {
+    for (const { host } of this.hosts.values()) host.close();
+    this.hosts.clear();
+  }
+}
+
+export interface PbsReconcileInput {
+  cluster: { namespace: string; name: string; uid: string };
+  engines: number;
+  pbs: PbsBackend;
+  engineConnection: string;
+  engineArgs?: string[];
+  recorded: readonly PbsJobRecord[];
+  generation: number;
+  observedGeneration?: number;
+  deleting: boolean;
+}
+
+export interface PbsReconcileResult {
+  step: PbsStep;
+  jobs: PbsJobRecord[];
+  name: string;
+  /** a transport or scheduler failure: the caller reports it (Degraded/SSHUnavailable) and retries */
+  error?: string;
+}
+
+/** One pbs reconcile against a login host. Never throws: failures come back in `error`. */
+export async function reconcilePbs(host: PbsHost, input: PbsReconcileInput, logger: Logger, now: () => Date = () => new Date()): Promise<PbsReconcileResult> {
+  const job: JobInput = { engines: input.engines, pbs: input.pbs, engineConnection: input.engineConnection, ...(input.engineArgs !== undefined ? { engineArgs: input.engineArgs } : {}) };
+  const tag = clusterTag(input.cluster);
+  const name = jobName(tag, job);
+  const stepFor = (observed: Parameters<typeof planPbs>[0]["observed"], recorded: readonly PbsJobRecord[], dialect: Dialect) => planPbs({
+    pbs: input.pbs, dialect, tag, name, observed, recorded, generation: input.generation, deleting: input.deleting, now: now(),
+    ...(input.observedGeneration !== undefined ? { observedGeneration: input.observedGeneration } : {}),
+  });
+  let dialect: Dialect | undefined;
+  try {
+    dialect = await host.dialect(input.pbs.dialect);
+    let polled = await host.poll(dialect);
+    let step = stepFor(polled.ok ? polled.jobs : { error: polled.error }, input.recorded, dialect);
+    if (step.actions.some((a) => a.type === "submit")) {
+      // look again with a fresh qstat before submitting: never two jobs for one spec
+      polled = await host.poll(dialect, true);
+      step = stepFor(polled.ok ? polled.jobs : { error: polled.error }, input.recorded, dialect);
+    }
+    if (!polled.ok) return { step, jobs: step.jobs, name, error: polled.error };
+    const jobs = [...step.jobs];
+    for (const a of step.actions) {
+      if (a.type === "qdel") {
+        logger.info("pbs qdel", { ids: a.ids.join(","), why: a.why, job: name });
+        await host.qdel(dialect, a.ids);
+      } else {
+        const script = renderScript(dialect, name, job, `${input.cluster.namespace}/${input.cluster.name}`);
+        const id = await host.submit(dialect, name, script);
+        logger.info("pbs qsub", { id, job: name });
+        jobs.unshift(submittedRecord(id, input.pbs.queue, now()));
+      }
+    }
+    return { step, jobs, name };
+  } catch (e) {
+    const error = (e as Error).message;
+    const step = stepFor({ error }, input.recorded, dialect ?? dialects.slurm);
+    return { step, jobs: step.jobs, name, error };
+  }
+}

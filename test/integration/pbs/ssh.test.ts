@@ -1,0 +1,88 @@
+/**
+ * The SSH adapter against the real rig's sshd: host key verification (a wrong key is a clear error
+ * and no command runs), keepalive/reconnect with backoff when sshd goes away, metrics of the link.
+ */
+import { strict as assert } from "node:assert";
+import { after, before, test } from "node:test";
+import { Registry } from "prom-client";
+import { dialects } from "../../../src/backends/pbs/core/dialects.ts";
+import { PbsHost, reconcilePbs } from "../../../src/backends/pbs/host.ts";
+import { SshLink, SshUnavailableError } from "../../../src/backends/pbs/ssh.ts";
+import { createPbsMetrics } from "../../../src/metrics/operator.ts";
+import { PbsBackend } from "../../../src/api/engine-cluster.ts";
+import { createLogger } from "../../../src/util/log.ts";
+import { startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
+
+const logger = createLogger({ level: "error" });
+let rig: PbsRig;
+before(async () => { rig = await startPbsRig(); });
+after(async () => { await rig?.stop(); });
+
+const waitFor = async (what: string, f: () => boolean, ms = 20_000) => {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+test("right host key: commands run and report exit codes; metrics record the link and latency", async () => {
+  const registry = new Registry();
+  const link = new SshLink({ host: rig.host, port: rig.port, user: rig.user, privateKey: rig.privateKey, knownHosts: rig.knownHosts }, { logger, metrics: createPbsMetrics(registry) });
+  try {
+    assert.ok(await link.waitConnected(15_000), `not connected: ${link.lastError}`);
+    const r = await link.exec("echo hi; echo err >&2; exit 3", { label: "probe" });
+    assert.deepEqual([r.stdout, r.stderr, r.code], ["hi\n", "err\n", 3]);
+    const q = await link.exec(dialects.slurm.pollCommand(), { label: "qstat" });
+    assert.equal(dialects.slurm.parsePoll(q.stdout, q.code).ok, true, q.stdout + q.stderr);
+    const text = await registry.metrics();
+    assert.match(text, new RegExp(`ipp_operator_ssh_connection_state\\{host="${rig.user}@127.0.0.1:${rig.port}",state="connected"\\} 1`));
+    assert.match(text, /ipp_operator_ssh_command_duration_seconds_count\{host="[^"]+",command="qstat"\} 1/);
+  } finally {
+    link.close();
+  }
+});
+
+test("wrong host key: a clear error naming both fingerprints, and no command runs", async () => {
+  const marker = `${rig.home}/hostkey-marker-${process.pid}`;
+  const link = new SshLink({ host: rig.host, port: rig.port, user: rig.user, privateKey: rig.privateKey, knownHosts: rig.knownHostsWrong }, { logger, backoffInitialMs: 200 });
+  try {
+    await waitFor("the first failed attempt", () => link.lastError !== undefined);
+    assert.match(link.lastError!, /host key mismatch for \[127\.0\.0\.1\]:\d+: the server offered SHA256:\S+, known_hosts has ssh-ed25519 SHA256:\S+/);
+    assert.notEqual(link.state, "connected");
+    await assert.rejects(link.exec(`touch ${marker}`), (e: Error) => e instanceof SshUnavailableError && /host key mismatch/.test(e.message));
+    const r = await rig.asUser(`test -e ${marker} && echo present || echo absent`);
+    assert.equal(r.stdout.trim(), "absent");
+  } finally {
+    link.close();
+  }
+});
+
+test("sshd stopped: retried with backoff, reported, and recovered when sshd is back", async () => {
+  const registry = new Registry();
+  const host = new PbsHost({ host: rig.host, port: rig.port, user: rig.user, privateKey: rig.privateKey, knownHosts: rig.knownHosts },
+    { logger, metrics: createPbsMetrics(registry), backoffInitialMs: 100, backoffMaxMs: 800, keepaliveIntervalMs: 500, keepaliveCountMax: 2, pollIntervalMs: 0 });
+  const pbs = PbsBackend.parse({ host: rig.host, port: rig.port, user: rig.user, credentialsSecret: "x", dialect: "slurm", queue: rig.queue, walltime: "00:02:00", network: { mode: "direct", address: "127.0.0.1" } });
+  const input = { cluster: { namespace: "t", name: `ssh-${process.pid}`, uid: String(Date.now()) }, engines: 1, pbs, engineConnection: "{}", recorded: [], generation: 1, observedGeneration: 1, deleting: true };
+  try {
+    assert.ok(await host.link.waitConnected(15_000));
+    assert.equal((await reconcilePbs(host, input, logger)).error, undefined);
+    await rig.sshdStop();
+    await waitFor("the link to notice", () => host.link.state !== "connected");
+    const down = await reconcilePbs(host, input, logger);
+    assert.match(down.error ?? "", /not connected/);
+    assert.equal(down.step.submitted.reason, "SchedulerUnreachable");
+    await waitFor("two reconnect attempts", () => (host.link.lastError ?? "").length > 0 && /ECONNREFUSED|closed|reset/i.test(host.link.lastError!));
+    const text = await registry.metrics();
+    assert.match(text, /ipp_operator_ssh_connection_state\{host="[^"]+",state="connected"\} 0/);
+    const before = host.link.connects;
+    await rig.sshdStart();
+    await waitFor("reconnection", () => host.link.state === "connected" && host.link.connects > before, 15_000);
+    const up = await reconcilePbs(host, input, logger);
+    assert.equal(up.error, undefined);
+    assert.equal(up.step.done, true);
+  } finally {
+    host.close();
+    await rig.sshdStart();
+  }
+});
