@@ -18,7 +18,6 @@
 import { randomBytes } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { chmod, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
-import { createServer, type AddressInfo, type Server } from "node:net";
 import { homedir, hostname } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
@@ -94,30 +93,6 @@ export function channelPorts(a: PortAssignment): { ports: Partial<Record<Channel
   set("engine_iopub", a.engine.iopub); set("hb_ping", a.engine.hb_ping); set("hb_pong", a.engine.hb_pong);
   set("engine_broadcast", a.engine.broadcast[0]);
   return { ports, leaves: a.engine.broadcast };
-}
-
-/** A first port p such that p..p+count-1 are all free on `ip` right now (undefined if none found). */
-async function freeConsecutivePorts(ip: string, count: number): Promise<number | undefined> {
-  const host = ip === "*" ? "0.0.0.0" : ip;
-  const listen = (port: number) => new Promise<Server | undefined>((resolveListen) => {
-    const srv = createServer();
-    srv.once("error", () => resolveListen(undefined));
-    srv.listen({ port, host, exclusive: true }, () => resolveListen(srv));
-  });
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const first = await listen(0);
-    if (!first) return undefined;
-    const p = (first.address() as AddressInfo).port;
-    const rest: Server[] = [];
-    let ok = p + count - 1 <= 65535;
-    for (let i = 1; ok && i < count; i++) {
-      const s = await listen(p + i);
-      if (s) rest.push(s); else ok = false;
-    }
-    await Promise.all([first, ...rest].map((s) => new Promise((r) => s.close(r))));
-    if (ok) return p;
-  }
-  return undefined;
 }
 
 /** Write atomically (temp file + rename) with mode 0600, so a launcher never sees half a file. */
@@ -299,16 +274,11 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, loc: Profil
     return 1;
   }
   const { ports, leaves } = channelPorts(rt.ports);
-  // With --reuse the files must stay valid across restarts, but the controller binds broadcast
-  // leaves at consecutive ports from the first one: pick a free consecutive range up front.
-  if (o.reuse && !reused && ports.engine_broadcast === undefined) {
-    const first = await freeConsecutivePorts(rt.ip, leaves.length);
-    if (first !== undefined) ports.engine_broadcast = first;
-  }
   const config: ControllerConfig = {
     ip: rt.ip,
     location: rt.location,
-    ports,
+    // every leaf as assigned (or as a reused engine file lists them), not consecutive from the first
+    ports: { ...ports, engine_broadcast: leaves },
     key: rt.key,
     heartbeatPeriodMs: o.heartbeatPeriodMs,
     maxHeartbeatMisses: o.maxHeartbeatMisses,
@@ -316,6 +286,7 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, loc: Profil
     taskHwm: o.hwm,
     broadcastDepth: o.broadcastDepth,
     sshServer: rt.sshServer,
+    engineSshServer: rt.engineSshServer,
     ...(o.registrationTimeoutS !== undefined ? { registrationTimeoutMs: o.registrationTimeoutS * 1000 } : {}),
     ...(o.dbRecordLimit !== undefined ? { dbRecordLimit: o.dbRecordLimit } : {}),
     ...(o.dbSizeLimit !== undefined ? { dbSizeLimitBytes: o.dbSizeLimit } : {}),
@@ -332,8 +303,8 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, loc: Profil
   }
 
   // connection files: as ipcontroller, not rewritten when reused as they are
-  const client: ClientConnectionInfo = { ...controller.clientConnection, ssh: rt.sshServer };
-  const engine: EngineConnectionInfo = { ...controller.engineConnection, ssh: rt.engineSshServer };
+  const client = controller.clientConnection;
+  const engine = controller.engineConnection;
   const boundLeaves = engine.broadcast;
   const leavesMoved = leaves.some((p, i) => p !== undefined && p !== boundLeaves[i]);
   if (leavesMoved) {

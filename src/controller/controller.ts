@@ -31,11 +31,20 @@ export type ChannelName =
   | "registration" | "control" | "mux" | "task" | "iopub" | "notification" | "broadcast"
   | "engine_control" | "engine_mux" | "engine_task" | "engine_iopub" | "hb_ping" | "hb_pong" | "engine_broadcast";
 
+/**
+ * Fixed ports by channel (absent = any free port). `engine_broadcast` is either the list of leaf
+ * ports (an undefined entry = any free port), as an engine file lists them, or a first port from
+ * which the leaves are bound consecutively.
+ */
+export type ControllerPorts = Partial<Record<Exclude<ChannelName, "engine_broadcast">, number>> & {
+  engine_broadcast?: number | Array<number | undefined>;
+};
+
 export interface ControllerConfig {
   ip: string;
   location?: string;
-  /** Fixed ports, else random. `engine_broadcast` is the first leaf port; further leaves follow it. */
-  ports?: Partial<Record<ChannelName, number>>;
+  /** Fixed ports, else random. */
+  ports?: ControllerPorts;
   key: string;
   signatureScheme?: "hmac-sha256";
   heartbeatPeriodMs: number;
@@ -61,8 +70,10 @@ export interface ControllerConfig {
   curve?: { publicKey: string; secretKey: string };
   /** After a client's shutdown_request: stop this long after replying (-1 = never). Default 1000. */
   shutdownDelayMs?: number;
-  /** Written into the files' `ssh` field. */
+  /** The client file's `ssh` field (and the engine file's when engineSshServer is absent). */
   sshServer?: string;
+  /** The engine file's `ssh` field. Default: sshServer. */
+  engineSshServer?: string;
 }
 
 export interface EngineSummary {
@@ -143,6 +154,12 @@ interface BroadcastPending {
   receivedAt: number;
 }
 
+/** The requested port of broadcast leaf `i`: from the list, or consecutive from a first port. */
+function leafPort(spec: number | Array<number | undefined> | undefined, i: number): number | undefined {
+  if (spec === undefined) return undefined;
+  return typeof spec === "number" ? spec + i : spec[i];
+}
+
 const INTERNAL_CLIENT = Buffer.from("ipp-controller-resubmit");
 const b = (s: string) => Buffer.from(s, "utf8");
 
@@ -220,7 +237,7 @@ export async function startController(config: ControllerConfig, deps: Controller
     };
     const leafPorts: number[] = [];
     for (let i = 0; i < nLeaves; i++) {
-      leafPorts.push(await bindOne(leaves[i]!, ports.engine_broadcast !== undefined ? ports.engine_broadcast + i : undefined));
+      leafPorts.push(await bindOne(leaves[i]!, leafPort(ports.engine_broadcast, i)));
     }
     portsOut = { ...p, leaves: leafPorts };
   } catch (err) {
@@ -244,7 +261,7 @@ export async function startController(config: ControllerConfig, deps: Controller
     notification: portsOut.notification, broadcast: portsOut.broadcast, ...common,
   };
   const engineConnection: EngineConnectionInfo = {
-    ssh: config.sshServer ?? "", interface: iface, registration: portsOut.registration, control: portsOut.engine_control,
+    ssh: config.engineSshServer ?? config.sshServer ?? "", interface: iface, registration: portsOut.registration, control: portsOut.engine_control,
     mux: portsOut.engine_mux, task: portsOut.engine_task, iopub: portsOut.engine_iopub, hb_ping: portsOut.hb_ping,
     hb_pong: portsOut.hb_pong, broadcast: portsOut.leaves, ...common,
   };
