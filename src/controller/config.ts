@@ -1,0 +1,67 @@
+/**
+ * What the controller is started with, and the checks it makes before binding anything.
+ */
+import { TASK_SCHEMES, type TaskScheme } from "./core/choosers.ts";
+
+export type ChannelName =
+  | "registration" | "control" | "mux" | "task" | "iopub" | "notification" | "broadcast"
+  | "engine_control" | "engine_mux" | "engine_task" | "engine_iopub" | "hb_ping" | "hb_pong" | "engine_broadcast";
+
+/**
+ * Fixed ports by channel (absent = any free port). `engine_broadcast` is either the list of leaf
+ * ports (an undefined entry = any free port), as an engine file lists them, or a first port from
+ * which the leaves are bound consecutively.
+ */
+export type ControllerPorts = Partial<Record<Exclude<ChannelName, "engine_broadcast">, number>> & {
+  engine_broadcast?: number | Array<number | undefined>;
+};
+
+export interface ControllerConfig {
+  ip: string;
+  location?: string;
+  /** Fixed ports, else random. */
+  ports?: ControllerPorts;
+  key: string;
+  signatureScheme?: "hmac-sha256";
+  heartbeatPeriodMs: number;
+  taskScheme: TaskScheme;
+  maxMessageBytes?: number;
+  /** Max outstanding load-balanced tasks per engine (0 = unlimited). Default 1, as upstream. */
+  taskHwm?: number;
+  /** Consecutive missed beats before an engine is declared dead. Default 10. */
+  maxHeartbeatMisses?: number;
+  /** Drop a registration whose heart never beats. Default max(30 s, 10 × period). */
+  registrationTimeoutMs?: number;
+  /** Wait before failing the tasks of a dead engine (late results may still arrive). Default 5000. */
+  strandedTaskDelayMs?: number;
+  /** Broadcast tree depth: 2**depth leaf ports in the engine file. Default 1, as upstream. */
+  broadcastDepth?: number;
+  /** Task records kept for hub queries (default 1024, as upstream). */
+  dbRecordLimit?: number;
+  /** Request+result buffer bytes kept for hub queries (default 64 MiB; upstream keeps 1 GiB). */
+  dbSizeLimitBytes?: number;
+  /** Rate limit for bad-message log lines, per reason. Default 60 s. */
+  badMessageLogIntervalMs?: number;
+  /** CurveZMQ: the controller's key pair (z85). With curve, `key` may be "". */
+  curve?: { publicKey: string; secretKey: string };
+  /** After a client's shutdown_request: stop this long after replying (-1 = never). Default 1000. */
+  shutdownDelayMs?: number;
+  /** The client file's `ssh` field (and the engine file's when engineSshServer is absent). */
+  sshServer?: string;
+  /** The engine file's `ssh` field. Default: sshServer. */
+  engineSshServer?: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = "invalid_config";
+}
+
+export function validateConfig(config: ControllerConfig): void {
+  if (typeof config.key !== "string") throw new ConfigError("controller config: key must be a string");
+  if (config.key === "" && !config.curve) throw new ConfigError("controller config: an empty key is only allowed with CurveZMQ (curve keys)");
+  if (!config.ip) throw new ConfigError("controller config: ip is required");
+  if (!(config.heartbeatPeriodMs > 0)) throw new ConfigError("controller config: heartbeatPeriodMs must be > 0");
+  if (!TASK_SCHEMES.includes(config.taskScheme)) throw new ConfigError(`controller config: unknown taskScheme ${String(config.taskScheme)}`);
+  if ((config.signatureScheme ?? "hmac-sha256") !== "hmac-sha256") throw new ConfigError("controller config: only hmac-sha256 is supported");
+  if (config.maxMessageBytes !== undefined && !(config.maxMessageBytes > 0)) throw new ConfigError("controller config: maxMessageBytes must be > 0");
+}

@@ -1,0 +1,189 @@
+/**
+ * The registry of engines: registrations in progress (accepted, waiting for the first heartbeat),
+ * registered engines, and what happens when one goes away: the unregistration notification, and
+ * its pending work failed after a grace period (late results may still arrive until then).
+ */
+import type { EventEmitter } from "node:events";
+import type { HeartMonitor } from "./core/heartbeat.ts";
+import { errorContent, pyRepr } from "./core/errors.ts";
+import { notify, type ControllerContext } from "./context.ts";
+
+export interface EngineState {
+  id: number;
+  uuid: string;
+  ident: Buffer;
+  registeredAt: Date;
+  /** Pending mux msg_ids. */
+  queue: Set<string>;
+  /** Pending task msg_ids. */
+  tasks: Set<string>;
+  completed: string[];
+  /** This engine's queue-depth gauge child. */
+  depthGauge: { set(v: number): void };
+}
+
+export interface EngineSummary {
+  id: number;
+  uuid: string;
+  alive: boolean;
+  registeredAt: Date;
+  queueDepth: number;
+  missedBeats: number;
+}
+
+interface Incoming {
+  id: number;
+  uuid: string;
+  timer: NodeJS.Timeout;
+}
+
+/** The schedulers' side of an engine's arrival and departure (wired in controller.ts). */
+export interface EngineWork {
+  /** A registration completed: the engine can take load-balanced tasks. */
+  engineAdded(uuid: string): void;
+  /** An engine is gone: returns what to do once the grace period for late results is over. */
+  engineRemoved(e: EngineState): () => void;
+}
+
+export class EngineRegistry {
+  readonly byId = new Map<number, EngineState>();
+  readonly byUuid = new Map<string, EngineState>();
+  private readonly incoming = new Map<string, Incoming>();
+  private idCounter = 0;
+  private firstEngineSeen = false;
+
+  constructor(
+    private readonly ctx: ControllerContext,
+    private readonly heart: HeartMonitor,
+    private readonly events: EventEmitter,
+    private readonly work: EngineWork,
+  ) {}
+
+  get pendingRegistrations(): number {
+    return this.incoming.size;
+  }
+
+  isRegistering(uuid: string): boolean {
+    return this.incoming.has(uuid);
+  }
+
+  /** Whether a registration for `uuid` would clash with a registered or registering engine. */
+  uuidInUse(uuid: string): boolean {
+    return this.byUuid.has(uuid) || this.incoming.has(uuid);
+  }
+
+  /** The requested id if free, else the next unused one. */
+  newEngineId(requested: unknown): number {
+    if (typeof requested === "number" && Number.isInteger(requested) && requested >= 0) {
+      const inUse = this.byId.has(requested) || [...this.incoming.values()].some((i) => i.id === requested);
+      if (!inUse) {
+        this.idCounter = Math.max(requested + 1, this.idCounter);
+        return requested;
+      }
+      this.ctx.log.warn("requested engine id in use", { requested });
+    }
+    return this.idCounter++;
+  }
+
+  /** A registration was accepted: it completes at the engine's first heartbeat, or is purged after a timeout. */
+  accept(uuid: string, eid: number, timeoutMs: number): void {
+    const { metrics, log } = this.ctx;
+    const timer = this.ctx.timers.later(timeoutMs, () => {
+      if (this.incoming.get(uuid)?.id === eid) {
+        this.incoming.delete(uuid);
+        metrics.registrations.labels("stalled").inc();
+        log.warn("purging stalled registration", { id: eid, uuid });
+      }
+    });
+    this.incoming.set(uuid, { id: eid, uuid, timer });
+  }
+
+  /** The engine's heart beat for the first time: it is registered. */
+  finishRegistration(uuid: string): void {
+    const inc = this.incoming.get(uuid);
+    if (!inc) return;
+    const { metrics, log } = this.ctx;
+    this.incoming.delete(uuid);
+    this.ctx.timers.cancel(inc.timer);
+    const e: EngineState = {
+      id: inc.id, uuid, ident: Buffer.from(uuid, "utf8"), registeredAt: this.ctx.clock(), queue: new Set(), tasks: new Set(), completed: [],
+      depthGauge: metrics.queueDepth.labels(String(inc.id)),
+    };
+    this.byId.set(e.id, e);
+    this.byUuid.set(uuid, e);
+    metrics.registrations.labels("ok").inc();
+    if (!this.firstEngineSeen) {
+      this.firstEngineSeen = true;
+      metrics.timeToFirstEngine.set((Date.now() - this.ctx.startedAt) / 1000);
+    }
+    this.setDepth(e);
+    this.refreshGauges();
+    notify(this.ctx, "registration_notification", { id: e.id, uuid });
+    this.work.engineAdded(uuid);
+    log.info("engine registered", { id: e.id, uuid });
+    this.events.emit("engine-registered", this.summary(e));
+  }
+
+  /** Unregister an engine (or cancel its registration in progress). */
+  unregister(eid: number, reason: string): void {
+    const { metrics, log, records } = this.ctx;
+    const e = this.byId.get(eid);
+    if (!e) {
+      for (const [uuid, inc] of this.incoming) {
+        if (inc.id === eid) {
+          this.incoming.delete(uuid);
+          this.ctx.timers.cancel(inc.timer);
+          log.info("canceling registration", { id: eid, uuid });
+        }
+      }
+      return;
+    }
+    this.byId.delete(eid);
+    this.byUuid.delete(e.uuid);
+    this.heart.remove(e.uuid);
+    metrics.unregistrations.labels(reason).inc();
+    metrics.forgetEngine(String(eid));
+    this.refreshGauges();
+    notify(this.ctx, "unregistration_notification", { id: eid, uuid: e.uuid });
+    log.warn("engine unregistered", { id: eid, uuid: e.uuid, reason });
+
+    const afterGrace = this.work.engineRemoved(e);
+    this.ctx.timers.later(this.ctx.config.strandedTaskDelayMs ?? 5000, () => {
+      afterGrace();
+      // mux requests: clients fail them on the notification; the hub records the error
+      for (const msgId of e.queue) {
+        records.complete(msgId);
+        const content = errorContent("EngineError", `Engine ${eid} died while running task ${pyRepr(msgId)}`);
+        if (records.db.has(msgId)) {
+          records.db.update(msgId, { result_content: content, result_header: { engine: e.uuid, date: this.ctx.now() }, result_buffers: [], completed: this.ctx.now(), engine_uuid: e.uuid });
+        }
+        metrics.tasksFailed.labels("mux", "engine_died").inc();
+      }
+      e.queue.clear();
+      records.touched();
+    });
+    this.events.emit("engine-unregistered", { ...this.summary(e), alive: false });
+  }
+
+  summary(e: EngineState): EngineSummary {
+    return {
+      id: e.id, uuid: e.uuid, alive: this.heart.missed(e.uuid) === 0, registeredAt: e.registeredAt,
+      queueDepth: e.queue.size + e.tasks.size, missedBeats: this.heart.missed(e.uuid),
+    };
+  }
+
+  summaries(): EngineSummary[] {
+    return [...this.byId.values()].sort((x, y) => x.id - y.id).map((e) => this.summary(e));
+  }
+
+  setDepth(e: EngineState): void {
+    e.depthGauge.set(e.queue.size + e.tasks.size);
+  }
+
+  refreshGauges(): void {
+    this.ctx.metrics.enginesRegistered.set(this.byId.size);
+    let alive = 0;
+    for (const e of this.byId.values()) if (this.heart.missed(e.uuid) === 0) alive++;
+    this.ctx.metrics.enginesAlive.set(alive);
+  }
+}

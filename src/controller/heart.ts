@@ -1,0 +1,84 @@
+/**
+ * Heartbeat I/O over core/heartbeat.ts: a ping every period on hb_ping, pongs read from hb_pong.
+ * A registration completes at the engine's first pong; an engine that misses too many beats is
+ * unregistered.
+ */
+import type { HeartMonitor } from "./core/heartbeat.ts";
+import type { ControllerContext } from "./context.ts";
+import type { EngineRegistry } from "./engines.ts";
+import type { Frames } from "./socket-io.ts";
+import { countIn } from "./traffic.ts";
+
+export class Heart {
+  private lastPing: Buffer = Buffer.alloc(0);
+  private beatTimer: NodeJS.Timeout | undefined;
+  private fastPingTimer: NodeJS.Timeout | undefined;
+  private fastPingUntil = 0;
+  private readonly period: number;
+  private readonly fastPingMs: number;
+
+  constructor(private readonly ctx: ControllerContext, private readonly monitor: HeartMonitor, private readonly engines: EngineRegistry) {
+    this.period = ctx.config.heartbeatPeriodMs;
+    this.fastPingMs = Math.max(10, Math.min(100, this.period / 10));
+  }
+
+  /** Beat now and every period from now on. */
+  start(): void {
+    this.beatTimer = setInterval(() => {
+      if (!this.ctx.timers.stopped) this.beat();
+    }, this.period);
+    this.beat();
+  }
+
+  stop(): void {
+    clearInterval(this.beatTimer);
+    clearInterval(this.fastPingTimer);
+  }
+
+  /**
+   * An engine starts its heart only after its registration_reply, and the registration completes
+   * at the heart's first pong; waiting for the next periodic beat would add up to a whole period
+   * (3 s by default) to every engine's registration. So while registrations are pending, repeat
+   * the current ping every period/10 (at most 100 ms) for up to two periods. Hearts echo it like
+   * any ping; a pong to the current ping counts once per period either way.
+   */
+  pingSoon(): void {
+    this.fastPingUntil = Date.now() + 2 * this.period;
+    this.fastPingTimer ??= setInterval(() => {
+      if (this.ctx.timers.stopped || this.engines.pendingRegistrations === 0 || Date.now() > this.fastPingUntil) {
+        clearInterval(this.fastPingTimer);
+        this.fastPingTimer = undefined;
+        return;
+      }
+      this.ctx.out.hbPing.send([this.lastPing]);
+    }, this.fastPingMs);
+  }
+
+  readonly onPong = (frames: Frames): void => {
+    countIn(this.ctx.traffic.heartbeat, frames);
+    if (frames.length !== 2) return this.ctx.bad.drop("hb_pong", "truncated", `pong with ${frames.length} frames`);
+    const uuid = frames[0]!.toString("utf8");
+    const r = this.monitor.pong(uuid, frames[1]!);
+    if (r === "new") {
+      // complete the registration at the first pong instead of the next beat
+      if (this.engines.isRegistering(uuid)) this.engines.finishRegistration(uuid);
+      else if (!this.engines.byUuid.has(uuid)) this.monitor.remove(uuid);
+    }
+  };
+
+  private beat(): void {
+    const { metrics } = this.ctx;
+    const r = this.monitor.beat((Date.now() - this.ctx.startedAt) / 1000);
+    for (const h of r.newHearts) if (this.engines.isRegistering(h)) this.engines.finishRegistration(h);
+    for (const e of this.engines.byId.values()) {
+      if (this.monitor.missed(e.uuid) > 0) metrics.heartbeatMisses.labels(String(e.id)).inc();
+    }
+    for (const h of r.failures) {
+      const e = this.engines.byUuid.get(h);
+      if (e) this.engines.unregister(e.id, "heartbeat");
+    }
+    this.engines.refreshGauges();
+    this.lastPing = r.ping;
+    this.ctx.out.hbPing.send([r.ping]);
+  }
+}

@@ -1,0 +1,277 @@
+/**
+ * The hub: engine registration and the client queries on the registration socket, dispatched on
+ * msg_type. A handler that throws answers the sender with a hub_error; the loop lives on.
+ */
+import type { EventEmitter } from "node:events";
+import { encodeJson, type JsonObject, type Message } from "../protocol/index.ts";
+import { QueryError, project, type TaskRecord } from "./core/hub-db.ts";
+import { errorContent, pyRepr, type ErrorContent } from "./core/errors.ts";
+import { notify, type ControllerContext } from "./context.ts";
+import type { EngineRegistry } from "./engines.ts";
+import type { Frames } from "./socket-io.ts";
+import { INTERNAL_CLIENT } from "./task-scheduler.ts";
+import { countIn } from "./traffic.ts";
+
+type QueryHandler = (clientId: Buffer, msg: Message) => void;
+
+export interface HubDeps {
+  engines: EngineRegistry;
+  /** Repeat the heartbeat ping soon, so a new engine's registration completes quickly. */
+  pingSoon(): void;
+  /** Where resubmitted tasks go: the task scheduler's submission handler. */
+  submitTask(frames: Frames): void;
+  events: EventEmitter;
+  /** Stop the controller (after a client's shutdown_request). */
+  stop(): void;
+  /** The engine connection info sent in registration replies. */
+  engineInfo: JsonObject;
+}
+
+function wrapError(err: unknown): ErrorContent {
+  const e = err as { ename?: string; message?: string };
+  return errorContent(e.ename ?? (err instanceof QueryError ? "ValueError" : "Exception"), e.message ?? String(err));
+}
+/** A record as result_request returns it: the reply content and its result buffers. */
+function recordReply(rec: TaskRecord): [JsonObject, Buffer[]] {
+  const io = { execute_input: rec.execute_input, execute_result: rec.execute_result, error: rec.error, stdout: rec.stdout, stderr: rec.stderr };
+  return [{
+    header: rec.header, metadata: rec.metadata, result_metadata: rec.result_metadata, result_header: rec.result_header,
+    result_content: rec.result_content, received: rec.received, io,
+  }, rec.result_buffers ? [...rec.result_buffers] : []];
+}
+
+export class Hub {
+  private readonly engines: EngineRegistry;
+  private readonly stop: () => void;
+  private readonly events: EventEmitter;
+
+  constructor(private readonly ctx: ControllerContext, private readonly deps: HubDeps) {
+    this.engines = deps.engines;
+    this.stop = deps.stop;
+    this.events = deps.events;
+  }
+
+  /** The dispatch table, keyed by msg_type; anything else gets a hub_error. */
+  private readonly queries: Record<string, QueryHandler> = {
+    registration_request: (id, msg) => this.register(id, msg),
+    unregistration_request: (_id, msg) => {
+      const eid = msg.content.id;
+      if (typeof eid === "number") this.engines.unregister(eid, "unregistration_request");
+    },
+    connection_request: (id, msg) => {
+      const eng: Record<string, string> = {};
+      for (const [eid, e] of this.engines.byId) eng[String(eid)] = e.uuid;
+      this.reply(id, "connection_reply", { status: "ok", engines: eng }, msg.header);
+    },
+    queue_request: (id, msg) => {
+      const targets = this.targetsOrError(id, msg);
+      if (!targets) return;
+      const verbose = Boolean(msg.content.verbose);
+      const content: JsonObject = { status: "ok" };
+      for (const t of targets) {
+        const e = this.engines.byId.get(t)!;
+        content[String(t)] = verbose
+          ? { queue: [...e.queue], completed: [...e.completed], tasks: [...e.tasks] }
+          : { queue: e.queue.size, completed: e.completed.length, tasks: e.tasks.size };
+      }
+      content.unassigned = verbose ? [...this.ctx.records.unassigned] : this.ctx.records.unassigned.size;
+      this.reply(id, "queue_reply", content, msg.header);
+    },
+    load_request: (id, msg) => {
+      const targets = this.targetsOrError(id, msg);
+      if (!targets) return;
+      const content: JsonObject = { status: "ok" };
+      for (const t of targets) {
+        const e = this.engines.byId.get(t)!;
+        content[String(t)] = e.queue.size + e.tasks.size;
+      }
+      this.reply(id, "load_reply", content, msg.header);
+    },
+    result_request: (id, msg) => {
+      const ids = Array.isArray(msg.content.msg_ids) ? [...new Set(msg.content.msg_ids.map(String))].sort() : [];
+      const statusOnly = Boolean(msg.content.status_only);
+      const pending: string[] = [];
+      const completed: string[] = [];
+      let content: JsonObject = { status: "ok", pending, completed };
+      const buffers: Buffer[] = [];
+      for (const m of ids) {
+        const rec = this.ctx.records.db.get(m);
+        if (this.ctx.records.pending.has(m)) pending.push(m);
+        else if (this.ctx.records.completed.has(m) || rec?.completed) {
+          completed.push(m);
+          if (!statusOnly) {
+            if (!rec) {
+              content = errorContent("KeyError", `'No such message: ${m}'`);
+              break;
+            }
+            const [c, bufs] = recordReply(rec);
+            content[m] = c;
+            buffers.push(...bufs);
+          }
+        } else if (rec) pending.push(m);
+        else {
+          content = errorContent("KeyError", `'No such message: ${m}'`);
+          break;
+        }
+      }
+      this.reply(id, "result_reply", content, msg.header, content.status === "ok" ? buffers : []);
+    },
+    history_request: (id, msg) => {
+      this.reply(id, "history_reply", { status: "ok", history: this.ctx.records.db.history() }, msg.header);
+    },
+    db_request: (id, msg) => {
+      const keys = Array.isArray(msg.content.keys) ? msg.content.keys.map(String) : null;
+      let content: JsonObject;
+      const buffers: Buffer[] = [];
+      try {
+        const recs = this.ctx.records.db.find((msg.content.query ?? {}) as JsonObject);
+        const bufferLens: number[] | null = keys && keys.includes("buffers") ? [] : null;
+        const resultBufferLens: number[] | null = keys && keys.includes("result_buffers") ? [] : null;
+        const records = recs.map((rec) => {
+          const r = project(rec, keys);
+          const bs = (r.buffers as Buffer[] | null | undefined) ?? [];
+          const rbs = (r.result_buffers as Buffer[] | null | undefined) ?? [];
+          delete r.buffers;
+          delete r.result_buffers;
+          if (bufferLens) {
+            bufferLens.push(bs.length);
+            buffers.push(...bs);
+          }
+          if (resultBufferLens) {
+            resultBufferLens.push(rbs.length);
+            buffers.push(...rbs);
+          }
+          return r;
+        });
+        content = { status: "ok", records, buffer_lens: bufferLens, result_buffer_lens: resultBufferLens };
+      } catch (err) {
+        content = wrapError(err);
+        buffers.length = 0;
+      }
+      this.reply(id, "db_reply", content, msg.header, buffers);
+    },
+    purge_request: (id, msg) => {
+      const ids = msg.content.msg_ids ?? [];
+      let content: JsonObject = { status: "ok" };
+      try {
+        if (ids === "all") {
+          this.ctx.records.db.dropMatching({ completed: { $ne: null } });
+        } else {
+          const list = Array.isArray(ids) ? ids.map(String) : [];
+          const pend = list.filter((m) => this.ctx.records.pending.has(m));
+          if (pend.length) throw Object.assign(new Error(`msg pending: ${pyRepr(pend[0]!)}`), { ename: "IndexError" });
+          this.ctx.records.db.dropMatching({ msg_id: { $in: list } });
+          const eids = Array.isArray(msg.content.engine_ids) ? msg.content.engine_ids : [];
+          for (const eid of eids) {
+            const e = typeof eid === "number" ? this.engines.byId.get(eid) : undefined;
+            if (!e) throw Object.assign(new Error(`No such engine: ${String(eid)}`), { ename: "IndexError" });
+            this.ctx.records.db.dropMatching({ engine_uuid: e.uuid, completed: { $ne: null } });
+          }
+        }
+      } catch (err) {
+        content = wrapError(err);
+      }
+      this.ctx.records.touched();
+      this.reply(id, "purge_reply", content, msg.header);
+    },
+    resubmit_request: (id, msg) => {
+      const ids = Array.isArray(msg.content.msg_ids) ? msg.content.msg_ids.map(String) : [];
+      const recs = ids.map((m) => this.ctx.records.db.get(m));
+      const missing = ids.filter((_m, i) => !recs[i] || !recs[i]!.header);
+      if (missing.length) {
+        this.reply(id, "resubmit_reply", errorContent("KeyError", `No such msg(s): ${JSON.stringify(missing)}`), msg.header);
+        return;
+      }
+      const resubmitted: Record<string, string> = {};
+      for (const rec of recs as TaskRecord[]) {
+        const fresh = this.ctx.session.header(String(rec.header!.msg_type));
+        const header = { ...rec.header!, msg_id: fresh.msg_id, date: fresh.date };
+        const frames = this.ctx.session.serializeParts(
+          [INTERNAL_CLIENT], encodeJson(header), encodeJson(rec.header), encodeJson({}), encodeJson(rec.content ?? {}), rec.buffers ?? [],
+        );
+        resubmitted[rec.msg_id] = fresh.msg_id;
+        this.deps.submitTask(frames);
+        this.ctx.records.db.update(rec.msg_id, { resubmitted: fresh.msg_id });
+      }
+      this.reply(id, "resubmit_reply", { status: "ok", resubmitted }, msg.header);
+    },
+    shutdown_request: (id, msg) => {
+      this.reply(id, "shutdown_reply", { status: "ok" }, msg.header);
+      notify(this.ctx, "shutdown_notification", { status: "ok" }, msg.header);
+      this.ctx.log.info("shutdown requested by a client");
+      this.events.emit("shutdown-requested");
+      const delay = this.ctx.config.shutdownDelayMs ?? 1000;
+      if (delay >= 0) this.ctx.timers.later(delay, this.stop);
+    },
+  };
+
+  readonly onRegistration = (frames: Frames): void => {
+    const n = countIn(this.ctx.traffic.registration, frames);
+    const raw = this.ctx.bad.check("registration", frames, n);
+    if (!raw) return;
+    const clientId = raw.ids[0];
+    if (!clientId) return this.ctx.bad.drop("registration", "bad_routing", "no routing id");
+    const msg = this.ctx.bad.decode("registration", raw);
+    if (!msg) return;
+    const handler = this.queries[msg.header.msg_type];
+    if (!handler) {
+      this.ctx.bad.drop("registration", "unknown_msg_type", msg.header.msg_type);
+      this.reply(clientId, "hub_error", errorContent("KeyError", `"Bad Message Type: ${pyRepr(msg.header.msg_type)}"`), msg.header);
+      return;
+    }
+    try {
+      handler(clientId, msg);
+    } catch (err) {
+      this.ctx.log.error("error handling query", err, { msgType: msg.header.msg_type });
+      this.reply(clientId, "hub_error", wrapError(err), msg.header);
+    }
+  };
+
+  /** Engine ids from a query's targets (ids or uuids; none = all), or an IndexError. */
+  private validateTargets(targets: unknown): number[] {
+    if (targets === null || targets === undefined) return [...this.engines.byId.keys()].sort((x, y) => x - y);
+    const list = Array.isArray(targets) ? targets : [targets];
+    const ids = list.map((t) => (typeof t === "string" ? this.engines.byUuid.get(t)?.id ?? t : t));
+    const badT = ids.filter((t) => typeof t !== "number" || !this.engines.byId.has(t));
+    if (badT.length) throw Object.assign(new Error(`No Such Engine: ${JSON.stringify(badT)}`), { ename: "IndexError" });
+    if (!ids.length) throw Object.assign(new Error("No Engines Registered"), { ename: "IndexError" });
+    return ids as number[];
+  }
+
+  /** The query's target engine ids; on a bad target the sender gets a hub_error and null is returned. */
+  private targetsOrError(clientId: Buffer, msg: Message): number[] | null {
+    try {
+      return this.validateTargets(msg.content.targets);
+    } catch (err) {
+      this.reply(clientId, "hub_error", wrapError(err), msg.header);
+      return null;
+    }
+  }
+
+  private reply(clientId: Buffer, msgType: string, content: JsonObject, parent: JsonObject | null, buffers: Buffer[] = []): void {
+    this.ctx.out.reg.send(this.ctx.session.build(msgType, content, { ids: [clientId], parent: parent ?? {}, buffers }));
+  }
+
+  private register(ident: Buffer, msg: Message): void {
+    const { metrics, log } = this.ctx;
+    const uuid = msg.content.uuid;
+    if (typeof uuid !== "string") {
+      this.reply(ident, "registration_reply", errorContent("KeyError", "'uuid'"), null);
+      metrics.registrations.labels("error").inc();
+      return;
+    }
+    const eid = this.engines.newEngineId(msg.content.id);
+    if (this.engines.uuidInUse(uuid)) {
+      this.reply(ident, "registration_reply", errorContent("KeyError", `uuid ${pyRepr(uuid)} in use`), null);
+      metrics.registrations.labels("error").inc();
+      log.error("registration uuid in use", undefined, { uuid });
+      return;
+    }
+    // upstream sends registration_reply without a parent header
+    const period = this.ctx.config.heartbeatPeriodMs;
+    this.reply(ident, "registration_reply", { id: eid, status: "ok", hb_period: period, connection_info: this.deps.engineInfo }, null);
+    this.engines.accept(uuid, eid, this.ctx.config.registrationTimeoutMs ?? Math.max(30_000, 10 * period));
+    this.deps.pingSoon();
+    log.info("accepting registration", { id: eid, uuid });
+  }
+}

@@ -1,0 +1,77 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import { Registry } from "prom-client";
+import { Session, splitFrames, decodeRaw, isoDate, type JsonObject } from "../../../src/protocol/index.ts";
+import { createControllerMetrics } from "../../../src/metrics/controller.ts";
+import { createLogger } from "../../../src/util/log.ts";
+import { HeartMonitor } from "../../../src/controller/core/heartbeat.ts";
+import { BadMessages } from "../../../src/controller/bad-messages.ts";
+import { HubRecords } from "../../../src/controller/records.ts";
+import { Timers } from "../../../src/controller/timers.ts";
+import { queueCounters, trafficCounters } from "../../../src/controller/traffic.ts";
+import { EngineRegistry } from "../../../src/controller/engines.ts";
+import { Hub } from "../../../src/controller/hub.ts";
+import type { ControllerContext } from "../../../src/controller/context.ts";
+import type { Frames } from "../../../src/controller/socket-io.ts";
+
+const KEY = "hub-test-key";
+
+/** A hub over recording outlets: what it sends on the registration socket is decoded into `sent`. */
+function makeHub() {
+  const metrics = createControllerMetrics(new Registry());
+  const session = new Session({ key: KEY, username: "hub-test" });
+  const log = createLogger({ level: "error", sink: () => {} });
+  const sent: { ids: Buffer[]; msgType: string; content: JsonObject }[] = [];
+  const sink = { send: (_f: Frames) => {} };
+  const reg = { send: (f: Frames) => { const raw = splitFrames(f); const m = decodeRaw(raw); sent.push({ ids: raw.ids, msgType: m.header.msg_type, content: m.content }); } };
+  const timers = new Timers();
+  const ctx: ControllerContext = {
+    config: { ip: "127.0.0.1", key: KEY, heartbeatPeriodMs: 1000, taskScheme: "leastload" },
+    log, clock: () => new Date(), startedAt: Date.now(), session, metrics,
+    traffic: trafficCounters(metrics), queues: queueCounters(metrics),
+    out: { reg, notif: sink, muxIn: sink, muxOut: sink, ctlIn: sink, ctlOut: sink, taskIn: sink, taskOut: sink, bcastIn: sink, leaves: [sink], iopubOut: sink, hbPing: sink },
+    bad: new BadMessages({ metrics, log, session, maxMessageBytes: 1 << 20, logIntervalMs: 60_000 }),
+    records: new HubRecords(metrics, { sizeLimitBytes: 1 << 20 }),
+    timers, now: () => isoDate(new Date()),
+  };
+  const engines = new EngineRegistry(ctx, new HeartMonitor(), new EventEmitter(), { engineAdded: () => {}, engineRemoved: () => () => {} });
+  let pings = 0;
+  const hub = new Hub(ctx, { engines, events: new EventEmitter(), engineInfo: {}, pingSoon: () => { pings++; }, submitTask: () => {}, stop: () => {} });
+  const ask = (msgType: string, content: JsonObject) => hub.onRegistration(session.build(msgType, content, { ids: [Buffer.from("client-1")] }));
+  return { hub, engines, sent, ask, timers, pings: () => pings, ctx };
+}
+
+test("hub dispatch: connection, queue and load requests answered by msg_type, to the sender", (t) => {
+  const h = makeHub();
+  t.after(() => h.timers.stop());
+  h.ask("registration_request", { uuid: "e-0" });
+  assert.equal(h.sent[0]!.msgType, "registration_reply");
+  assert.equal(h.sent[0]!.content.status, "ok");
+  assert.equal(h.pings(), 1);
+  h.engines.finishRegistration("e-0");
+  h.ask("connection_request", {});
+  assert.deepEqual(h.sent[1], { ids: [Buffer.from("client-1")], msgType: "connection_reply", content: { status: "ok", engines: { 0: "e-0" } } });
+  h.ask("queue_request", { targets: null, verbose: false });
+  assert.deepEqual(h.sent[2]!.content, { status: "ok", 0: { queue: 0, completed: 0, tasks: 0 }, unassigned: 0 });
+  h.ask("load_request", { targets: ["e-0"] });
+  assert.deepEqual(h.sent[3]!.content, { status: "ok", 0: 0 });
+});
+
+test("hub dispatch: unknown msg_type and bad targets get a hub_error; the hub keeps answering", (t) => {
+  const h = makeHub();
+  t.after(() => h.timers.stop());
+  h.ask("no_such_request", {});
+  assert.equal(h.sent[0]!.msgType, "hub_error");
+  assert.equal(h.sent[0]!.content.ename, "KeyError");
+  assert.deepEqual(h.ctx.bad.snapshot(), { unknown_msg_type: 1 });
+  h.ask("queue_request", { targets: [7] });
+  assert.equal(h.sent[1]!.msgType, "hub_error");
+  assert.equal(h.sent[1]!.content.ename, "IndexError");
+  h.ask("registration_request", { uuid: "e-0" });
+  h.ask("registration_request", { uuid: "e-0" });
+  assert.equal(h.sent[3]!.msgType, "registration_reply");
+  assert.equal(h.sent[3]!.content.ename, "KeyError");
+  h.ask("history_request", {});
+  assert.deepEqual(h.sent[4]!.content, { status: "ok", history: [] });
+});
