@@ -31,6 +31,7 @@ function wrapError(err: unknown): ErrorContent {
   const e = err as { ename?: string; message?: string };
   return errorContent(e.ename ?? (err instanceof QueryError ? "ValueError" : "Exception"), e.message ?? String(err));
 }
+
 /** A record as result_request returns it: the reply content and its result buffers. */
 function recordReply(rec: TaskRecord): [JsonObject, Buffer[]] {
   const io = { execute_input: rec.execute_input, execute_result: rec.execute_result, error: rec.error, stdout: rec.stdout, stderr: rec.stderr };
@@ -42,13 +43,9 @@ function recordReply(rec: TaskRecord): [JsonObject, Buffer[]] {
 
 export class Hub {
   private readonly engines: EngineRegistry;
-  private readonly stop: () => void;
-  private readonly events: EventEmitter;
 
   constructor(private readonly ctx: ControllerContext, private readonly deps: HubDeps) {
     this.engines = deps.engines;
-    this.stop = deps.stop;
-    this.events = deps.events;
   }
 
   /** The dispatch table, keyed by msg_type; anything else gets a hub_error. */
@@ -199,9 +196,9 @@ export class Hub {
       this.reply(id, "shutdown_reply", { status: "ok" }, msg.header);
       notify(this.ctx, "shutdown_notification", { status: "ok" }, msg.header);
       this.ctx.log.info("shutdown requested by a client");
-      this.events.emit("shutdown-requested");
+      this.deps.events.emit("shutdown-requested");
       const delay = this.ctx.config.shutdownDelayMs ?? 1000;
-      if (delay >= 0) this.ctx.timers.later(delay, this.stop);
+      if (delay >= 0) this.ctx.timers.later(delay, this.deps.stop);
     },
   };
 

@@ -23,11 +23,6 @@ interface TaskPayload {
   receivedAt: number;
 }
 
-const FAILURE_TEXT: Record<string, (msgId: string) => string> = {
-  TaskTimeout: (msgId) => `Task ${msgId} timed out`,
-  InvalidDependency: () => "invalid dependency",
-};
-
 export class TaskScheduler {
   private readonly queue: TaskQueue<TaskPayload>;
 
@@ -158,7 +153,7 @@ export class TaskScheduler {
   /** Answer a task the scheduler gave up on (timeout, bad or impossible dependency). */
   private fail(job: TaskJob<TaskPayload>, ename: string): void {
     const { records } = this.ctx;
-    const evalue = FAILURE_TEXT[ename]?.(job.msgId) ?? "impossible dependency";
+    const evalue = ename === "TaskTimeout" ? `Task ${job.msgId} timed out` : ename === "InvalidDependency" ? "invalid dependency" : "impossible dependency";
     const content = errorContent(ename, evalue);
     const frames = this.ctx.session.build("apply_reply", content, { ids: [job.payload.clientId], parent: job.payload.header });
     records.unassigned.delete(job.msgId);
