@@ -78,13 +78,14 @@ up() {
     mungekey --create --keyfile="$RIG/munge/munge.key"
     chown munge:munge "$RIG/munge/munge.key"; chmod 0400 "$RIG/munge/munge.key"
   fi
-  alive "$RIG/munge/munged.pid" || runuser -u munge -- /usr/sbin/munged \
+  # daemons must not inherit the lock's descriptor (9>&-), or they would hold it forever
+  alive "$RIG/munge/munged.pid" || runuser -u munge -- /usr/sbin/munged 9>&- \
     --socket="$RIG/munge-sock/munge.socket" --key-file="$RIG/munge/munge.key" \
     --pid-file="$RIG/munge/munged.pid" --log-file="$RIG/munge/munged.log" --seed-file="$RIG/munge/munged.seed"
 
   write_config
-  alive "$RIG/slurmctld.pid" || /usr/sbin/slurmctld -f "$SLURM_CONF"
-  alive "$RIG/slurmd-$NODE.pid" || /usr/sbin/slurmd -f "$SLURM_CONF" -N "$NODE"
+  alive "$RIG/slurmctld.pid" || /usr/sbin/slurmctld -f "$SLURM_CONF" 9>&-
+  alive "$RIG/slurmd-$NODE.pid" || /usr/sbin/slurmd -f "$SLURM_CONF" -N "$NODE" 9>&-
 
   # the batch user: key-only login, allowed to read the repository's virtualenvs
   id "$TUSER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$TUSER"
@@ -120,7 +121,7 @@ SetEnv SLURM_CONF=$SLURM_CONF
 LogLevel INFO
 CONF
   mkdir -p /run/sshd; chmod 0755 /run/sshd
-  alive "$RIG/ssh/sshd.pid" || /usr/sbin/sshd -f "$RIG/ssh/sshd_config" -E "$RIG/log/sshd.log"
+  alive "$RIG/ssh/sshd.pid" || /usr/sbin/sshd -f "$RIG/ssh/sshd_config" -E "$RIG/log/sshd.log" 9>&-
 
   # the node must be schedulable; a DRAIN saved in $RIG/state survives restarts
   local ok="" st
@@ -149,7 +150,7 @@ sshd_stop() {
   fi
   rm -f "$RIG/ssh/sshd.pid"
 }
-sshd_start() { alive "$RIG/ssh/sshd.pid" || /usr/sbin/sshd -f "$RIG/ssh/sshd_config" -E "$RIG/log/sshd.log"; }
+sshd_start() { alive "$RIG/ssh/sshd.pid" || /usr/sbin/sshd -f "$RIG/ssh/sshd_config" -E "$RIG/log/sshd.log" 9>&-; }
 
 down() {
   [ -d "$RIG" ] || return 0
@@ -190,6 +191,11 @@ SLURM_CONF=$SLURM_CONF
 ENV
 }
 env() { env_lines; }
+
+# one up/down at a time (test files start the rig concurrently)
+mkdir -p "$CACHE_DIR"
+exec 9>"$CACHE_DIR/pbs-rig.lock"
+flock -w 600 9
 
 case "${1:-up}" in
   up) up ;;

@@ -5,7 +5,7 @@
  * call started it. Fails loudly when the rig cannot be provisioned.
  */
 import { execFile, execFileSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { REPO_ROOT } from "./paths.ts";
@@ -32,6 +32,8 @@ export interface PbsRig {
   stop(): Promise<void>;
 }
 
+const rm = (p: string) => rmSync(p, { force: true });
+
 function parseEnv(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of text.split("\n")) {
@@ -41,9 +43,14 @@ function parseEnv(text: string): Record<string, string> {
   return out;
 }
 
+/** Users of the rig are pid files under <rig>/users: the last one to stop takes it down. */
+function alivePid(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
 export async function startPbsRig(): Promise<PbsRig> {
   const wasUp = (() => {
-    try { execFileSync(RIG_SCRIPT, ["status"], { stdio: "ignore", timeout: 10_000 }); return true; } catch { return false; }
+    try { execFileSync(RIG_SCRIPT, ["status"], { stdio: "ignore", timeout: 30_000 }); return true; } catch { return false; }
   })();
   let out: string;
   try {
@@ -61,6 +68,9 @@ export async function startPbsRig(): Promise<PbsRig> {
   const keyPath = need("PBS_RIG_KEY");
   if (!existsSync(keyPath)) throw new Error(`${keyPath} missing after ${RIG_SCRIPT} up`);
   const user = need("PBS_RIG_USER");
+  const users = join(need("PBS_RIG_DIR"), "users");
+  mkdirSync(users, { recursive: true });
+  writeFileSync(join(users, String(process.pid)), "");
   const slurmEnv = { ...process.env, SLURM_CONF: need("SLURM_CONF") };
   return {
     dir: need("PBS_RIG_DIR"), host: need("PBS_RIG_HOST"), port: Number(need("PBS_RIG_SSH_PORT")), user,
@@ -81,7 +91,10 @@ export async function startPbsRig(): Promise<PbsRig> {
     async sshdStop() { await run(RIG_SCRIPT, ["sshd-stop"], { timeout: 30_000 }); },
     async sshdStart() { await run(RIG_SCRIPT, ["sshd-start"], { timeout: 30_000 }); },
     async stop() {
-      if (!wasUp) await run(RIG_SCRIPT, ["down"], { timeout: 60_000 });
+      rm(join(users, String(process.pid)));
+      const others = readdirSync(users).filter((f) => alivePid(Number(f)));
+      // take it down only when this process brought it up and no other test process still uses it
+      if (!wasUp && others.length === 0) await run(RIG_SCRIPT, ["down"], { timeout: 60_000 });
       else await run(RIG_SCRIPT, ["sshd-start"], { timeout: 30_000 }); // leave it as found
     },
   };

@@ -17,6 +17,17 @@ export class PbsCommandError extends Error {
   readonly code = "pbs_command_failed";
 }
 
+/**
+ * Job ids and names that go onto qsub/qdel command lines must be plain words even though they are
+ * quoted: Slurm's Perl qsub wrapper pastes its arguments into an sbatch command line that a shell
+ * runs again (observed on the rig: `-o 'x$(touch f).log'` ran the substitution).
+ */
+const PLAIN_WORD = /^[A-Za-z0-9_.@%+=:,/[\]-]+$/;
+function plain(what: string, value: string): string {
+  if (!PLAIN_WORD.test(value)) throw new PbsCommandError(`refusing ${what} ${JSON.stringify(value)}: not a plain word (the scheduler's wrappers may pass it through a shell again)`);
+  return value;
+}
+
 export interface PbsHostOptions extends SshLinkOptions {
   pollIntervalMs?: number;
   commandTimeoutMs?: number;
@@ -86,7 +97,7 @@ export class PbsHost {
   invalidate(): void { this.lastPoll = undefined; }
 
   async submit(dialect: Dialect, name: string, script: string): Promise<string> {
-    const cmd = shJoin(dialect.submitArgv(outputFile(name)));
+    const cmd = shJoin(dialect.submitArgv(outputFile(plain("job name", name))));
     let r;
     try {
       r = await this.link.exec(cmd, { stdin: script, timeoutMs: this.timeout, label: "qsub" });
@@ -107,7 +118,7 @@ export class PbsHost {
   async qdel(dialect: Dialect, ids: string[]): Promise<void> {
     let r;
     try {
-      r = await this.link.exec(shJoin(dialect.qdelArgv(ids)), { timeoutMs: this.timeout, label: "qdel" });
+      r = await this.link.exec(shJoin(dialect.qdelArgv(ids.map((id) => plain("job id", id)))), { timeoutMs: this.timeout, label: "qdel" });
     } catch (e) {
       this.metrics?.commandError("qdel");
       throw e;
