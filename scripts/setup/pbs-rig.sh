@@ -1,30 +1,98 @@
 #!/bin/bash
 # PBS-style test rig for the pbs backend: munge + slurmctld + slurmd with Slurm's PBS wrappers
 # (qsub/qstat/qdel from slurm-wlm-torque) + an OpenSSH sshd on 127.0.0.1 with key-only login for a
-# non-root user that can run the engines from the repository's ipyparallel 9.2 virtualenv.
+# non-root batch user (ipphpc) that runs the engines from a Python environment of its own.
 #
-#   scripts/setup/pbs-rig.sh up | down | status | env
+#   scripts/setup/pbs-rig.sh [install] | up | down | purge | status | env
 #
-# Idempotent: `up` installs missing packages, creates what is missing and starts only daemons that
-# are not running. Everything lives under $PBS_RIG_DIR (default .cache/pbs-rig); Slurm finds its
-# config through SLURM_CONF only (/etc/slurm is never written) and munge uses a private socket.
-# Ports: slurmctld 16917, slurmd 16918, sshd 22522 (override with PBS_RIG_*_PORT).
+# install (the default): the Debian packages and the batch user's virtualenv, no daemons.
+# up: install, then create what is missing and start only the daemons that are not running;
+#     prints KEY=value lines saying how to reach the rig (as `env` does).
+# down: cancel the rig's jobs, stop its daemons and sshd sessions. purge: down, then delete the rig.
+#
+# The daemons (munged as user munge, slurmd, the batch user's jobs) must reach the rig's files, so
+# its state lives outside the checkout, whose parents may be private (mktemp -d, /root): a
+# root-owned, world-traversable directory keyed by the checkout path,
+# /var/tmp/ipp-pbs-rig-<8 hex of sha256($REPO_ROOT)> (or $IPP_PBS_RIG_DIR). It holds Slurm's
+# config and state, munge's key and socket, sshd's keys and config, and the batch user's
+# virtualenv (venv/ipp9: Debian's python3 + ipyparallel 9.2.0, built by python.sh --dir).
+# Slurm finds its config through SLURM_CONF only (/etc/slurm is never written); munge uses a
+# private socket. Ports (slurmctld, slurmd, sshd: three consecutive ones in 20000-21599) are
+# derived from the same hash, moved on when busy, and kept in <rig>/ports; PBS_RIG_CTLD_PORT,
+# PBS_RIG_SLURMD_PORT and PBS_RIG_SSH_PORT override them. Two checkouts get two separate rigs.
+# shellcheck source=scripts/setup/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+umask 022
 
-RIG=${PBS_RIG_DIR:-$CACHE_DIR/pbs-rig}
-CTLD_PORT=${PBS_RIG_CTLD_PORT:-16917}
-SLURMD_PORT=${PBS_RIG_SLURMD_PORT:-16918}
-SSH_PORT=${PBS_RIG_SSH_PORT:-22522}
+KEY=$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-8)
+RIG=${IPP_PBS_RIG_DIR:-/var/tmp/ipp-pbs-rig-$KEY}
 NODE=${PBS_RIG_NODE:-node1}
 NODE_CPUS=${PBS_RIG_NODE_CPUS:-8}
 PART=${PBS_RIG_QUEUE:-batch}
 TUSER=${PBS_RIG_USER:-ipphpc}
+VENV=$RIG/venv/ipp9
 export SLURM_CONF=$RIG/etc/slurm.conf
+CTLD_PORT="" SLURMD_PORT="" SSH_PORT=""
 
-alive() { local f=$1; [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; }
+# a daemon is alive while its pid runs (a zombie waiting for init to reap it is not)
+pid_alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1; [[ $st != Z* ]]; }
+alive() { [ -f "$1" ] && pid_alive "$(cat "$1")"; }
+any_alive() {
+  local f
+  for f in "$RIG/munge/munged.pid" "$RIG/slurmctld.pid" "$RIG/slurmd-$NODE.pid" "$RIG/ssh/sshd.pid"; do alive "$f" && return 0; done
+  return 1
+}
+port_free() { ! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
-packages() {
+# The rig directory must be ours: root-owned and writable by nobody else (it holds munge's key).
+make_rig_dir() {
+  mkdir -p "$RIG"
+  local owner mode; read -r owner mode < <(stat -c '%u %a' "$RIG")
+  if [ "$owner" != 0 ] || [ $((8#$mode & 8#022)) != 0 ] || [ -L "$RIG" ]; then
+    log "$RIG is not a root-owned directory writable only by root (owner $owner, mode $mode): refusing to use it"
+    exit 1
+  fi
+  chmod 0755 "$RIG"
+}
+
+# Ports: remembered in $RIG/ports; chosen from the checkout's hash on first use, and chosen again
+# when one is taken by something else while the rig is down.
+load_ports() {
+  if [ -f "$RIG/ports" ]; then
+    # shellcheck source=/dev/null
+    source "$RIG/ports"
+  fi
+  CTLD_PORT=${PBS_RIG_CTLD_PORT:-$CTLD_PORT}
+  SLURMD_PORT=${PBS_RIG_SLURMD_PORT:-$SLURMD_PORT}
+  SSH_PORT=${PBS_RIG_SSH_PORT:-$SSH_PORT}
+}
+choose_ports() {
+  load_ports
+  if [ -n "$CTLD_PORT" ] && [ -n "$SLURMD_PORT" ] && [ -n "$SSH_PORT" ]; then
+    any_alive && return 0
+    port_free "$CTLD_PORT" && port_free "$SLURMD_PORT" && port_free "$SSH_PORT" && return 0
+    if [ -n "${PBS_RIG_CTLD_PORT:-}${PBS_RIG_SLURMD_PORT:-}${PBS_RIG_SSH_PORT:-}" ]; then
+      log "a port given in PBS_RIG_*_PORT is in use ($CTLD_PORT $SLURMD_PORT $SSH_PORT)"; exit 1
+    fi
+    log "ports $CTLD_PORT/$SLURMD_PORT/$SSH_PORT are taken by something else: choosing others"
+  fi
+  local h=$((16#${KEY:0:4} % 400)) i base=""
+  for i in $(seq 0 399); do
+    base=$((20000 + ((h + i) % 400) * 4))
+    if port_free "$base" && port_free $((base + 1)) && port_free $((base + 2)); then break; fi
+    base=""
+  done
+  [ -n "$base" ] || { log "no three free consecutive ports in 20000-21599"; exit 1; }
+  printf 'CTLD_PORT=%s\nSLURMD_PORT=%s\nSSH_PORT=%s\n' "$base" $((base + 1)) $((base + 2)) > "$RIG/ports.tmp"
+  mv "$RIG/ports.tmp" "$RIG/ports"
+  CTLD_PORT="" SLURMD_PORT="" SSH_PORT=""
+  load_ports
+}
+
+do_install() {
   apt_install slurmctld slurmd slurm-client slurm-wlm-torque munge openssh-server
+  # the batch user's Python: readable by it wherever the checkout is
+  bash "$(dirname "${BASH_SOURCE[0]}")/python.sh" --dir "$RIG/venv" 9
 }
 
 write_config() {
@@ -68,9 +136,10 @@ CONF
 }
 
 up() {
-  packages
-  mkdir -p "$RIG"/{etc,state,spool/$NODE,log,munge,munge-sock,ssh}
-  chmod 0755 "$RIG" "$RIG/etc"
+  do_install
+  choose_ports
+  mkdir -p "$RIG"/{etc,state,spool/"$NODE",log,munge,munge-sock,ssh}
+  chmod 0755 "$RIG/etc"
   # munge: private key and socket, runs as user munge
   chown munge:munge "$RIG/munge" "$RIG/munge-sock"
   chmod 0700 "$RIG/munge"; chmod 0755 "$RIG/munge-sock"
@@ -87,13 +156,19 @@ up() {
   alive "$RIG/slurmctld.pid" || /usr/sbin/slurmctld -f "$SLURM_CONF" 9>&-
   alive "$RIG/slurmd-$NODE.pid" || /usr/sbin/slurmd -f "$SLURM_CONF" -N "$NODE" 9>&-
 
-  # the batch user: key-only login, allowed to read the repository's virtualenvs
-  id "$TUSER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$TUSER"
+  # the batch user: key-only login; its Python is $VENV (the checkout may be out of its reach)
+  id "$TUSER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$TUSER" || id "$TUSER" >/dev/null
   usermod -p '*' "$TUSER"   # '!' (locked) is refused by sshd with UsePAM no
   local home; home=$(getent passwd "$TUSER" | cut -d: -f6)
   install -d -m 700 -o "$TUSER" -g "$TUSER" "$home/.ssh"
-  [ -f "$RIG/ssh/client_key" ] || ssh-keygen -q -t ed25519 -N '' -C pbs-rig -f "$RIG/ssh/client_key"
-  install -m 600 -o "$TUSER" -g "$TUSER" "$RIG/ssh/client_key.pub" "$home/.ssh/authorized_keys"
+  [ -f "$RIG/ssh/client_key" ] || ssh-keygen -q -t ed25519 -N '' -C "pbs-rig $RIG" -f "$RIG/ssh/client_key"
+  # each rig adds its own key (sshd refuses an AuthorizedKeysFile under world-writable /var/tmp, so
+  # it stays in the home); another checkout's rig keeps its line
+  local keys=$home/.ssh/authorized_keys
+  ( flock 8
+    grep -qxF "$(cat "$RIG/ssh/client_key.pub")" "$keys" 2>/dev/null || cat "$RIG/ssh/client_key.pub" >> "$keys"
+    chown "$TUSER:$TUSER" "$keys"; chmod 600 "$keys"
+  ) 8>"$home/.ssh/.pbs-rig.lock"
   # a second key pair that is NOT the host's: tests use it to prove a mismatch is refused
   [ -f "$RIG/ssh/other_host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$RIG/ssh/other_host_ed25519"
   chmod 0600 "$RIG/ssh/client_key"
@@ -146,7 +221,7 @@ sshd_stop() {
     kids=$(ps -o pid= --ppid "$pid" 2>/dev/null || true)
     kill "$pid" 2>/dev/null || true
     for k in $kids; do kill "$k" 2>/dev/null || true; done
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 50); do pid_alive "$pid" || break; sleep 0.1; done
   fi
   rm -f "$RIG/ssh/sshd.pid"
 }
@@ -154,17 +229,41 @@ sshd_start() { alive "$RIG/ssh/sshd.pid" || /usr/sbin/sshd -f "$RIG/ssh/sshd_con
 
 down() {
   [ -d "$RIG" ] || return 0
-  # cancel jobs first so no slurmstepd is left behind, then stop the daemons by their pid files
-  alive "$RIG/slurmctld.pid" && scancel --quiet --partition="$PART" 2>/dev/null || true
-  for f in "$RIG/ssh/sshd.pid" "$RIG/slurmd-$NODE.pid" "$RIG/slurmctld.pid" "$RIG/munge/munged.pid"; do
-    alive "$f" && kill "$(cat "$f")" 2>/dev/null || true
+  # cancel jobs first and let them end (their engines are killed by slurmd), so no slurmstepd or
+  # engine is left behind; then stop sshd with its sessions and the daemons by their pid files
+  if alive "$RIG/slurmctld.pid" && alive "$RIG/slurmd-$NODE.pid"; then
+    scancel --quiet --partition="$PART" 2>/dev/null || true
+    for _ in $(seq 1 200); do
+      [ -z "$(squeue -h -p "$PART" -o %i 2>/dev/null || echo busy)" ] && break
+      sleep 0.1
+    done
+  fi
+  sshd_stop
+  local f
+  for f in "$RIG/slurmd-$NODE.pid" "$RIG/slurmctld.pid" "$RIG/munge/munged.pid"; do
+    if alive "$f"; then kill "$(cat "$f")" 2>/dev/null || true; fi
   done
-  for _ in $(seq 1 50); do
+  for _ in $(seq 1 100); do
     local any=""
     for f in "$RIG/slurmd-$NODE.pid" "$RIG/slurmctld.pid" "$RIG/munge/munged.pid"; do alive "$f" && any=1; done
     [ -z "$any" ] && break; sleep 0.1
   done
-  rm -f "$RIG/ssh/sshd.pid"
+  for f in "$RIG/slurmd-$NODE.pid" "$RIG/slurmctld.pid" "$RIG/munge/munged.pid"; do
+    if alive "$f"; then log "$(basename "$f" .pid) did not stop: killing it"; kill -9 "$(cat "$f")" 2>/dev/null || true; fi
+  done
+}
+
+# down, then forget the rig: its key leaves the batch user's authorized_keys, its directory goes
+purge() {
+  down
+  local home; home=$(getent passwd "$TUSER" | cut -d: -f6 || true)
+  if [ -n "$home" ] && [ -f "$RIG/ssh/client_key.pub" ] && [ -f "$home/.ssh/authorized_keys" ]; then
+    local pub keys=$home/.ssh/authorized_keys; pub=$(cat "$RIG/ssh/client_key.pub")
+    ( flock 8; grep -vxF "$pub" "$keys" > "$keys.tmp" || true
+      chown "$TUSER:$TUSER" "$keys.tmp"; chmod 600 "$keys.tmp"; mv "$keys.tmp" "$keys"
+    ) 8>"$home/.ssh/.pbs-rig.lock"
+  fi
+  rm -rf "$RIG"
 }
 
 status() {
@@ -187,22 +286,31 @@ PBS_RIG_QUEUE=$PART
 PBS_RIG_KEY=$RIG/ssh/client_key
 PBS_RIG_KNOWN_HOSTS=$RIG/ssh/known_hosts
 PBS_RIG_KNOWN_HOSTS_WRONG=$RIG/ssh/known_hosts.wrong
+PBS_RIG_VENV=$VENV
 SLURM_CONF=$SLURM_CONF
 ENV
 }
-env() { env_lines; }
 
-# one up/down at a time (test files start the rig concurrently)
-mkdir -p "$CACHE_DIR"
-exec 9>"$CACHE_DIR/pbs-rig.lock"
+# one command at a time per rig (test files start the rig concurrently); the rig directory is only
+# created by install/up
+case "${1:-install}" in
+  install|up|sshd-start|sshd-stop) make_rig_dir ;;
+  down|purge) [ -d "$RIG" ] || exit 0 ;;
+  status) [ -d "$RIG" ] || { echo "no rig at $RIG"; exit 1; } ;;
+  env) [ -d "$RIG" ] || { env_lines; exit 0; } ;;
+  *) echo "usage: $0 install|up|down|purge|status|env|sshd-stop|sshd-start" >&2; exit 2 ;;
+esac
+exec 9>"$RIG/lock"
 flock -w 600 9
+load_ports
 
-case "${1:-up}" in
+case "${1:-install}" in
+  install) do_install ;;
   up) up ;;
   down) down ;;
+  purge) purge ;;
   status) status ;;
   env) env_lines ;;
   sshd-stop) sshd_stop ;;
   sshd-start) sshd_start ;;
-  *) echo "usage: $0 up|down|status|env|sshd-stop|sshd-start" >&2; exit 2 ;;
 esac

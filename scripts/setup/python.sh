@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Python virtualenvs with unmodified ipyparallel, one per supported version, built from Debian's
 # interpreter with --system-site-packages so they reuse Debian's mpi4py and numpy (built against
-# Debian's Open MPI). Usage: python.sh [9|8]...   (default: both)
+# Debian's Open MPI). Usage: python.sh [--dir DIR] [9|8]...   (default: both, under .cache/venv)
+# Each venv is DIR/ipp<major>, stamped with its ipyparallel version so a second run is instant.
 # shellcheck source=scripts/setup/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 declare -A IPP_VERSION=([9]=9.2.0 [8]=8.8.0)
+venv_root="$CACHE_DIR/venv"
+if [ "${1:-}" = --dir ]; then
+  [ -n "${2:-}" ] || { log "python.sh: --dir needs a directory"; exit 2; }
+  venv_root=$2; shift 2
+fi
 versions=("$@"); [ ${#versions[@]} -eq 0 ] && versions=(9 8)
 for major in "${versions[@]}"; do
   want="${IPP_VERSION[$major]}"
-  venv="$CACHE_DIR/venv/ipp$major"
+  venv="$venv_root/ipp$major"
   stamp="$venv/.ipp-operator-$want"
   [ -f "$stamp" ] && continue
   log "virtualenv $venv (ipyparallel $want)"

@@ -2,7 +2,8 @@
  * The PBS test rig (scripts/setup/pbs-rig.sh): a real Slurm with its PBS wrappers behind a real
  * sshd on 127.0.0.1. `startPbsRig()` brings it up when it is not (idempotent; installs the Debian
  * packages on first use) and says how to reach it; `stop()` takes it down again only when this
- * call started it. Fails loudly when the rig cannot be provisioned.
+ * call started it. Fails loudly when the rig cannot be provisioned. The rig's state lives outside
+ * the checkout (see the script), so it works wherever the repository is cloned.
  */
 import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -24,6 +25,8 @@ export interface PbsRig {
   knownHosts: string;
   /** known_hosts naming another key for the same host:port */
   knownHostsWrong: string;
+  /** The batch user's virtualenv (ipyparallel 9.2) on the rig: jobs `source <venv>/bin/activate`. */
+  venv: string;
   env: NodeJS.ProcessEnv;
   /** Run a command as the batch user on the rig, locally (not over the backend's ssh link). */
   asUser(command: string): Promise<{ stdout: string; code: number }>;
@@ -68,6 +71,8 @@ export async function startPbsRig(): Promise<PbsRig> {
   const keyPath = need("PBS_RIG_KEY");
   if (!existsSync(keyPath)) throw new Error(`${keyPath} missing after ${RIG_SCRIPT} up`);
   const user = need("PBS_RIG_USER");
+  const activate = join(need("PBS_RIG_VENV"), "bin", "activate");
+  if (!existsSync(activate)) throw new Error(`${activate} missing after ${RIG_SCRIPT} up`);
   const users = join(need("PBS_RIG_DIR"), "users");
   mkdirSync(users, { recursive: true });
   writeFileSync(join(users, String(process.pid)), "");
@@ -78,6 +83,7 @@ export async function startPbsRig(): Promise<PbsRig> {
     privateKey: readFileSync(keyPath, "utf8"),
     knownHosts: readFileSync(need("PBS_RIG_KNOWN_HOSTS"), "utf8"),
     knownHostsWrong: readFileSync(need("PBS_RIG_KNOWN_HOSTS_WRONG"), "utf8"),
+    venv: need("PBS_RIG_VENV"),
     env: slurmEnv,
     async asUser(command) {
       try {

@@ -21,7 +21,7 @@ import { startController, type ControllerHandle } from "../../../src/controller/
 import { writeConnectionFiles } from "../../../src/controller/connection-files.ts";
 import { createPbsMetrics } from "../../../src/metrics/operator.ts";
 import { createLogger } from "../../../src/util/log.ts";
-import { CACHE_DIR, python } from "../../support/paths.ts";
+import { python } from "../../support/paths.ts";
 import { startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
 
 const run = promisify(execFile);
@@ -53,9 +53,9 @@ after(async () => {
   await rig?.stop();
 });
 
-const venvActivate = join(CACHE_DIR, "venv", "ipp9", "bin", "activate");
-
 function spec(extra: Record<string, unknown> = {}) {
+  // the batch user's own virtualenv on the rig: the checkout may be out of its reach
+  const venvActivate = join(rig.venv, "bin", "activate");
   return PbsBackend.parse({
     host: rig.host, port: rig.port, user: rig.user, credentialsSecret: "hpc-ssh", dialect: "auto", queue: rig.queue, walltime: "00:10:00",
     nodes: 1, ppn: ENGINES, setup: [`source ${venvActivate}`, "export OMPI_MCA_btl=self,vader,tcp"],
