@@ -5,10 +5,12 @@
 import { hostname } from "node:os";
 import { Registry } from "prom-client";
 import { CLUSTER_LABEL } from "../backends/mpi/core/names.ts";
-import { createOperatorMetrics } from "../metrics/operator.ts";
+import { PbsOperatorRuntime } from "../backends/pbs/runtime.ts";
+import { createOperatorMetrics, createPbsMetrics } from "../metrics/operator.ts";
 import { startOperatorHttpServer } from "../operator/http-server.ts";
-import { createKubeClient } from "../operator/kube/client.ts";
+import { createKubeClient, isNotFound } from "../operator/kube/client.ts";
 import { loadConnectionConfig } from "../operator/kube/config.ts";
+import { objectPath, resourceType } from "../operator/kube/resources.ts";
 import { startOperator } from "../operator/operator.ts";
 import { corePlanner } from "../operator/planner.ts";
 import { createLogger, type LogLevel } from "../util/log.ts";
@@ -155,8 +157,21 @@ export async function run(argv: string[]): Promise<number> {
       ...(Object.keys(flags.scraperPodSelector).length > 0 ? { podSelector: flags.scraperPodSelector } : {}),
     },
   };
+  const kube = client;
+  const pbs = new PbsOperatorRuntime({
+    logger: log.with({ backend: "pbs" }), metrics: createPbsMetrics(registry),
+    async readSecret(namespace, name) {
+      try {
+        const s = await kube.request<{ data?: Record<string, string> }>("GET", objectPath(resourceType("v1", "Secret"), namespace, name));
+        return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
+      } catch (err) {
+        if (isNotFound(err)) return undefined;
+        throw err;
+      }
+    },
+  });
   const op = await startOperator({
-    client, planner: corePlanner, metrics, namespace: flags.namespace, workers: flags.workers, identity,
+    client, planner: corePlanner, metrics, pbs, namespace: flags.namespace, workers: flags.workers, identity,
     ownedLabelSelector: CLUSTER_LABEL, podLabel: CLUSTER_LABEL, plannerConfig, logger: log,
     leaderElection: flags.leaderElect ? {
       name: flags.leaseName, identity,
@@ -175,6 +190,7 @@ export async function run(argv: string[]): Promise<number> {
   const result = await op.done;
   await op.stop();
   await http.close();
+  pbs.close();
   client.close();
   if (result === "lost") { log.error("leadership lost, exiting"); return 1; }
   return 0;

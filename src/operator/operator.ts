@@ -17,7 +17,7 @@ import { Informer, apiListWatch } from "./informer.ts";
 import type { KubeClient } from "./kube/client.ts";
 import { ENGINECLUSTER, resourceType, type KubeObject } from "./kube/resources.ts";
 import { LeaderElector } from "./leader.ts";
-import { Reconciler, type Planner } from "./reconciler.ts";
+import { Reconciler, type PbsRuntime, type Planner } from "./reconciler.ts";
 import { deepEqual } from "./status.ts";
 import { WorkQueue, runWorkers } from "./workqueue.ts";
 
@@ -51,6 +51,8 @@ export interface OperatorOptions {
   podLabel?: string;
   leaderElection?: LeaderElectionConfig;
   probe?: ProbeOptions | false;
+  /** Drives the schedulers of pbs EngineClusters (src/backends/pbs/runtime.ts). */
+  pbs?: PbsRuntime;
   identity?: string;
   clock?: Clock;
   logger?: Logger;
@@ -123,7 +125,7 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
   });
   const reconciler = new Reconciler({
     client: o.client, clusters, owned, planner: o.planner, recorder, metrics: o.metrics, clock, logger: log,
-    plannerConfig: o.plannerConfig, pods, podLabel: o.podLabel,
+    plannerConfig: o.plannerConfig, pods, podLabel: o.podLabel, ...(o.pbs ? { pbs: o.pbs } : {}),
     probeEngines: o.probe === false ? undefined : createEnginesProbe(o.probe ?? {}),
   });
 

@@ -33,13 +33,17 @@ export interface ObservedState {
   now: Date;
   /** Operator configuration for the planner (controller image, cluster DNS domain). */
   config?: Record<string, unknown>;
+  /** pbs clusters: what the login host's batched qstat shows (see PbsRuntime.observe). */
+  pbs?: unknown;
 }
 export interface ObjectRef { apiVersion: string; kind: string; namespace: string; name: string }
 export type PlanAction =
   | { type: "addFinalizer" } | { type: "removeFinalizer" }
   | { type: "apply"; object: KubeObject }
   | { type: "delete"; ref: ObjectRef; propagationPolicy?: "Background" | "Foreground" | "Orphan" }
-  | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string };
+  | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string }
+  | { type: "pbsSubmit"; name: string; script: string; record: Record<string, unknown> }
+  | { type: "pbsQdel"; ids: string[]; why: string };
 export interface PlanResult { actions: PlanAction[]; status: unknown; requeueAfterMs?: number }
 
 export interface Planner {
@@ -47,6 +51,18 @@ export interface Planner {
   finalizer: string;
   /** Names of Secrets the cluster's spec refers to (their existence is observed). */
   referencedSecrets?(cluster: KubeObject): string[];
+}
+
+/**
+ * The scheduler side of pbs clusters (src/backends/pbs/runtime.ts): `observe` reads the login host
+ * named by the cluster's spec (dialect + one batched qstat, or why it could not), `submit` runs
+ * qsub after a fresh qstat finds no live job of that name (else returns that job's id), `qdel`
+ * deletes jobs. Failures of submit/qdel throw (the reconcile is retried with backoff).
+ */
+export interface PbsRuntime {
+  observe(cluster: KubeObject): Promise<unknown>;
+  submit(cluster: KubeObject, name: string, script: string): Promise<{ id: string; adopted: boolean }>;
+  qdel(cluster: KubeObject, ids: string[]): Promise<void>;
 }
 
 export interface ReconcileOutcome {
@@ -72,8 +88,15 @@ export interface ReconcilerDeps {
   /** Also hand the planner the Pods labelled with the cluster (for diagnostics). */
   pods?: Informer;
   podLabel?: string;
+  /** Observes and drives the scheduler of pbs clusters; without it they are observed as unreachable. */
+  pbs?: PbsRuntime;
 }
 
+
+const isPbs = (cluster: KubeObject): boolean => {
+  const backend = (cluster as { spec?: { backend?: { pbs?: unknown } } }).spec?.backend;
+  return typeof backend?.pbs === "object" && backend.pbs !== null;
+};
 
 export function ownedBy(uid: string, objects: Iterable<KubeObject>): KubeObject[] {
   const out: KubeObject[] = [];
@@ -167,6 +190,9 @@ export class Reconciler {
     };
     const refs = this.d.planner.referencedSecrets?.(cluster) ?? [];
     if (refs.length > 0) observed.secrets = Object.fromEntries(await Promise.all(refs.map(async (n) => [n, await this.exists("v1", "Secret", cluster.metadata!.namespace!, n)] as const)));
+    if (isPbs(cluster)) {
+      observed.pbs = this.d.pbs ? await this.d.pbs.observe(cluster) : { error: "this operator runs without a pbs runtime" };
+    }
     if (this.d.probeEngines && !cluster.metadata?.deletionTimestamp) {
       const probe = await this.d.probeEngines(cluster, owned);
       if (probe) observed.controllerEngines = probe;
@@ -182,6 +208,7 @@ export class Reconciler {
     }
 
     const events: Array<Promise<void>> = [];
+    const submitted: Array<Record<string, unknown>> = [];
     let gone = false;
     try {
       for (const action of plan.actions) {
@@ -202,6 +229,18 @@ export class Reconciler {
           case "delete":
             await this.remove(action.ref, action.propagationPolicy);
             break;
+          case "pbsSubmit": {
+            if (!this.d.pbs) throw new Error("pbsSubmit planned without a pbs runtime");
+            const r = await this.d.pbs.submit(cluster, action.name, action.script);
+            this.log.info("pbs job submitted", { cluster: key, job: action.name, id: r.id, adopted: r.adopted });
+            submitted.push({ id: r.id, ...action.record });
+            break;
+          }
+          case "pbsQdel":
+            if (!this.d.pbs) throw new Error("pbsQdel planned without a pbs runtime");
+            this.log.info("pbs qdel", { cluster: key, ids: action.ids.join(","), why: action.why });
+            await this.d.pbs.qdel(cluster, action.ids);
+            break;
         }
         if (gone) break;
       }
@@ -209,7 +248,13 @@ export class Reconciler {
       await Promise.all(events);
     }
 
-    const status = plan.status as ClusterStatusView | undefined;
+    let status = plan.status as ClusterStatusView | undefined;
+    if (submitted.length > 0) {
+      // the ids qsub returned go into status.pbs.jobs now, so the next reconcile knows them
+      const base = (status ?? cluster.status ?? {}) as ClusterStatusView & { pbs?: { jobs?: Array<Record<string, unknown>> } };
+      const known = new Set(submitted.map((j) => j.id));
+      status = { ...base, pbs: { ...base.pbs, jobs: [...submitted, ...(base.pbs?.jobs ?? []).filter((j) => !known.has(j.id))] } } as ClusterStatusView;
+    }
     const { namespace = "", name = "" } = cluster.metadata ?? {};
     if (gone || (cluster.metadata?.deletionTimestamp && !cluster.metadata.finalizers?.length)) {
       this.d.metrics?.clusterGone(namespace, name, uid);

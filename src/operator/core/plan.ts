@@ -21,9 +21,13 @@ import type { KubeObject, ObjectRef } from "../../api/kube.ts";
 import { refKey, refOf } from "../../api/kube.ts";
 import { describeErrors, parseEngineCluster, type FieldError } from "../../api/parse.ts";
 import {
-  applyOrder, buildMpiObjects, DEFAULT_BUILD_CONFIG, type BuildConfig, type KeyMaterial, type MpiObjects,
+  applyOrder, buildConnectionSecret, buildControllerDeployment, buildControllerService, buildMpiObjects, connectionFiles, DEFAULT_BUILD_CONFIG,
+  type BuildConfig, type KeyMaterial, type MpiObjects,
 } from "../../backends/mpi/core/builders.ts";
 import { CONNECTION_KEYS, HTTP_PORT, SSH_KEYS, WORLD_LABEL, clusterRef, dns, names } from "../../backends/mpi/core/names.ts";
+import { dialects, type DialectName, type QstatJob } from "../../backends/pbs/core/dialects.ts";
+import { planPbs, type PbsJobRecord, type PbsStep } from "../../backends/pbs/core/plan.ts";
+import { clusterTag, jobName, renderScript, ScriptError, type JobInput } from "../../backends/pbs/core/script.ts";
 
 export type { KubeObject, ObjectRef };
 export type { EngineClusterStatus };
@@ -39,13 +43,16 @@ export interface Observed {
   now: Date;
   /** Operator configuration (controller image, cluster DNS domain, metrics scrapers); defaults when absent. */
   config?: Partial<BuildConfig>;
+  /** pbs clusters: the login host's batched qstat (and dialect), or why it could not be read. */
+  pbs?: ObservedPbs;
 }
 
 export type Action =
   | { type: "addFinalizer" } | { type: "removeFinalizer" }
   | { type: "apply"; object: KubeObject }
   | { type: "delete"; ref: ObjectRef; propagationPolicy?: "Background" | "Foreground" | "Orphan" }
-  | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string };
+  | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string }
+  | PbsPlanAction;
 
 export interface Plan { actions: Action[]; status: EngineClusterStatus | undefined; requeueAfterMs?: number }
 
@@ -160,7 +167,7 @@ function transitionEvents(prev: EngineClusterStatus | undefined, next: EngineClu
   } else if (deg?.status === "False" && pdeg?.status === "True") {
     out.push(ev("Normal", "Recovered", `no longer degraded (was ${pdeg.reason})`));
   }
-  for (const t of ["ControllerReady", "WorkersReady", "EnginesReady"]) {
+  for (const t of ["ControllerReady", "WorkersReady", "Submitted", "EnginesReady"]) {
     const c = n(t);
     const o = p(t);
     if (c === undefined || c.status === o?.status) continue;
@@ -183,7 +190,14 @@ export function plan(observed: Observed): Plan {
   const hasFinalizer = (meta.finalizers ?? []).includes(FINALIZER);
   const managed = observed.owned.filter((o) => MANAGED_KINDS.has(o.kind) && ownedByCluster(o, meta.uid));
 
-  if (meta.deletionTimestamp !== undefined) return planDeletion(observed, prev, generation, hasFinalizer, managed);
+  if (meta.deletionTimestamp !== undefined) {
+    const parsedForDelete = parseEngineCluster(observed.cluster);
+    if (hasFinalizer && parsedForDelete.ok && parsedForDelete.value.spec.backend.pbs !== undefined) {
+      const pbsPart = planPbsDeletion(observed, parsedForDelete.value, prev, generation);
+      if (!pbsPart.done) return pbsPart.plan;
+    }
+    return planDeletion(observed, prev, generation, hasFinalizer, managed);
+  }
 
   const actions: Action[] = hasFinalizer ? [] : [{ type: "addFinalizer" }];
   const parsed = parseEngineCluster(observed.cluster);
@@ -192,10 +206,17 @@ export function plan(observed: Observed): Plan {
   const ec = parsed.value;
   if (ec.spec.backend.pbs !== undefined) {
     const missing = referencedSecrets(observed.cluster).filter((s) => observed.secrets?.[s] === false);
-    const errs: FieldError[] = missing.length > 0
-      ? [{ field: "spec.backend.pbs.credentialsSecret", message: `Secret ${missing.join(", ")} not found` }]
-      : [{ field: "spec.backend.pbs", message: "the pbs backend is not available in this operator version" }];
-    return finish(actions, prev, degradedOnly(observed, prev, generation, missing.length > 0 ? "SecretNotFound" : "BackendNotImplemented", errs, "pbs"), undefined);
+    if (missing.length > 0) {
+      const errs: FieldError[] = [{ field: "spec.backend.pbs.credentialsSecret", message: `Secret ${missing.join(", ")} not found` }];
+      return finish(actions, prev, degradedOnly(observed, prev, generation, "SecretNotFound", errs, "pbs"), undefined);
+    }
+    if (ec.spec.backend.pbs.network.mode !== "direct") {
+      const errs: FieldError[] = [{ field: "spec.backend.pbs.network.mode", message: "sshTunnel is not available in this operator version: use mode direct with a routable address" }];
+      return finish(actions, prev, degradedOnly(observed, prev, generation, "NetworkModeNotImplemented", errs, "pbs"), undefined);
+    }
+    const r = planPbsCluster(observed, ec, prev, generation, managed);
+    actions.push(...r.actions);
+    return finish(actions, prev, r.status, r.requeueAfterMs);
   }
   return planMpi(observed, ec, actions, prev, generation, managed);
 }
@@ -423,6 +444,182 @@ function planDeletion(observed: Observed, prev: EngineClusterStatus | undefined,
     ], generation, observed.now),
   };
   return { actions, status: sameStatus(prev, status) ? undefined : status, requeueAfterMs: REQUEUE_DELETING_MS };
+}
+
+// ---------------------------------------------------------------------------------------------
+// pbs: the controller (the same builders as for mpi) plus the engines as one batch job, driven by
+// the pbs backend's pure step (`planPbs`). The runtime observes the login host (dialect, one
+// batched qstat) and passes it in `Observed.pbs`; scheduler commands come back as
+// `pbsSubmit`/`pbsQdel` actions, which the runtime executes through the pbs adapter (a fresh
+// qstat before any qsub, so a job submitted by a reconcile whose status write was lost is adopted
+// instead of submitted twice). Nothing is submitted before the connection Secret is observed: the
+// job carries the HMAC key, and a key generated afresh by a second reconcile would otherwise shape
+// a second job.
+
+/** What the runtime observed on the login host: its dialect and every job one qstat listed. */
+export type ObservedPbs = { dialect: DialectName; jobs: QstatJob[] } | { error: string };
+
+export type PbsPlanAction =
+  /** qsub `script` as job `name`; the runtime appends `{ id, ...record }` to status.pbs.jobs. */
+  | { type: "pbsSubmit"; name: string; script: string; record: Omit<PbsJobRecord, "id"> }
+  | { type: "pbsQdel"; ids: string[]; why: "deleting" | "specChanged" | "duplicate" };
+
+
+function configOf(observed: Observed): BuildConfig {
+  const given = Object.fromEntries(Object.entries(observed.config ?? {}).filter(([, v]) => v !== undefined));
+  return { ...DEFAULT_BUILD_CONFIG, ...given };
+}
+
+/** The engines' connection info: the controller's engine file, pointed at the routable address. */
+export function pbsEngineConnection(ec: EngineCluster, material: ReturnType<typeof keyMaterial>, config: BuildConfig): string {
+  const pbs = ec.spec.backend.pbs!;
+  const address = pbs.network.address ?? dns.controller(clusterRef(ec), config.clusterDomain);
+  const engine = { ...connectionFiles(clusterRef(ec), ec, material, config).engine, interface: `tcp://${address}`, location: address };
+  return JSON.stringify(engine);
+}
+
+function jobInput(ec: EngineCluster, engineConnection: string): JobInput {
+  return { engines: ec.spec.engines, pbs: ec.spec.backend.pbs!, engineConnection };
+}
+
+function step(observed: Observed, ec: EngineCluster, prev: EngineClusterStatus | undefined, generation: number, name: string, deleting: boolean): PbsStep {
+  const pbs = ec.spec.backend.pbs!;
+  const o = observed.pbs;
+  const dialect = o !== undefined && !("error" in o) ? dialects[o.dialect] : dialects[pbs.dialect === "auto" ? "slurm" : pbs.dialect];
+  return planPbs({
+    pbs, dialect, tag: clusterTag(clusterRef(ec)), name,
+    observed: o === undefined ? { error: "the login host was not queried" } : "error" in o ? { error: o.error } : o.jobs,
+    recorded: (prev?.pbs?.jobs ?? []) as PbsJobRecord[], generation, deleting, now: observed.now,
+    ...(prev?.observedGeneration !== undefined ? { observedGeneration: prev.observedGeneration } : {}),
+  });
+}
+
+const pbsActions = (s: PbsStep, script: () => string, queue: string | undefined, now: Date): Action[] => s.actions.map((a): Action =>
+  a.type === "qdel"
+    ? { type: "pbsQdel", ids: a.ids, why: a.why }
+    : { type: "pbsSubmit", name: a.name, script: script(), record: { role: "engines", state: "Q", submittedAt: isoSeconds(now), ...(queue !== undefined ? { queue } : {}) } });
+
+export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: EngineClusterStatus | undefined, generation: number, managed: KubeObject[]): { actions: Action[]; status: EngineClusterStatus; requeueAfterMs: number } {
+  const config = configOf(observed);
+  const ref = clusterRef(ec);
+  const pbs = ec.spec.backend.pbs!;
+  const material = keyMaterial(ec, managed, observed.generated);
+  const desired = [buildConnectionSecret(ref, ec, material, config), buildControllerService(ref, ec), buildControllerDeployment(ref, ec, config)];
+  const actions: Action[] = [];
+  if (!desired.some((d) => find(managed, d.kind, d.metadata.name) !== undefined)) {
+    actions.push({ type: "event", eventType: "Normal", reason: "Creating", message: `creating the controller; the engines go to ${pbs.user}@${pbs.host} as one batch job of ${ec.spec.engines} engine(s)` });
+  }
+  for (const d of desired) actions.push({ type: "apply", object: d });
+
+  const engineConnection = pbsEngineConnection(ec, material, config);
+  const job = jobInput(ec, engineConnection);
+  const name = jobName(clusterTag(ref), job);
+  const keyObserved = find(managed, "Secret", names.connectionSecret(ref.name)) !== undefined;
+
+  let s = step(observed, ec, prev, generation, name, false);
+  let scriptError: string | undefined;
+  const script = (): string => renderScript(dialects[observed.pbs !== undefined && !("error" in observed.pbs) ? observed.pbs.dialect : "slurm"], name, job, `${ref.namespace}/${ref.name}`);
+  try { script(); } catch (e) { if (e instanceof ScriptError) scriptError = e.message; else throw e; }
+
+  let submitted: CondSpec = { ...s.submitted };
+  if (scriptError !== undefined || !keyObserved) {
+    // hold back qsub (qdel of stale jobs still goes ahead when the script is fine)
+    const held = s.actions.filter((a) => a.type !== "submit");
+    s = { ...s, actions: scriptError !== undefined ? [] : held };
+    if (scriptError !== undefined) submitted = { type: "Submitted", status: "False", reason: "InvalidJobScript", message: scriptError };
+    else if (s.phase === "Submitting") submitted = { type: "Submitted", status: "False", reason: "WaitingForConnectionSecret", message: `waiting for Secret ${names.connectionSecret(ref.name)} before submitting ${name}` };
+  }
+  actions.push(...pbsActions(s, script, pbs.queue, observed.now));
+  actions.push(...s.events.map((e): Action => ({ type: "event", ...e })));
+
+  const deploy = find(observed.owned, "Deployment", names.controller(ref.name));
+  const controllerAvailable = typeof obj(deploy?.status).availableReplicas === "number" && (obj(deploy?.status).availableReplicas as number) >= 1;
+  const probe = observed.controllerEngines;
+  const probed = probe !== undefined && !("error" in probe) ? probe : undefined;
+  const enginesReady = probed !== undefined && probed.registered >= ec.spec.engines;
+  const running = s.current !== undefined && s.current.phase === "running";
+  const schedulerDown = observed.pbs !== undefined && "error" in observed.pbs;
+  const problem = scriptError !== undefined ? { reason: "InvalidJobScript", message: scriptError }
+    : schedulerDown ? { reason: "SchedulerUnreachable", message: submitted.message }
+      : s.phase === "Failed" ? { reason: submitted.reason, message: submitted.message } : undefined;
+  const ready = problem === undefined && controllerAvailable && enginesReady && running;
+
+  const controllerCond: CondSpec = deploy === undefined
+    ? { type: "ControllerReady", status: "False", reason: "ControllerCreating", message: `controller Deployment ${names.controller(ref.name)} is being created` }
+    : controllerAvailable
+      ? { type: "ControllerReady", status: "True", reason: "ControllerAvailable", message: `controller ${dns.controller(ref, config.clusterDomain)} is available` }
+      : { type: "ControllerReady", status: "False", reason: "ControllerNotAvailable", message: `controller Deployment ${names.controller(ref.name)} has no available replica` };
+  let enginesCond: CondSpec;
+  if (probe === undefined) enginesCond = { type: "EnginesReady", status: "Unknown", reason: "ControllerNotQueried", message: "the controller's engine list was not read" };
+  else if ("error" in probe) enginesCond = { type: "EnginesReady", status: "Unknown", reason: "ControllerUnreachable", message: `GET /api/v1/engines failed: ${probe.error}` };
+  else if (enginesReady) enginesCond = { type: "EnginesReady", status: "True", reason: "AllEnginesRegistered", message: `${probe.registered}/${ec.spec.engines} engines registered, ${probe.alive} alive` };
+  else enginesCond = { type: "EnginesReady", status: "False", reason: "EnginesRegistering", message: `${probe.registered}/${ec.spec.engines} engines registered` };
+
+  let phase: Phase;
+  if (problem !== undefined) phase = s.phase === "Failed" ? "Failed" : "Degraded";
+  else if (ready) phase = "Ready";
+  else phase = s.phase === "Submitting" || s.phase === "Queued" || s.phase === "Starting" ? s.phase : "Pending";
+
+  const readyCond: CondSpec = ready ? { type: "Ready", status: "True", reason: "Ready", message: `all ${ec.spec.engines} engines registered` }
+    : problem !== undefined ? { type: "Ready", status: "False", reason: problem.reason, message: problem.message }
+      : !running ? { type: "Ready", status: "False", reason: submitted.reason, message: submitted.message }
+        : controllerCond.status !== "True" ? { type: "Ready", status: "False", reason: controllerCond.reason, message: controllerCond.message }
+          : { type: "Ready", status: "False", reason: enginesCond.reason, message: enginesCond.message };
+  const progressing: CondSpec = ready ? { type: "Progressing", status: "False", reason: "Ready", message: "the engines' job is running" }
+    : problem !== undefined ? { type: "Progressing", status: "False", reason: problem.reason, message: "blocked: see the Degraded condition" }
+      : { type: "Progressing", status: "True", reason: submitted.reason, message: submitted.message };
+  const degradedCond: CondSpec = problem !== undefined
+    ? { type: "Degraded", status: "True", reason: problem.reason, message: problem.message }
+    : { type: "Degraded", status: "False", reason: "AsExpected", message: "no problem observed" };
+
+  const keepCounts = prev?.engines !== undefined;
+  const status: EngineClusterStatus = {
+    observedGeneration: generation,
+    phase,
+    backend: "pbs",
+    engines: { desired: ec.spec.engines, registered: probed?.registered ?? (keepCounts ? prev.engines!.registered : 0), alive: probed?.alive ?? (keepCounts ? prev.engines!.alive : 0) },
+    conditions: conditions(prev?.conditions, [readyCond, progressing, degradedCond, controllerCond, { ...submitted }, enginesCond], generation, observed.now),
+    controller: {
+      service: names.controllerService(ref.name),
+      connectionSecret: names.connectionSecret(ref.name),
+      httpEndpoint: `http://${dns.controller(ref, config.clusterDomain)}:${HTTP_PORT}`,
+    },
+    pbs: { jobs: s.jobs },
+  };
+  return { actions, status, requeueAfterMs: ready ? REQUEUE_READY_MS : REQUEUE_STARTING_MS };
+}
+
+/**
+ * Deletion of a pbs cluster: qdel every live job first; `done` once qstat lists none, and only
+ * then does the generic deletion (owned objects, finalizer) go on. While the login host can't be
+ * read the finalizer stays (the jobs may still run).
+ */
+export function planPbsDeletion(observed: Observed, ec: EngineCluster, prev: EngineClusterStatus | undefined, generation: number): { done: boolean; plan: Plan } {
+  const config = configOf(observed);
+  const ref = clusterRef(ec);
+  // the job name only matters for classifying live jobs; qdel targets every live job of the cluster
+  const secret = find(observed.owned, "Secret", names.connectionSecret(ref.name));
+  const material = keyMaterial(ec, secret !== undefined ? [secret] : [], observed.generated);
+  const name = jobName(clusterTag(ref), jobInput(ec, pbsEngineConnection(ec, material, config)));
+  const s = step(observed, ec, prev, generation, name, true);
+  if (s.done) return { done: true, plan: { actions: [], status: undefined } };
+  const actions: Action[] = [];
+  if (prev?.phase !== "Terminating") actions.push({ type: "event", eventType: "Normal", reason: "Deleting", message: "deleting the engines' batch job(s) before removing the finalizer" });
+  actions.push(...pbsActions(s, () => "", ec.spec.backend.pbs!.queue, observed.now));
+  const status: EngineClusterStatus = {
+    ...prev,
+    observedGeneration: generation,
+    phase: "Terminating",
+    conditions: conditions(prev?.conditions, [
+      { type: "Ready", status: "False", reason: "Terminating", message: s.submitted.message },
+      { type: "Progressing", status: "True", reason: "Terminating", message: s.submitted.message },
+      { ...s.submitted },
+      ...(prev?.conditions ?? []).filter((c) => !["Ready", "Progressing", "Submitted"].includes(c.type))
+        .map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message })),
+    ], generation, observed.now),
+    pbs: { jobs: s.jobs },
+  };
+  return { done: false, plan: { actions, status: sameStatus(prev, status) ? undefined : status, requeueAfterMs: REQUEUE_DELETING_MS } };
 }
 
 /** The planner as the runtime consumes it. */

@@ -1,0 +1,87 @@
+/**
+ * The pbs backend as the operator's reconciler uses it (its `PbsRuntime`): for an EngineCluster
+ * with `spec.backend.pbs`, find the login host's link (one per user@host:port, shared by every
+ * cluster on it) with the credentials from the cluster's Secret, and observe (dialect + one
+ * batched qstat), submit (after a fresh qstat: a live job of that name is adopted, never submitted
+ * twice) and qdel. The planner decides; this module only carries out.
+ */
+import { parseEngineCluster } from "../../api/parse.ts";
+import type { PbsBackend } from "../../api/engine-cluster.ts";
+import type { Logger } from "../../util/log.ts";
+import type { DialectName, QstatJob } from "./core/dialects.ts";
+import { PbsHosts, type PbsHost, type PbsHostOptions } from "./host.ts";
+
+/** Keys of the credentials Secret (`spec.backend.pbs.credentialsSecret`). */
+export const CREDENTIAL_KEYS = { privateKey: "ssh-privatekey", knownHosts: "known_hosts" } as const;
+
+export type ObservedPbs = { dialect: DialectName; jobs: QstatJob[] } | { error: string };
+
+interface ClusterLike { metadata?: { namespace?: string; name?: string }; spec?: unknown }
+
+export interface PbsRuntimeDeps extends PbsHostOptions {
+  /** A Secret's decoded data, or undefined when it does not exist. */
+  readSecret(namespace: string, name: string): Promise<Record<string, string> | undefined>;
+  /** How long observe waits for a new link to connect before reporting it unreachable. */
+  connectWaitMs?: number;
+  logger: Logger;
+}
+
+export class PbsRuntimeError extends Error {
+  readonly code = "pbs_runtime";
+}
+
+export class PbsOperatorRuntime {
+  private readonly hosts: PbsHosts;
+
+  constructor(private readonly d: PbsRuntimeDeps) {
+    this.hosts = new PbsHosts(d);
+  }
+
+  private async resolve(cluster: ClusterLike): Promise<{ host: PbsHost; pbs: PbsBackend }> {
+    const parsed = parseEngineCluster({ apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", ...cluster });
+    if (!parsed.ok || parsed.value.spec.backend.pbs === undefined) throw new PbsRuntimeError("not a valid pbs EngineCluster");
+    const pbs = parsed.value.spec.backend.pbs;
+    const ns = cluster.metadata?.namespace ?? "";
+    const data = await this.d.readSecret(ns, pbs.credentialsSecret);
+    if (data === undefined) throw new PbsRuntimeError(`Secret ${ns}/${pbs.credentialsSecret} not found`);
+    const privateKey = data[CREDENTIAL_KEYS.privateKey];
+    const knownHosts = data[CREDENTIAL_KEYS.knownHosts];
+    if (privateKey === undefined || knownHosts === undefined) {
+      throw new PbsRuntimeError(`Secret ${ns}/${pbs.credentialsSecret} needs keys ${CREDENTIAL_KEYS.privateKey} and ${CREDENTIAL_KEYS.knownHosts}`);
+    }
+    const host = this.hosts.get({ host: pbs.host, port: pbs.port, user: pbs.user, privateKey, knownHosts });
+    if (host.link.state !== "connected") await host.link.waitConnected(this.d.connectWaitMs ?? 5_000);
+    return { host, pbs };
+  }
+
+  /** Never throws: what went wrong comes back as `{ error }` for the planner to report. */
+  async observe(cluster: ClusterLike): Promise<ObservedPbs> {
+    try {
+      const { host, pbs } = await this.resolve(cluster);
+      const dialect = await host.dialect(pbs.dialect);
+      const polled = await host.poll(dialect);
+      return polled.ok ? { dialect: dialect.name, jobs: polled.jobs } : { error: polled.error };
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+  }
+
+  async submit(cluster: ClusterLike, name: string, script: string): Promise<{ id: string; adopted: boolean }> {
+    const { host, pbs } = await this.resolve(cluster);
+    const dialect = await host.dialect(pbs.dialect);
+    const fresh = await host.poll(dialect, true);
+    if (!fresh.ok) throw new PbsRuntimeError(`qstat on ${host.key} before qsub: ${fresh.error}`);
+    const existing = fresh.jobs.find((j) => j.name === name && j.phase !== "completed" && (j.owner === undefined || j.owner === pbs.user));
+    if (existing !== undefined) return { id: existing.id, adopted: true };
+    return { id: await host.submit(dialect, name, script), adopted: false };
+  }
+
+  async qdel(cluster: ClusterLike, ids: string[]): Promise<void> {
+    const { host, pbs } = await this.resolve(cluster);
+    await host.qdel(await host.dialect(pbs.dialect), ids);
+  }
+
+  close(): void {
+    this.hosts.closeAll();
+  }
+}
