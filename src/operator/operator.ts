@@ -16,7 +16,7 @@ import { createEventRecorder } from "./events.ts";
 import { Informer, apiListWatch } from "./informer.ts";
 import type { KubeClient } from "./kube/client.ts";
 import { ENGINECLUSTER, resourceType, type KubeObject } from "./kube/resources.ts";
-import { LeaderElector } from "./leader.ts";
+import { LeaderElector, type LeaderElectionOptions } from "./leader.ts";
 import { Reconciler, type PbsRuntime, type Planner } from "./reconciler.ts";
 import { deepEqual } from "./status.ts";
 import { WorkQueue, runWorkers } from "./workqueue.ts";
@@ -27,14 +27,8 @@ export const OWNED_KINDS: Array<[string, string]> = [
   ["apps/v1", "StatefulSet"], ["batch/v1", "Job"], ["networking.k8s.io/v1", "NetworkPolicy"],
 ];
 
-export interface LeaderElectionConfig {
-  namespace: string;
-  name: string;
-  identity: string;
-  leaseDurationMs?: number;
-  renewDeadlineMs?: number;
-  retryPeriodMs?: number;
-}
+export type LeaderElectionConfig = Pick<LeaderElectionOptions,
+  "namespace" | "name" | "identity" | "leaseDurationMs" | "renewDeadlineMs" | "retryPeriodMs">;
 
 export interface OperatorOptions {
   client: KubeClient;

@@ -2,6 +2,9 @@
  * The REST paths of the kinds the operator reads and writes. A static table instead of discovery:
  * the operator only ever touches these kinds, and a missing kind is a programming error.
  */
+import type { ObjectMeta as CoreObjectMeta, OwnerReference } from "../../api/kube.ts";
+
+/** Any object as read from or sent to the API server (the pure core's `KubeObject`, loosened). */
 export interface KubeObject {
   apiVersion?: string;
   kind?: string;
@@ -9,30 +12,9 @@ export interface KubeObject {
   [field: string]: unknown;
 }
 
-export interface OwnerReference {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  uid: string;
-  controller?: boolean;
-  blockOwnerDeletion?: boolean;
-}
-
-export interface ObjectMeta {
-  name?: string;
-  generateName?: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  finalizers?: string[];
-  ownerReferences?: OwnerReference[];
-  managedFields?: unknown[];
-}
+/** An object's metadata as read from or sent to the API server: any field may be absent. */
+export type ObjectMeta = Partial<CoreObjectMeta> & { generateName?: string; managedFields?: unknown[] };
+export type { OwnerReference };
 
 export interface ResourceType {
   apiVersion: string;
