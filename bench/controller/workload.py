@@ -25,10 +25,9 @@ def noop():
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_s(root):
-    """CPU seconds (user+sys, children reaped included) of root and its live descendants."""
-    children = {}
-    stats = {}
+def _proc_table():
+    """(children by parent pid, CPU ticks by pid) for every live process, from /proc."""
+    children, ticks = {}, {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -39,32 +38,25 @@ def tree_cpu_s(root):
             continue
         fields = st[st.rindex(")") + 2:].split()
         children.setdefault(int(fields[1]), []).append(int(entry))
-        stats[int(entry)] = sum(int(x) for x in fields[11:15])
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += stats.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total / TICK
+        ticks[int(entry)] = sum(int(x) for x in fields[11:15])
+    return children, ticks
 
 
-def tree_pids(root):
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                st = f.read()
-        except OSError:
-            continue
-        children.setdefault(int(st[st.rindex(")") + 2:].split()[1]), []).append(int(entry))
+def tree_pids(root, children=None):
+    if children is None:
+        children, _ = _proc_table()
     out, todo = [], [root]
     while todo:
         pid = todo.pop()
         out.append(pid)
         todo.extend(children.get(pid, []))
     return out
+
+
+def tree_cpu_s(root):
+    """CPU seconds (user+sys, children reaped included) of root and its live descendants."""
+    children, ticks = _proc_table()
+    return sum(ticks.get(pid, 0) for pid in tree_pids(root, children)) / TICK
 
 
 def reset_peak_rss(root):
