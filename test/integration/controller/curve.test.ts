@@ -1,0 +1,166 @@
+// CurveZMQ end to end: our controller with curve on (in-process and as `ipp-operator controller
+// --enable-curve` the way ipcluster starts it), 4 real `ipengine --mpi` under mpiexec for
+// ipyparallel 9.2 and 8.8 connecting as CURVE clients, a real client from the client file; a client
+// holding the wrong server key never gets through while the controller keeps serving; a plain
+// (NULL-mechanism) ZeroMQ peer reaches nothing.
+import { describe, test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { curveKeyPair, Dealer } from "zeromq";
+import { startRig, descendants, MPIEXEC, type Rig } from "./harness.ts";
+import { REPO_ROOT, venvBin, python, type IppMajor } from "../../support/paths.ts";
+
+const N = 4;
+const BIN = join(REPO_ROOT, "bin", "ipp-operator");
+const mpiEnv = (dir: string): NodeJS.ProcessEnv => ({
+  ...process.env, IPYTHONDIR: join(dir, "ipython"), OMPI_ALLOW_RUN_AS_ROOT: "1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: "1",
+  OMPI_MCA_btl: "self,vader,tcp", PYTHONUNBUFFERED: "1",
+});
+
+/** Run a test/python driver with `file` as its first argument; its last stdout line is JSON. */
+function runDriver(major: IppMajor, dir: string, script: string, args: string[], timeoutMs = 150_000): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    execFile(python(major), [join(REPO_ROOT, "test/python", script), ...args], { env: mpiEnv(dir), timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      try {
+        resolve(JSON.parse(stdout.trim().split("\n").pop() ?? "") as Record<string, unknown>);
+      } catch {
+        reject(new Error(`driver ${script} failed (${String(err)}):\nstdout:${stdout.slice(-3000)}\nstderr:${stderr.slice(-5000)}`));
+      }
+    });
+  });
+}
+
+function assertWorkflow(r: Record<string, unknown>, serverKey: string): void {
+  const errors = r.errors as Record<string, string>;
+  assert.deepEqual(errors, {}, Object.entries(errors).map(([k, v]) => `${k}: ${v}`).join("\n"));
+  assert.equal(r.file_key, "", "upstream's curve mode: empty HMAC key in the client file");
+  assert.equal(r.file_curve_serverkey, serverKey);
+  assert.equal(r.session_key, "");
+  assert.deepEqual(r.ids, [0, 1, 2, 3]);
+  assert.deepEqual(r.execute, { rank: [0, 1, 2, 3], size: [4, 4, 4, 4] });
+  assert.equal(r.lb_apply, 42);
+  assert.deepEqual(r.scatter_gather, [...Array(32).keys()]);
+  assert.deepEqual(r.psum, [496, 496, 496, 496]);
+}
+
+/** A copy of the client file whose curve_serverkey is another (valid) key. */
+function wrongKeyFile(dir: string, clientFile: string): string {
+  const info = JSON.parse(readFileSync(clientFile, "utf8")) as Record<string, unknown>;
+  const wrong = curveKeyPair().publicKey;
+  assert.notEqual(wrong, info.curve_serverkey);
+  const p = join(dir, "wrong-client.json");
+  writeFileSync(p, JSON.stringify({ ...info, curve_serverkey: wrong }), { mode: 0o600 });
+  return p;
+}
+
+const metric = async (rig: Rig, re: RegExp): Promise<number> => {
+  const m = re.exec(await rig.registry.metrics());
+  return m ? Number(m[1]) : 0;
+};
+
+for (const major of [9, 8] as IppMajor[]) {
+  describe(`ipyparallel ${major}: CurveZMQ through startController`, { timeout: 300_000 }, () => {
+    let rig: Rig;
+    const keys = curveKeyPair();
+    before(async () => {
+      rig = await startRig(major, { key: "", curve: { publicKey: keys.publicKey, secretKey: keys.secretKey } });
+      await rig.startEngines(N);
+      await rig.waitForEngines(N);
+    });
+    after(async () => {
+      await rig?.stop();
+    });
+
+    test("connection files carry the server key and an empty HMAC key", () => {
+      for (const f of [rig.clientFile, rig.engineFile]) {
+        const info = JSON.parse(readFileSync(f, "utf8")) as Record<string, unknown>;
+        assert.equal(info.curve_serverkey, keys.publicKey, f);
+        assert.equal(info.key, "", f);
+      }
+    });
+
+    test("ids, DirectView execute, load-balanced apply, scatter/gather, psum = 496", async () => {
+      assertWorkflow(await runDriver(major, rig.dir, "curve_workflow.py", [rig.clientFile, String(N)]), keys.publicKey);
+    });
+
+    if (major === 9) {
+      test("a client with the wrong curve_serverkey times out; the right one keeps working", async () => {
+        const r = await runDriver(major, rig.dir, "curve_wrong_key.py", [wrongKeyFile(rig.dir, rig.clientFile), "5"]);
+        assert.equal(r.connected, false, JSON.stringify(r));
+        assert.equal(r.error_type, "TimeoutError", JSON.stringify(r));
+        assert.equal(rig.controller.engines().length, N);
+        assertWorkflow(await runDriver(major, rig.dir, "curve_workflow.py", [rig.clientFile, String(N)]), keys.publicKey);
+      });
+
+      test("a plain (non-curve) ZeroMQ peer on the registration socket gets nothing through", async () => {
+        const inRe = /ipp_controller_messages_total\{channel="registration",direction="in"\} (\d+)/;
+        const badRe = /ipp_controller_bad_messages_total\{channel="registration",reason="[^"]*"\} (\d+)/;
+        const before = { inbound: await metric(rig, inRe), bad: await metric(rig, badRe) };
+        const info = JSON.parse(readFileSync(rig.clientFile, "utf8")) as Record<string, unknown>;
+        const peer = new Dealer({ linger: 0, receiveTimeout: 3000 });
+        const events: string[] = [];
+        void (async () => { for await (const ev of peer.events) events.push(ev.type); })().catch(() => undefined);
+        try {
+          peer.connect(`${String(info.interface)}:${String(info.registration)}`);
+          const ids = Buffer.from("<IDS|MSG>");
+          const header = JSON.stringify({ msg_id: "plain-1", msg_type: "connection_request", username: "x", session: "plain", date: new Date().toISOString(), version: "5.3" });
+          await peer.send([ids, Buffer.alloc(0), header, "{}", "{}", "{}"]);
+          await assert.rejects(peer.receive(), (e: Error & { code?: string }) => e.code === "EAGAIN", "no reply to a plain peer");
+        } finally {
+          peer.close();
+        }
+        const afterCounts = { inbound: await metric(rig, inRe), bad: await metric(rig, badRe) };
+        // libzmq refuses the NULL-mechanism handshake against a CURVE server: the message never
+        // reaches the controller, so it is neither counted as received nor as bad.
+        assert.deepEqual(afterCounts, before);
+        assert.ok(events.some((t) => t.startsWith("handshake:error") || t === "disconnect"), `peer saw the handshake refused: ${events.join(",")}`);
+      });
+    }
+  });
+}
+
+describe("ipp-operator controller --enable-curve --profile-dir (as ipcluster starts it)", { timeout: 300_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "ipp-curve-cli-"));
+  const security = join(dir, "profile", "security");
+  const clientFile = join(security, "ipcontroller-client.json");
+  const engineFile = join(security, "ipcontroller-engine.json");
+  let ctl: ChildProcess | undefined;
+  let mpi: ChildProcess | undefined;
+  let out = "";
+  before(async () => {
+    ctl = spawn(BIN, ["controller", "--enable-curve", `--profile-dir=${join(dir, "profile")}`, "--ip=127.0.0.1", "--log-level=WARN"], { env: mpiEnv(dir), stdio: ["ignore", "pipe", "pipe"] });
+    ctl.stdout!.on("data", (d: Buffer) => { out += d.toString(); });
+    ctl.stderr!.on("data", (d: Buffer) => { out += d.toString(); });
+    const deadline = Date.now() + 60_000;
+    while (!(existsSync(clientFile) && existsSync(engineFile))) {
+      if (Date.now() > deadline || ctl.exitCode !== null) throw new Error(`no connection files:\n${out}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    mpi = spawn(MPIEXEC, ["--oversubscribe", "--allow-run-as-root", "-n", String(N), venvBin(9, "ipengine"), "--mpi", "--log-level=WARN", `--file=${engineFile}`],
+      { env: mpiEnv(dir), stdio: ["ignore", "ignore", "ignore"], detached: true });
+  });
+  after(async () => {
+    const pids = mpi?.pid ? [mpi.pid, ...(await descendants(mpi.pid))] : [];
+    for (const pid of pids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
+    if (ctl && ctl.exitCode === null) {
+      const exited = new Promise((r) => ctl!.once("exit", r));
+      ctl.kill("SIGTERM");
+      await exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("generated key pair in both files; ipyparallel 9 engines and client work over CURVE", async () => {
+    const c = JSON.parse(readFileSync(clientFile, "utf8")) as Record<string, unknown>;
+    const e = JSON.parse(readFileSync(engineFile, "utf8")) as Record<string, unknown>;
+    assert.equal(typeof c.curve_serverkey, "string");
+    assert.equal((c.curve_serverkey as string).length, 40);
+    assert.equal(e.curve_serverkey, c.curve_serverkey);
+    assert.equal(c.key, "");
+    assert.equal(e.key, "");
+    assertWorkflow(await runDriver(9, dir, "curve_workflow.py", [clientFile, String(N)]), c.curve_serverkey as string);
+  });
+});
