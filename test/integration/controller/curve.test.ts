@@ -6,12 +6,17 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { curveKeyPair, Dealer } from "zeromq";
 import { startRig, descendants, MPIEXEC, type Rig } from "./harness.ts";
 import { REPO_ROOT, venvBin, python, type IppMajor } from "../../support/paths.ts";
+import { localEngineConnection } from "../../support/launcher.ts";
+import { parseEngineCluster } from "../../../src/api/index.ts";
+import { buildMpiObjects } from "../../../src/backends/mpi/core/builders.ts";
+import { CONNECTION_KEYS, PATHS } from "../../../src/backends/mpi/core/names.ts";
+import { lazyGenerated } from "../../../src/operator/keys.ts";
 
 const N = 4;
 const BIN = join(REPO_ROOT, "bin", "ipp-operator");
@@ -33,12 +38,13 @@ function runDriver(major: IppMajor, dir: string, script: string, args: string[],
   });
 }
 
-function assertWorkflow(r: Record<string, unknown>, serverKey: string): void {
+/** `hmacKey` "" is upstream's curve default (no signatures); the operator keeps its per-cluster key. */
+function assertWorkflow(r: Record<string, unknown>, serverKey: string, hmacKey = ""): void {
   const errors = r.errors as Record<string, string>;
   assert.deepEqual(errors, {}, Object.entries(errors).map(([k, v]) => `${k}: ${v}`).join("\n"));
-  assert.equal(r.file_key, "", "upstream's curve mode: empty HMAC key in the client file");
+  assert.equal(r.file_key, hmacKey);
   assert.equal(r.file_curve_serverkey, serverKey);
-  assert.equal(r.session_key, "");
+  assert.equal(r.session_key, hmacKey);
   assert.deepEqual(r.ids, [0, 1, 2, 3]);
   assert.deepEqual(r.execute, { rank: [0, 1, 2, 3], size: [4, 4, 4, 4] });
   assert.equal(r.lb_apply, 42);
@@ -102,7 +108,9 @@ for (const major of [9, 8] as IppMajor[]) {
         const info = JSON.parse(readFileSync(rig.clientFile, "utf8")) as Record<string, unknown>;
         const peer = new Dealer({ linger: 0, receiveTimeout: 3000 });
         const events: string[] = [];
-        void (async () => { for await (const ev of peer.events) events.push(ev.type); })().catch(() => undefined);
+        void (async () => {
+          for await (const ev of peer.events) events.push("error" in ev ? `${ev.type}:${String((ev.error as { code?: string }).code)}` : ev.type);
+        })().catch(() => undefined);
         try {
           peer.connect(`${String(info.interface)}:${String(info.registration)}`);
           const ids = Buffer.from("<IDS|MSG>");
@@ -113,10 +121,12 @@ for (const major of [9, 8] as IppMajor[]) {
           peer.close();
         }
         const afterCounts = { inbound: await metric(rig, inRe), bad: await metric(rig, badRe) };
-        // libzmq refuses the NULL-mechanism handshake against a CURVE server: the message never
-        // reaches the controller, so it is neither counted as received nor as bad.
+        // libzmq refuses the NULL-mechanism handshake against a CURVE server (ZMTP mechanism
+        // mismatch) and drops the connection: the message never reaches the controller, so it is
+        // neither counted as received nor as bad.
         assert.deepEqual(afterCounts, before);
-        assert.ok(events.some((t) => t.startsWith("handshake:error") || t === "disconnect"), `peer saw the handshake refused: ${events.join(",")}`);
+        assert.ok(events.includes("handshake:error:protocol:ERR_ZMTP_MECHANISM_MISMATCH"), `peer events: ${events.join(",")}`);
+        assert.ok(events.includes("disconnect"), `peer events: ${events.join(",")}`);
       });
     }
   });
@@ -139,17 +149,10 @@ describe("ipp-operator controller --enable-curve --profile-dir (as ipcluster sta
       if (Date.now() > deadline || ctl.exitCode !== null) throw new Error(`no connection files:\n${out}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    mpi = spawn(MPIEXEC, ["--oversubscribe", "--allow-run-as-root", "-n", String(N), venvBin(9, "ipengine"), "--mpi", "--log-level=WARN", `--file=${engineFile}`],
-      { env: mpiEnv(dir), stdio: ["ignore", "ignore", "ignore"], detached: true });
+    mpi = startEngines(dir, engineFile);
   });
   after(async () => {
-    const pids = mpi?.pid ? [mpi.pid, ...(await descendants(mpi.pid))] : [];
-    for (const pid of pids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
-    if (ctl && ctl.exitCode === null) {
-      const exited = new Promise((r) => ctl!.once("exit", r));
-      ctl.kill("SIGTERM");
-      await exited;
-    }
+    await stopAll(mpi, ctl);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -162,5 +165,85 @@ describe("ipp-operator controller --enable-curve --profile-dir (as ipcluster sta
     assert.equal(c.key, "");
     assert.equal(e.key, "");
     assertWorkflow(await runDriver(9, dir, "curve_workflow.py", [clientFile, String(N)]), c.curve_serverkey as string);
+  });
+});
+
+type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** Start engines from `engineFile` under mpiexec; returns the mpiexec child (detached, own group). */
+function startEngines(dir: string, engineFile: string): ChildProcess {
+  return spawn(MPIEXEC, ["--oversubscribe", "--allow-run-as-root", "-n", String(N), venvBin(9, "ipengine"), "--mpi", "--log-level=WARN", `--file=${engineFile}`],
+    { env: mpiEnv(dir), stdio: ["ignore", "ignore", "ignore"], detached: true });
+}
+
+async function stopAll(mpi: ChildProcess | undefined, ctl: ChildProcess | undefined): Promise<void> {
+  const pids = mpi?.pid ? [mpi.pid, ...(await descendants(mpi.pid))] : [];
+  for (const pid of pids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
+  if (ctl && ctl.exitCode === null && ctl.signalCode === null) {
+    const exited = new Promise((r) => ctl.once("exit", r));
+    ctl.kill("SIGTERM");
+    await exited;
+  }
+}
+
+describe("the operator's controller Deployment for spec.controller.curve, run locally with its rendered args and env", { timeout: 300_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "ipp-curve-op-"));
+  const connDir = join(dir, "connection");
+  const runDir = join(dir, "run");
+  let ctl: ChildProcess | undefined;
+  let mpi: ChildProcess | undefined;
+  let out = "";
+  const parsed = parseEngineCluster({
+    apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster",
+    metadata: { name: "psum", namespace: "science", uid: "0b6c1c5e-1111-4222-8333-944455556666", generation: 1 },
+    spec: { engines: N, backend: { mpi: { image: "ghcr.io/example/ipp-engine:1.0" } }, controller: { curve: true, heartbeatPeriodMs: 1000 } },
+  });
+  if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+  // the operator's own key generation, as the reconciler passes it to the builders
+  const objects = buildMpiObjects(parsed.value, lazyGenerated());
+  const secretData = (objects.connectionSecret as J).data as Record<string, string>;
+  const fromSecret = (k: string) => Buffer.from(secretData[k]!, "base64").toString("utf8");
+  const container = (objects.controllerDeployment as J).spec.template.spec.containers[0] as J;
+
+  before(async () => {
+    // the Secret volume and the run emptyDir, mounted where the pod has them
+    mkdirSync(connDir);
+    mkdirSync(runDir);
+    for (const k of Object.keys(secretData)) writeFileSync(join(connDir, k), fromSecret(k), { mode: 0o440 });
+    const args = (container.args as string[]).map((a) => a.replace(PATHS.connectionDir, connDir).replace(PATHS.controllerRunDir, runDir));
+    const env: Record<string, string> = {};
+    for (const e of (container.env ?? []) as J[]) env[e.name] = e.value ?? fromSecret(e.valueFrom.secretKeyRef.key);
+    ctl = spawn(BIN, args, { env: { ...mpiEnv(dir), ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    ctl.stdout!.on("data", (d: Buffer) => { out += d.toString(); });
+    ctl.stderr!.on("data", (d: Buffer) => { out += d.toString(); });
+    const deadline = Date.now() + 60_000;
+    while (!existsSync(join(runDir, "ipcontroller-engine.json"))) {
+      if (Date.now() > deadline || ctl.exitCode !== null) throw new Error(`controller did not start:\n${out}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const engineFile = join(dir, "engine.json");
+    writeFileSync(engineFile, JSON.stringify(localEngineConnection(objects)), { mode: 0o600 });
+    mpi = startEngines(dir, engineFile);
+  });
+  after(async () => {
+    await stopAll(mpi, ctl);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("the rendered Deployment carries --enable-curve and the Secret's key pair", () => {
+    assert.ok((container.args as string[]).includes("--enable-curve"));
+    assert.deepEqual((container.env as J[]).map((e) => e.valueFrom.secretKeyRef.key), [CONNECTION_KEYS.curveSecretKey, CONNECTION_KEYS.curvePublicKey]);
+    const written = JSON.parse(readFileSync(join(runDir, "ipcontroller-client.json"), "utf8")) as J;
+    assert.equal(written.curve_serverkey, fromSecret(CONNECTION_KEYS.curvePublicKey), "the controller serves the Secret's key pair");
+  });
+
+  test("a client from the Secret's client file (pointed at localhost) runs the workflow over CURVE", async () => {
+    const client = JSON.parse(fromSecret(CONNECTION_KEYS.client)) as J;
+    assert.equal(client.curve_serverkey, fromSecret(CONNECTION_KEYS.curvePublicKey));
+    const clientFile = join(dir, "client.json");
+    writeFileSync(clientFile, JSON.stringify({ ...client, interface: "tcp://127.0.0.1", location: "127.0.0.1" }), { mode: 0o600 });
+    assertWorkflow(await runDriver(9, dir, "curve_workflow.py", [clientFile, String(N)]), client.curve_serverkey as string, client.key as string);
+    const wrong = await runDriver(9, dir, "curve_wrong_key.py", [wrongKeyFile(dir, clientFile), "5"]);
+    assert.equal(wrong.error_type, "TimeoutError", JSON.stringify(wrong));
   });
 });
