@@ -169,12 +169,24 @@ up() {
     grep -qxF "$(cat "$RIG/ssh/client_key.pub")" "$keys" 2>/dev/null || cat "$RIG/ssh/client_key.pub" >> "$keys"
     chown "$TUSER:$TUSER" "$keys"; chmod 600 "$keys"
   ) 8>"$home/.ssh/.pbs-rig.lock"
+  # the batch user's own key, authorised for itself, and this rig's host key in its known_hosts:
+  # what a site's hostbased/keys setup gives compute nodes, so engines can `ssh` to the login host
+  # (network.mode sshTunnel)
+  ( flock 8
+    [ -f "$home/.ssh/id_ed25519" ] || runuser -u "$TUSER" -- ssh-keygen -q -t ed25519 -N '' -C "$TUSER self" -f "$home/.ssh/id_ed25519"
+    grep -qxF "$(cat "$home/.ssh/id_ed25519.pub")" "$keys" 2>/dev/null || cat "$home/.ssh/id_ed25519.pub" >> "$keys"
+  ) 8>"$home/.ssh/.pbs-rig.lock"
   # a second key pair that is NOT the host's: tests use it to prove a mismatch is refused
   [ -f "$RIG/ssh/other_host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$RIG/ssh/other_host_ed25519"
   chmod 0600 "$RIG/ssh/client_key"
   [ -f "$RIG/ssh/host_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -f "$RIG/ssh/host_ed25519"
   printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$RIG/ssh/host_ed25519.pub")" > "$RIG/ssh/known_hosts"
   printf '[127.0.0.1]:%s %s\n' "$SSH_PORT" "$(cut -d' ' -f1,2 "$RIG/ssh/other_host_ed25519.pub")" > "$RIG/ssh/known_hosts.wrong"
+  ( flock 8
+    local kh=$home/.ssh/known_hosts line; line=$(cat "$RIG/ssh/known_hosts")
+    grep -qxF "$line" "$kh" 2>/dev/null || { grep -v "^\[127\.0\.0\.1\]:$SSH_PORT " "$kh" 2>/dev/null > "$kh.new" || true; echo "$line" >> "$kh.new"; mv "$kh.new" "$kh"; }
+    chown "$TUSER:$TUSER" "$kh"; chmod 644 "$kh"
+  ) 8>"$home/.ssh/.pbs-rig.lock"
   cat > "$RIG/ssh/sshd_config" <<CONF
 Port $SSH_PORT
 ListenAddress 127.0.0.1
@@ -191,6 +203,7 @@ AllowTcpForwarding yes
 X11Forwarding no
 PrintMotd no
 MaxSessions 32
+MaxStartups 100:30:200
 ClientAliveInterval 15
 SetEnv SLURM_CONF=$SLURM_CONF
 LogLevel INFO

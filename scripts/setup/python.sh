@@ -15,12 +15,12 @@ versions=("$@"); [ ${#versions[@]} -eq 0 ] && versions=(9 8)
 for major in "${versions[@]}"; do
   want="${IPP_VERSION[$major]}"
   venv="$venv_root/ipp$major"
-  stamp="$venv/.ipp-operator-$want"
+  stamp="$venv/.ipp-operator-$want-2"
   [ -f "$stamp" ] && continue
   log "virtualenv $venv (ipyparallel $want)"
   rm -rf "$venv"
   /usr/bin/python3 -m venv --system-site-packages "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "ipyparallel==$want" ipykernel ipython
-  "$venv/bin/python" -c "import ipyparallel, mpi4py, numpy, IPython; assert ipyparallel.__version__ == '$want', ipyparallel.__version__"
+  "$venv/bin/pip" install -q --disable-pip-version-check "ipyparallel==$want" ipykernel ipython paramiko
+  "$venv/bin/python" -c "import ipyparallel, mpi4py, numpy, IPython, paramiko; assert ipyparallel.__version__ == '$want', ipyparallel.__version__"
   touch "$stamp"
 done

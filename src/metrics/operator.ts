@@ -155,3 +155,28 @@ export function createPbsMetrics(registry: Registry): PbsMetrics {
     },
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// pbs backend, network.mode sshTunnel: remote forwards on login hosts
+
+export interface TunnelMetrics {
+  /** Remote forwards bound on a login host (one per controller port per cluster). */
+  forwards(host: string, delta: number): void;
+  /** Engine connections being piped through those forwards right now. */
+  connections(host: string, delta: number): void;
+}
+
+export function createTunnelMetrics(registry: Registry): TunnelMetrics {
+  const forwards = new Gauge({
+    name: "ipp_operator_ssh_tunnels_active", help: "Remote forwards (ssh tcpip-forward) bound on a login host for sshTunnel EngineClusters.",
+    labelNames: ["host"], registers: [registry],
+  });
+  const conns = new Gauge({
+    name: "ipp_operator_ssh_tunnel_connections", help: "Engine connections piped through remote forwards to controllers right now.",
+    labelNames: ["host"], registers: [registry],
+  });
+  return {
+    forwards: (host, delta) => forwards.inc({ host }, delta),
+    connections: (host, delta) => conns.inc({ host }, delta),
+  };
+}

@@ -44,8 +44,15 @@ export class SshTimeoutError extends Error {
 /** `user@host:port`: the metric label and the link's key. */
 export const linkKey = (t: Pick<SshTarget, "user" | "host" | "port">): string => `${t.user}@${t.host}:${t.port}`;
 
+/** An incoming forwarded connection's stream and where it arrived on the login host. */
+export type ForwardedHandler = (stream: ssh2.ClientChannel, info: { destIP: string; destPort: number; srcIP: string; srcPort: number }) => void;
+
 export class SshLink {
   private client: ssh2.Client | undefined;
+  private connectListeners = new Set<() => void>();
+  private disconnectListeners = new Set<() => void>();
+  /** remote forwards of the current connection: `<bind address>:<bound port>` → handler */
+  private forwards = new Map<string, ForwardedHandler>();
   private _state: SshConnectionState = "connecting";
   private _lastError: string | undefined;
   private hostKeyProblem: string | undefined;
@@ -106,10 +113,17 @@ export class SshLink {
         this.connects++;
         this.o.logger.info("ssh link up", { host: this.key });
         this.setState("connected");
+        for (const f of [...this.connectListeners]) f();
+      });
+      c.on("tcp connection", (info, accept, reject) => {
+        const h = this.forwards.get(`${info.destIP}:${info.destPort}`);
+        if (h === undefined) { reject(); return; }
+        h(accept(), info);
       });
       c.on("error", (e: Error) => { error = this.hostKeyProblem ?? e.message; });
       c.on("close", () => {
-        if (this.client === c) this.client = undefined;
+        if (this.client === c) { this.client = undefined; this.forwards.clear(); }
+        if (this.connects > 0) for (const f of [...this.disconnectListeners]) f();
         resolve(error ?? "connection closed");
       });
       try {
@@ -180,6 +194,46 @@ export class SshLink {
       release();
       this.o.metrics?.sshCommand(this.key, label, Number(process.hrtime.bigint() - started) / 1e9);
     }
+  }
+
+  /** Call `f` every time the link (re)connects; returns the unsubscribe. */
+  onConnected(f: () => void): () => void {
+    this.connectListeners.add(f);
+    return () => { this.connectListeners.delete(f); };
+  }
+
+  /** Call `f` every time a connection ends (its remote forwards are gone with it). */
+  onDisconnected(f: () => void): () => void {
+    this.disconnectListeners.add(f);
+    return () => { this.disconnectListeners.delete(f); };
+  }
+
+  /**
+   * Ask the login host to listen on `bindAddr:port` (0: a port of its choosing) for the life of
+   * the current connection and hand each incoming connection to `handler`. Resolves with the port
+   * bound. A reconnect drops every forward: owners re-establish them from `onConnected`.
+   */
+  forwardIn(bindAddr: string, port: number, handler: ForwardedHandler): Promise<number> {
+    const c = this.client;
+    if (c === undefined || this._state !== "connected") {
+      return Promise.reject(new SshUnavailableError(`ssh ${this.key} is not connected${this._lastError !== undefined ? `: ${this._lastError}` : ""}`));
+    }
+    return new Promise((resolve, reject) => {
+      c.forwardIn(bindAddr, port, (err, bound) => {
+        if (err) { reject(new SshUnavailableError(`ssh ${this.key}: remote forward ${bindAddr}:${port} refused: ${err.message}`)); return; }
+        const p = port === 0 ? bound : port;
+        this.forwards.set(`${bindAddr}:${p}`, handler);
+        resolve(p);
+      });
+    });
+  }
+
+  /** Stop a remote forward (best effort: a dropped connection has no forwards left anyway). */
+  unforwardIn(bindAddr: string, port: number): Promise<void> {
+    this.forwards.delete(`${bindAddr}:${port}`);
+    const c = this.client;
+    if (c === undefined || this._state !== "connected") return Promise.resolve();
+    return new Promise((resolve) => { c.unforwardIn(bindAddr, port, () => resolve()); });
   }
 
   close(): void {

@@ -65,6 +65,20 @@ const quoteLine = (line: string): string => line.split(" ").map(shQuote).join(" 
 
 export const DEFAULT_ENGINE_ARGS = ["--log-level=WARN"];
 
+/** The `ssh` field of the engines' connection info ("" when absent or unreadable). */
+export function engineSsh(engineConnection: string): string {
+  try {
+    const v = (JSON.parse(engineConnection) as { ssh?: unknown }).ssh;
+    return typeof v === "string" ? v : "";
+  } catch {
+    return "";
+  }
+}
+
+/** The first of the batch user's usual private keys, for the engines' tunnels. */
+export const TUNNEL_KEY_LINE = 'IPP_SSH_KEY=; for k in "$HOME/.ssh/id_ed25519" "$HOME/.ssh/id_ecdsa" "$HOME/.ssh/id_rsa"; do if [ -f "$k" ]; then IPP_SSH_KEY=$k; break; fi; done';
+export const TUNNEL_ENGINE_ARGS = '--IPEngine.paramiko=True "--IPEngine.sshkey=$IPP_SSH_KEY"';
+
 export function renderScript(dialect: Dialect, name: string, j: JobInput, clusterLabel: string): string {
   const p = j.pbs;
   const lines = ["#!/bin/bash", `# ipp-operator: engines of EngineCluster ${clusterLabel.replace(/[^A-Za-z0-9_./-]/g, "_")}`, "#PBS -V", `#PBS -N ${check("name", name, SHELL_WORD)}`];
@@ -82,7 +96,15 @@ export function renderScript(dialect: Dialect, name: string, j: JobInput, cluste
   for (const m of p.modules ?? []) lines.push(shJoin(["module", "load", check("modules", m, SHELL_WORD)]));
   for (const s of p.setup ?? []) lines.push(quoteLine(check("setup", s, SHELL_LINE)));
   lines.push(`export IPP_CONNECTION_INFO=${shQuote(j.engineConnection)}`);
-  lines.push(`exec ${shJoin(["mpiexec", "-n", String(j.engines), "ipengine", "--mpi", ...(j.engineArgs ?? DEFAULT_ENGINE_ARGS)])}`);
+  const mpiexec = shJoin(["mpiexec", "-n", String(j.engines), "ipengine", "--mpi", ...(j.engineArgs ?? DEFAULT_ENGINE_ARGS)]);
+  if (engineSsh(j.engineConnection) === "") lines.push(`exec ${mpiexec}`);
+  else {
+    // sshTunnel: every engine tunnels its connections through the login host with paramiko and the
+    // batch user's own key (ipengine's openssh tunnels are started under a pty and lose their
+    // backgrounded ssh to SIGHUP; its paramiko path needs the key file named)
+    lines.push(TUNNEL_KEY_LINE);
+    lines.push(`exec ${mpiexec} ${TUNNEL_ENGINE_ARGS}`);
+  }
   return lines.join("\n") + "\n";
 }
 
