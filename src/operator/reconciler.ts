@@ -43,7 +43,8 @@ export type PlanAction =
   | { type: "delete"; ref: ObjectRef; propagationPolicy?: "Background" | "Foreground" | "Orphan" }
   | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string }
   | { type: "pbsSubmit"; name: string; script: string; record: Record<string, unknown> }
-  | { type: "pbsQdel"; ids: string[]; why: string };
+  | { type: "pbsQdel"; ids: string[]; why: string }
+  | { type: "pbsTunnel"; channels: Array<{ name: string; target: { host: string; port: number }; remotePort: number }> };
 export interface PlanResult { actions: PlanAction[]; status: unknown; requeueAfterMs?: number }
 
 export interface Planner {
@@ -63,6 +64,10 @@ export interface PbsRuntime {
   observe(cluster: KubeObject): Promise<unknown>;
   submit(cluster: KubeObject, name: string, script: string): Promise<{ id: string; adopted: boolean }>;
   qdel(cluster: KubeObject, ids: string[]): Promise<void>;
+  /** network.mode sshTunnel: keep these remote forwards open for the cluster (idempotent); its state comes back in observe. */
+  tunnel?(cluster: KubeObject, channels: Array<{ name: string; target: { host: string; port: number }; remotePort: number }>): Promise<void>;
+  /** The cluster is gone: close its forwards. */
+  release?(cluster: KubeObject): Promise<void>;
 }
 
 export interface ReconcileOutcome {
@@ -241,6 +246,10 @@ export class Reconciler {
             this.log.info("pbs qdel", { cluster: key, ids: action.ids.join(","), why: action.why });
             await this.d.pbs.qdel(cluster, action.ids);
             break;
+          case "pbsTunnel":
+            if (!this.d.pbs?.tunnel) throw new Error("pbsTunnel planned without a pbs runtime that forwards");
+            await this.d.pbs.tunnel(cluster, action.channels);
+            break;
         }
         if (gone) break;
       }
@@ -257,6 +266,7 @@ export class Reconciler {
     }
     const { namespace = "", name = "" } = cluster.metadata ?? {};
     if (gone || (cluster.metadata?.deletionTimestamp && !cluster.metadata.finalizers?.length)) {
+      if (isPbs(cluster)) await this.d.pbs?.release?.(cluster);
       this.d.metrics?.clusterGone(namespace, name, uid);
       return { result: "success" };
     }

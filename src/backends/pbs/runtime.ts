@@ -7,7 +7,10 @@
  */
 import { parseEngineCluster } from "../../api/parse.ts";
 import type { PbsBackend } from "../../api/engine-cluster.ts";
+import type { TunnelMetrics } from "../../metrics/operator.ts";
 import type { Logger } from "../../util/log.ts";
+import type { TunnelChannel } from "./core/tunnel.ts";
+import { TunnelForwarder } from "./tunnel.ts";
 import type { DialectName, QstatJob } from "./core/dialects.ts";
 import { PbsHosts, type PbsHost, type PbsHostOptions } from "./host.ts";
 
@@ -16,7 +19,7 @@ export const CREDENTIAL_KEYS = { privateKey: "ssh-privatekey", knownHosts: "know
 
 export type ObservedPbs = { dialect: DialectName; jobs: QstatJob[] } | { error: string };
 
-interface ClusterLike { metadata?: { namespace?: string; name?: string }; spec?: unknown }
+interface ClusterLike { metadata?: { namespace?: string; name?: string; uid?: string }; spec?: unknown }
 
 export interface PbsRuntimeDeps extends PbsHostOptions {
   /** A Secret's decoded data, or undefined when it does not exist. */
@@ -24,6 +27,7 @@ export interface PbsRuntimeDeps extends PbsHostOptions {
   /** How long observe waits for a new link to connect before reporting it unreachable. */
   connectWaitMs?: number;
   logger: Logger;
+  tunnelMetrics?: TunnelMetrics;
 }
 
 export class PbsRuntimeError extends Error {
@@ -32,6 +36,8 @@ export class PbsRuntimeError extends Error {
 
 export class PbsOperatorRuntime {
   private readonly hosts: PbsHosts;
+  /** network.mode sshTunnel: one forwarder per cluster (namespace/name/uid), with the channels it was made for */
+  private readonly tunnels = new Map<string, { forwarder: TunnelForwarder; channels: string; host: PbsHost }>();
 
   constructor(private readonly d: PbsRuntimeDeps) {
     this.hosts = new PbsHosts(d);
@@ -60,7 +66,9 @@ export class PbsOperatorRuntime {
       const { host, pbs } = await this.resolve(cluster);
       const dialect = await host.dialect(pbs.dialect);
       const polled = await host.poll(dialect);
-      return polled.ok ? { dialect: dialect.name, jobs: polled.jobs } : { error: polled.error };
+      const t = this.tunnels.get(tunnelKey(cluster))?.forwarder;
+      const tunnel = t === undefined ? {} : { tunnel: { state: t.state, ...(t.lastError !== undefined ? { error: t.lastError } : {}) } };
+      return polled.ok ? { dialect: dialect.name, jobs: polled.jobs, ...tunnel } : { error: polled.error };
     } catch (e) {
       return { error: (e as Error).message };
     }
@@ -81,7 +89,31 @@ export class PbsOperatorRuntime {
     await host.qdel(await host.dialect(pbs.dialect), ids);
   }
 
+  /** Keep the cluster's remote forwards open (a new forwarder when the channels or the login host changed). */
+  async tunnel(cluster: ClusterLike, channels: TunnelChannel[]): Promise<void> {
+    const key = tunnelKey(cluster);
+    const { host } = await this.resolve(cluster);
+    const want = JSON.stringify(channels);
+    const have = this.tunnels.get(key);
+    if (have !== undefined && have.channels === want && have.host === host) return;
+    if (have !== undefined) await have.forwarder.close();
+    const forwarder = new TunnelForwarder(host.link, channels, { logger: this.d.logger, cluster: key, ...(this.d.tunnelMetrics ? { metrics: this.d.tunnelMetrics } : {}) });
+    this.tunnels.set(key, { forwarder, channels: want, host });
+  }
+
+  /** The cluster is gone: close its forwards. */
+  async release(cluster: ClusterLike): Promise<void> {
+    const key = tunnelKey(cluster);
+    const have = this.tunnels.get(key);
+    this.tunnels.delete(key);
+    await have?.forwarder.close();
+  }
+
   close(): void {
+    for (const t of this.tunnels.values()) void t.forwarder.close();
+    this.tunnels.clear();
     this.hosts.closeAll();
   }
 }
+
+const tunnelKey = (c: ClusterLike): string => `${c.metadata?.namespace ?? ""}/${c.metadata?.name ?? ""}/${c.metadata?.uid ?? ""}`;

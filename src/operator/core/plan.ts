@@ -28,6 +28,7 @@ import { CONNECTION_KEYS, HTTP_PORT, SSH_KEYS, WORLD_LABEL, clusterRef, dns, nam
 import { dialects, type DialectName, type QstatJob } from "../../backends/pbs/core/dialects.ts";
 import { planPbs, type PbsJobRecord, type PbsStep } from "../../backends/pbs/core/plan.ts";
 import { clusterTag, jobName, renderScript, ScriptError, type JobInput } from "../../backends/pbs/core/script.ts";
+import { sshServer, tunnelChannels, tunnelledConnection, tunnelPortBase, type EnginePorts, type TunnelChannel } from "../../backends/pbs/core/tunnel.ts";
 
 export type { KubeObject, ObjectRef };
 export type { EngineClusterStatus };
@@ -209,10 +210,6 @@ export function plan(observed: Observed): Plan {
     if (missing.length > 0) {
       const errs: FieldError[] = [{ field: "spec.backend.pbs.credentialsSecret", message: `Secret ${missing.join(", ")} not found` }];
       return finish(actions, prev, degradedOnly(observed, prev, generation, "SecretNotFound", errs, "pbs"), undefined);
-    }
-    if (ec.spec.backend.pbs.network.mode !== "direct") {
-      const errs: FieldError[] = [{ field: "spec.backend.pbs.network.mode", message: "sshTunnel is not available in this operator version: use mode direct with a routable address" }];
-      return finish(actions, prev, degradedOnly(observed, prev, generation, "NetworkModeNotImplemented", errs, "pbs"), undefined);
     }
     const r = planPbsCluster(observed, ec, prev, generation, managed);
     actions.push(...r.actions);
@@ -457,12 +454,15 @@ function planDeletion(observed: Observed, prev: EngineClusterStatus | undefined,
 // a second job.
 
 /** What the runtime observed on the login host: its dialect and every job one qstat listed. */
-export type ObservedPbs = { dialect: DialectName; jobs: QstatJob[] } | { error: string };
+/** `tunnel`: the state of the cluster's remote forwards on the login host (network.mode sshTunnel). */
+export type ObservedPbs = { dialect: DialectName; jobs: QstatJob[]; tunnel?: { state: string; error?: string } } | { error: string };
 
 export type PbsPlanAction =
   /** qsub `script` as job `name`; the runtime appends `{ id, ...record }` to status.pbs.jobs. */
   | { type: "pbsSubmit"; name: string; script: string; record: Omit<PbsJobRecord, "id"> }
-  | { type: "pbsQdel"; ids: string[]; why: "deleting" | "specChanged" | "duplicate" };
+  | { type: "pbsQdel"; ids: string[]; why: "deleting" | "specChanged" | "duplicate" }
+  /** network.mode sshTunnel: keep these remote forwards open on the login host (idempotent). */
+  | { type: "pbsTunnel"; channels: TunnelChannel[] };
 
 
 function configOf(observed: Observed): BuildConfig {
@@ -473,9 +473,22 @@ function configOf(observed: Observed): BuildConfig {
 /** The engines' connection info: the controller's engine file, pointed at the routable address. */
 export function pbsEngineConnection(ec: EngineCluster, material: ReturnType<typeof keyMaterial>, config: BuildConfig): string {
   const pbs = ec.spec.backend.pbs!;
+  if (pbs.network.mode === "sshTunnel") {
+    // engines reach the login host's loopback ports that the operator forwards to the controller
+    const engine = connectionFiles(clusterRef(ec), ec, material, config).engine as unknown as EnginePorts & Record<string, unknown>;
+    const ports = new Map(pbsTunnelChannels(ec, material, config).map((c) => [c.name, c.remotePort]));
+    return JSON.stringify(tunnelledConnection(engine, ports, sshServer(pbs.user, pbs.host, pbs.port)));
+  }
   const address = pbs.network.address ?? dns.controller(clusterRef(ec), config.clusterDomain);
   const engine = { ...connectionFiles(clusterRef(ec), ec, material, config).engine, interface: `tcp://${address}`, location: address };
   return JSON.stringify(engine);
+}
+
+/** sshTunnel: one forward per controller port, from the cluster's port block on the login host to the controller Service. */
+export function pbsTunnelChannels(ec: EngineCluster, material: ReturnType<typeof keyMaterial>, config: BuildConfig): TunnelChannel[] {
+  const ref = clusterRef(ec);
+  const engine = connectionFiles(ref, ec, material, config).engine as unknown as EnginePorts;
+  return tunnelChannels(engine, dns.controller(ref, config.clusterDomain), tunnelPortBase(clusterTag(ref)));
 }
 
 function jobInput(ec: EngineCluster, engineConnection: string): JobInput {
@@ -529,8 +542,15 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
     if (scriptError !== undefined) submitted = { type: "Submitted", status: "False", reason: "InvalidJobScript", message: scriptError };
     else if (s.phase === "Submitting") submitted = { type: "Submitted", status: "False", reason: "WaitingForConnectionSecret", message: `waiting for Secret ${names.connectionSecret(ref.name)} before submitting ${name}` };
   }
+  const tunnelled = pbs.network.mode === "sshTunnel";
+  if (tunnelled) actions.push({ type: "pbsTunnel", channels: pbsTunnelChannels(ec, material, config) });
   actions.push(...pbsActions(s, script, pbs.queue, observed.now));
   actions.push(...s.events.map((e): Action => ({ type: "event", ...e })));
+  const tunnelObserved = observed.pbs !== undefined && !("error" in observed.pbs) ? observed.pbs.tunnel : undefined;
+  const tunnelCond: CondSpec | undefined = !tunnelled ? undefined
+    : tunnelObserved === undefined ? { type: "TunnelReady", status: "Unknown", reason: "TunnelOpening", message: `opening forwards on ${pbs.user}@${pbs.host}` }
+      : tunnelObserved.state === "forwarding" ? { type: "TunnelReady", status: "True", reason: "Forwarding", message: `the controller's ports are forwarded on ${pbs.host}'s loopback` }
+        : { type: "TunnelReady", status: "False", reason: tunnelObserved.state === "down" ? "TunnelDown" : "TunnelOpening", message: tunnelObserved.error ?? `forwards on ${pbs.host}: ${tunnelObserved.state}` };
 
   const deploy = find(observed.owned, "Deployment", names.controller(ref.name));
   const controllerAvailable = typeof obj(deploy?.status).availableReplicas === "number" && (obj(deploy?.status).availableReplicas as number) >= 1;
@@ -542,7 +562,7 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   const problem = scriptError !== undefined ? { reason: "InvalidJobScript", message: scriptError }
     : schedulerDown ? { reason: "SchedulerUnreachable", message: submitted.message }
       : s.phase === "Failed" ? { reason: submitted.reason, message: submitted.message } : undefined;
-  const ready = problem === undefined && controllerAvailable && enginesReady && running;
+  const ready = problem === undefined && controllerAvailable && enginesReady && running && (tunnelCond === undefined || tunnelCond.status === "True");
 
   const controllerCond: CondSpec = deploy === undefined
     ? { type: "ControllerReady", status: "False", reason: "ControllerCreating", message: `controller Deployment ${names.controller(ref.name)} is being created` }
@@ -564,7 +584,8 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
     : problem !== undefined ? { type: "Ready", status: "False", reason: problem.reason, message: problem.message }
       : !running ? { type: "Ready", status: "False", reason: submitted.reason, message: submitted.message }
         : controllerCond.status !== "True" ? { type: "Ready", status: "False", reason: controllerCond.reason, message: controllerCond.message }
-          : { type: "Ready", status: "False", reason: enginesCond.reason, message: enginesCond.message };
+          : tunnelCond !== undefined && tunnelCond.status !== "True" ? { type: "Ready", status: "False", reason: tunnelCond.reason, message: tunnelCond.message }
+            : { type: "Ready", status: "False", reason: enginesCond.reason, message: enginesCond.message };
   const progressing: CondSpec = ready ? { type: "Progressing", status: "False", reason: "Ready", message: "the engines' job is running" }
     : problem !== undefined ? { type: "Progressing", status: "False", reason: problem.reason, message: "blocked: see the Degraded condition" }
       : { type: "Progressing", status: "True", reason: submitted.reason, message: submitted.message };
@@ -578,7 +599,7 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
     phase,
     backend: "pbs",
     engines: { desired: ec.spec.engines, registered: probed?.registered ?? (keepCounts ? prev.engines!.registered : 0), alive: probed?.alive ?? (keepCounts ? prev.engines!.alive : 0) },
-    conditions: conditions(prev?.conditions, [readyCond, progressing, degradedCond, controllerCond, { ...submitted }, enginesCond], generation, observed.now),
+    conditions: conditions(prev?.conditions, [readyCond, progressing, degradedCond, controllerCond, { ...submitted }, enginesCond, ...(tunnelCond !== undefined ? [tunnelCond] : [])], generation, observed.now),
     controller: {
       service: names.controllerService(ref.name),
       connectionSecret: names.connectionSecret(ref.name),

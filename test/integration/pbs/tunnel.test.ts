@@ -20,6 +20,7 @@ import { PbsHost, reconcilePbs, type PbsReconcileInput } from "../../../src/back
 import { clusterTag } from "../../../src/backends/pbs/core/script.ts";
 import { sshServer, tunnelChannels, tunnelledConnection, tunnelPortBase } from "../../../src/backends/pbs/core/tunnel.ts";
 import { TunnelForwarder } from "../../../src/backends/pbs/tunnel.ts";
+import { PbsOperatorRuntime } from "../../../src/backends/pbs/runtime.ts";
 import { startController, type ControllerHandle } from "../../../src/controller/controller.ts";
 import { writeConnectionFiles } from "../../../src/controller/connection-files.ts";
 import { createPbsMetrics, createTunnelMetrics } from "../../../src/metrics/operator.ts";
@@ -137,4 +138,30 @@ test("engines register through the login host's forwards, psum = 496; after an s
   assert.equal(forwarder.state, "closed");
   assert.match(await registry.metrics(), /ipp_operator_ssh_tunnels_active\{host="[^"]+"\} 0/);
   assert.notEqual((await probe(ports.get("registration")!)).stdout.trim(), "open", "closed forwards refuse connections");
+});
+
+test("the operator's pbs runtime keeps one forwarder per cluster, reports its state in observe, and closes it on release", async () => {
+  const pbs = { host: rig.host, port: rig.port, user: rig.user, credentialsSecret: "hpc-ssh", dialect: "slurm", queue: rig.queue, network: { mode: "sshTunnel" } };
+  const cluster = { apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", metadata: { namespace: "hpc", name: "tun", uid: `uid-rt-${process.pid}-${Date.now()}` }, spec: { engines: 1, backend: { pbs } } };
+  const runtime = new PbsOperatorRuntime({
+    logger, pollIntervalMs: 500, tunnelMetrics: createTunnelMetrics(new Registry()),
+    readSecret: async (_ns, name) => (name === "hpc-ssh" ? { "ssh-privatekey": rig.privateKey, known_hosts: rig.knownHosts } : undefined),
+  });
+  try {
+    const channels = tunnelChannels(controller.engineConnection, "127.0.0.1", tunnelPortBase(clusterTag({ namespace: "hpc", name: "tun", uid: cluster.metadata.uid })));
+    await runtime.tunnel(cluster, channels);
+    const seen = await until("forwarding in observe", async () => {
+      const o = await runtime.observe(cluster) as { tunnel?: { state: string } };
+      return o.tunnel?.state === "forwarding" ? o : undefined;
+    }, 20_000);
+    assert.equal((seen as { dialect?: string }).dialect, "slurm");
+    assert.equal((await probe(channels[0]!.remotePort)).stdout.trim(), "open");
+    await runtime.tunnel(cluster, channels); // the same channels again: nothing changes
+    assert.equal(((await runtime.observe(cluster)) as { tunnel?: { state: string } }).tunnel?.state, "forwarding");
+    await runtime.release(cluster);
+    assert.equal(((await runtime.observe(cluster)) as { tunnel?: unknown }).tunnel, undefined);
+    assert.notEqual((await probe(channels[0]!.remotePort)).stdout.trim(), "open", "released forwards refuse connections");
+  } finally {
+    runtime.close();
+  }
 });

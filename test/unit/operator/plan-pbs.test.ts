@@ -103,3 +103,44 @@ test("a value that is not shell-safe never reaches a script: InvalidJobScript, n
   assert.equal(of(p, "pbsSubmit").length, 0);
   assert.ok(["InvalidSpec", "InvalidJobScript"].includes(cond(p, "Degraded").reason));
 });
+
+test("sshTunnel: forwards from the cluster's port block to the controller Service; the job names only the login host's ports", () => {
+  const c = withFinalizer(rawCluster(spec({ network: { mode: "sshTunnel" }, port: 2222 })));
+  const first = plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } }));
+  const owned = of(first, "apply").map((a) => a.object);
+  const p = plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } }));
+  const [t, ...more] = of(p, "pbsTunnel");
+  assert.ok(t !== undefined && more.length === 0);
+  assert.deepEqual(t.channels.slice(0, 7).map((ch) => ch.name), ["registration", "control", "mux", "task", "iopub", "hb_ping", "hb_pong"]);
+  assert.ok(t.channels.every((ch) => /^psum-controller\.[a-z0-9-]+\.svc\./.test(ch.target.host)), JSON.stringify(t.channels[0]));
+  const base = t.channels[0]!.remotePort;
+  assert.deepEqual(t.channels.map((ch) => ch.remotePort), t.channels.map((_, i) => base + i));
+  const [s] = of(p, "pbsSubmit");
+  assert.ok(s !== undefined);
+  const info = JSON.parse(/^export IPP_CONNECTION_INFO='(.*)'$/m.exec(s.script)![1]!) as J;
+  assert.equal(info.interface, "tcp://127.0.0.1");
+  assert.equal(info.ssh, "alice@login01:2222");
+  assert.deepEqual([info.registration, info.control, info.mux, info.task, info.iopub, info.hb_ping, info.hb_pong, ...info.broadcast], t.channels.map((ch) => ch.remotePort));
+  for (const ch of t.channels) assert.ok(!s.script.includes(`:${ch.target.port}`) && !new RegExp(`\\b${ch.target.port}\\b`).test(JSON.stringify(info)), `controller port ${ch.target.port} leaked into the job`);
+  assert.match(s.script, /--IPEngine\.paramiko=True/);
+  assert.equal(cond(p, "TunnelReady").reason, "TunnelOpening");
+  // the same cluster plans the same ports (a restarted operator binds what the job was told)
+  assert.deepEqual(of(plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } })), "pbsTunnel")[0]!.channels, t.channels);
+});
+
+test("sshTunnel: the TunnelReady condition follows the forwarder; Ready needs it forwarding", () => {
+  const c = withFinalizer(rawCluster(spec({ network: { mode: "sshTunnel" } })));
+  const owned = of(plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })), "apply").map((a) => a.object);
+  const name = of(plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } })), "pbsSubmit")[0]!.name;
+  const ready = (tunnel: { state: string; error?: string }) => {
+    const deploy = owned.map((o) => o.kind === "Deployment" ? { ...o, status: { availableReplicas: 1 } } : o);
+    return plan(observe(c, deploy, { pbs: { dialect: "slurm", jobs: [job({ name })], tunnel }, controllerEngines: { registered: 4, alive: 4 } }));
+  };
+  const up = ready({ state: "forwarding" });
+  assert.equal(cond(up, "TunnelReady").status, "True");
+  assert.equal((up.status as J).phase, "Ready");
+  const down = ready({ state: "down", error: "ssh link alice@login01:22 lost" });
+  assert.deepEqual([cond(down, "TunnelReady").status, cond(down, "TunnelReady").reason, cond(down, "TunnelReady").message], ["False", "TunnelDown", "ssh link alice@login01:22 lost"]);
+  assert.notEqual((down.status as J).phase, "Ready");
+  assert.deepEqual([cond(down, "Ready").status, cond(down, "Ready").reason], ["False", "TunnelDown"]);
+});

@@ -247,11 +247,11 @@ test("controller unreachable: EnginesReady Unknown, last counts kept", () => {
   assert.equal((p.status as J).phase, "Starting");
 });
 
-test("pbs backend: sshTunnel networking is reported as not available yet; a missing credentials Secret is named", () => {
+test("pbs backend: sshTunnel (the default) is planned with forwards on the login host; a missing credentials Secret is named", () => {
   const spec = { engines: 8, backend: { pbs: { host: "login", user: "alice", credentialsSecret: "carc" } } };
   const p = plan(observe(withFinalizer(rawCluster(spec))));
-  assert.equal(cond(p, "Degraded").reason, "NetworkModeNotImplemented");
-  assert.equal(p.actions.filter((a) => a.type !== "event").length, 0, "nothing applied, nothing submitted");
+  assert.notEqual(cond(p, "Degraded")?.reason, "NetworkModeNotImplemented");
+  assert.equal(p.actions.filter((a) => a.type === "pbsTunnel").length, 1);
   assert.equal((p.status as J).backend, "pbs");
   const m = plan(observe(withFinalizer(rawCluster(spec)), [], { secrets: { carc: false } }));
   assert.equal(cond(m, "Degraded").reason, "SecretNotFound");
