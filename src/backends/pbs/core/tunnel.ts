@@ -15,9 +15,10 @@
 import { createHash } from "node:crypto";
 
 export const TUNNEL_BIND = "127.0.0.1";
-export const PORT_BASE = 20_000;
-export const PORT_BLOCK = 32;
-export const PORT_BLOCKS = 1_000; // 20000..51999
+export const PORT_BASE = 22_000;
+export const PORT_BLOCK = 16;
+/** 22000..31599: above the rig's own ports, below Linux's ephemeral range (32768-) */
+export const PORT_BLOCKS = 600;
 
 /** The engine connection info fields the tunnel rewrites (ipcontroller-engine.json). */
 export interface EnginePorts {
