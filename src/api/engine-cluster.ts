@@ -184,7 +184,7 @@ export const EngineClusterSpec = withRules(z.object({
 export const PHASES = ["Pending", "Submitting", "Queued", "Starting", "Ready", "Degraded", "Terminating", "Failed"] as const;
 export const Phase = z.enum(PHASES);
 
-export const CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "ControllerReady", "EnginesReady", "Submitted"] as const;
+export const CONDITION_TYPES = ["Ready", "Progressing", "Degraded", "ControllerReady", "EnginesReady", "Submitted", "TunnelReady"] as const;
 
 /** metav1.Condition. */
 export const Condition = z.object({

@@ -6,7 +6,7 @@ import { hostname } from "node:os";
 import { Registry } from "prom-client";
 import { CLUSTER_LABEL } from "../backends/mpi/core/names.ts";
 import { PbsOperatorRuntime } from "../backends/pbs/runtime.ts";
-import { createOperatorMetrics, createPbsMetrics } from "../metrics/operator.ts";
+import { createOperatorMetrics, createPbsMetrics, createTunnelMetrics } from "../metrics/operator.ts";
 import { startOperatorHttpServer } from "../operator/http-server.ts";
 import { createKubeClient, isNotFound } from "../operator/kube/client.ts";
 import { loadConnectionConfig } from "../operator/kube/config.ts";
@@ -159,7 +159,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   const kube = client;
   const pbs = new PbsOperatorRuntime({
-    logger: log.with({ backend: "pbs" }), metrics: createPbsMetrics(registry),
+    logger: log.with({ backend: "pbs" }), metrics: createPbsMetrics(registry), tunnelMetrics: createTunnelMetrics(registry),
     async readSecret(namespace, name) {
       try {
         const s = await kube.request<{ data?: Record<string, string> }>("GET", objectPath(resourceType("v1", "Secret"), namespace, name));
