@@ -21,6 +21,8 @@ export interface ClientConnection {
   key: string;
   signature_scheme?: string;
   location?: string;
+  /** Set when the controller runs CurveZMQ: this client then connects as a CURVE client. */
+  curve_serverkey?: string | null;
 }
 
 export interface ExecuteOutcome {
@@ -83,14 +85,19 @@ export function connectBase(iface: string): string {
   return `${m[1]}://${host}`;
 }
 
+function curveClientKeys(): { curvePublicKey: string; curveSecretKey: string } {
+  const { publicKey, secretKey } = zmq.curveKeyPair();
+  return { curvePublicKey: publicKey, curveSecretKey: secretKey };
+}
+
 export class IppClient {
   private readonly session: Session;
-  private readonly query = new zmq.Dealer({ linger: 0 });
-  private readonly mux = new zmq.Dealer({ linger: 0 });
-  private readonly iopub = new zmq.Subscriber({ linger: 0 });
-  private readonly notify = new zmq.Subscriber({ linger: 0 });
-  private readonly queryOut = new Outbox(this.query);
-  private readonly muxOut = new Outbox(this.mux);
+  private readonly query: zmq.Dealer;
+  private readonly mux: zmq.Dealer;
+  private readonly iopub: zmq.Subscriber;
+  private readonly notify: zmq.Subscriber;
+  private readonly queryOut: Outbox;
+  private readonly muxOut: Outbox;
   private readonly pending = new Map<string, Pending>();
   private readonly queryWaiters = new Map<string, (m: Message) => void>();
   private readonly engineIds = new Map<number, string>();
@@ -100,11 +107,26 @@ export class IppClient {
   private constructor(private readonly info: ClientConnection, logger: Logger) {
     this.log = logger.with({ component: "api-client" });
     this.session = new Session({ key: info.key, username: "ipp-operator-api" });
+    // Under CurveZMQ the controller refuses peers without the handshake: connect as a CURVE
+    // client with a key pair of our own, as ipyparallel's clients do.
+    const curve = info.curve_serverkey ? { curveServerKey: info.curve_serverkey, ...curveClientKeys() } : {};
+    this.query = new zmq.Dealer({ linger: 0, ...curve });
+    this.mux = new zmq.Dealer({ linger: 0, ...curve });
+    this.iopub = new zmq.Subscriber({ linger: 0, ...curve });
+    this.notify = new zmq.Subscriber({ linger: 0, ...curve });
+    this.queryOut = new Outbox(this.query);
+    this.muxOut = new Outbox(this.mux);
   }
 
   static async connect(info: ClientConnection, deps: { logger: Logger }): Promise<IppClient> {
     const c = new IppClient(info, deps.logger);
-    await c.start();
+    try {
+      await c.start();
+    } catch (err) {
+      // A client that never got going must not keep sockets (and so the process) alive.
+      c.close();
+      throw err;
+    }
     return c;
   }
 
