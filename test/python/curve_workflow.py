@@ -3,17 +3,12 @@ scatter/gather, psum with MPI.
 
 usage: python curve_workflow.py CLIENT_JSON N_ENGINES   -> prints one JSON object
 """
-import json, sys, traceback
+import json, sys
 
 import numpy as np
 import ipyparallel as ipp
 
-out = {"errors": {}}
-def step(name, f):
-    try:
-        out[name] = f()
-    except Exception:
-        out["errors"][name] = traceback.format_exc()[-2000:]
+from steps import out, step
 
 n = int(sys.argv[2])
 with open(sys.argv[1]) as f:

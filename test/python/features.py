@@ -4,18 +4,11 @@ hub_history, purge_results, broadcast views, dependencies, retries, timeouts, re
 
 usage: python features.py CLIENT_JSON N_ENGINES   -> prints one JSON object
 """
-import io, json, os, sys, time, tempfile, contextlib, traceback
+import io, json, os, sys, time, tempfile, contextlib
 import ipyparallel as ipp
 import numpy as np
 
-out = {"errors": {}}
-def step(name, f):
-    t0 = time.time()
-    try:
-        out[name] = f()
-    except Exception:
-        out["errors"][name] = traceback.format_exc()[-2500:]
-    out.setdefault("durations", {})[name] = round(time.time() - t0, 3)
+from steps import out, step
 
 n = int(sys.argv[2])
 path = sys.argv[1]

@@ -2,18 +2,13 @@
 
 usage: python workflow.py CLIENT_JSON N_ENGINES   -> prints one JSON object
 """
-import io, json, sys, contextlib, traceback
+import io, json, sys, contextlib
 
 from IPython.core.interactiveshell import InteractiveShell
 import numpy as np
 import ipyparallel as ipp
 
-out = {"errors": {}}
-def step(name, f):
-    try:
-        out[name] = f()
-    except Exception:
-        out["errors"][name] = traceback.format_exc()[-2000:]
+from steps import out, step
 
 shell = InteractiveShell.instance()
 n = int(sys.argv[2])
