@@ -223,9 +223,10 @@ test("assignPorts never assigns a port twice and uses pool ports before free one
       const used = [a.registration, ...Object.values(a.engine).flat(), ...Object.values(a.client)].filter((p) => p !== undefined);
       assert.equal(new Set(used).size, used.length);
       for (const p of used) assert.ok(all.includes(p as number));
-      // 10 engine-side draws (registration + 9), then 6 client-side draws; each side's pool first
-      const e = Math.min(10, pools.engine.length);
-      const ce = Math.min(10 - e, pools.common.length);
+      // 9 engine-side draws (registration + control, mux, task, iopub, hb_ping, hb_pong and the
+      // 2 broadcast leaves: upstream's 8 engine ports), then 6 client-side draws; each side's pool first
+      const e = Math.min(9, pools.engine.length);
+      const ce = Math.min(9 - e, pools.common.length);
       const c = Math.min(6, pools.client.length);
       const cc = Math.min(6 - c, pools.common.length - ce);
       assert.equal(used.length, e + ce + c + cc);
