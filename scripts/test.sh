@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: provisions every real part it needs (Debian packages,
 # node modules, ipyparallel 9.2 and 8.8 virtualenvs, kube-apiserver/etcd/helm built from the Go
-# module proxy, all cached under .cache/ keyed by version), runs the static checks, then every
+# module proxy, all cached under ~/.cache/ipp-operator/ keyed by version), runs the static checks, then every
 # unit and integration test. The last line is the summary: "N passed, N failed".
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

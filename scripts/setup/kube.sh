@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # A real control plane for the integration tests, built from the Go module proxy (there is no
 # kube-apiserver package in Debian and no prebuilt binaries can be fetched):
-#   .cache/kube/etcd-<version>/etcd
-#   .cache/kube/kube-apiserver-<version>/kube-apiserver
-#   .cache/kube/helm-<version>/helm
+#   ~/.cache/ipp-operator/kube/etcd-<version>/etcd
+#   ~/.cache/ipp-operator/kube/kube-apiserver-<version>/kube-apiserver
+#   ~/.cache/ipp-operator/kube/helm-<version>/helm
 # Each binary is built by a small wrapper module generated here (never committed) and cached in a
 # folder keyed by its version (helm: and by its ldflags), so a second run costs little. Cold build:
 # 5-15 minutes.

@@ -2,7 +2,9 @@
 # Shared helpers for the idempotent set-up scripts. Sourced, not run.
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-CACHE_DIR="${IPP_CACHE_DIR:-$REPO_ROOT/.cache}"
+# Slow builds (Go binaries, venvs, OpenPBS, images) are cached outside the clone, keyed by version
+# or content, so a fresh clone (CI's included) reuses them; IPP_CACHE_DIR moves them.
+CACHE_DIR="${IPP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ipp-operator}"
 mkdir -p "$CACHE_DIR"
 
 log() { printf '[setup] %s\n' "$*" >&2; }

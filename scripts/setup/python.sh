@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Python virtualenvs with unmodified ipyparallel, one per supported version, built from Debian's
 # interpreter with --system-site-packages so they reuse Debian's mpi4py and numpy (built against
-# Debian's Open MPI). Usage: python.sh [--dir DIR] [9|8]...   (default: both, under .cache/venv)
+# Debian's Open MPI). Usage: python.sh [--dir DIR] [9|8]...   (default: both, under ~/.cache/ipp-operator/venv)
 # Each venv is DIR/ipp<major>, stamped with its ipyparallel version so a second run is instant.
 # shellcheck source=scripts/setup/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -1,6 +1,6 @@
 /**
  * A real Kubernetes control plane for integration tests: etcd and kube-apiserver (built by
- * scripts/setup/kube.sh into .cache/kube/) on loopback with random free ports and temporary
+ * scripts/setup/kube.sh into ~/.cache/ipp-operator/kube/) on loopback with random free ports and temporary
  * directories, configured as envtest does (secure port on 127.0.0.1, self-signed serving cert,
  * service-account key pair, a token with system:masters, RBAC). The CRDs from crds/ are installed
  * and established before it is handed out. There are no controllers and no kubelet: Pods never

@@ -1,7 +1,7 @@
 /**
  * Paths of the command-line tools the chart and dashboard tests run, each provisioned by a
  * set-up script. A missing tool is an error naming the script that provides it, never a skip.
- *   helm:               scripts/setup/kube.sh helm  → .cache/kube/helm-<version>/helm
+ *   helm:               scripts/setup/kube.sh helm  → ~/.cache/ipp-operator/kube/helm-<version>/helm
  *   prometheus/promtool: scripts/setup/prometheus.sh → Debian's prometheus package
  */
 import { existsSync, readFileSync } from "node:fs";

@@ -9,7 +9,7 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT, python, venvBin, type IppMajor } from "../../support/paths.ts";
+import { CACHE_DIR, REPO_ROOT, python, venvBin, type IppMajor } from "../../support/paths.ts";
 
 export const BIN = join(REPO_ROOT, "bin", "ipp-operator");
 export const DRIVER = join(REPO_ROOT, "test", "python", "compat", "cluster_driver.py");
@@ -142,7 +142,7 @@ function readdirSafe(p: string): string[] {
 /** Run the Python driver; on timeout, kill it and everything it started. */
 export async function runDriver(major: IppMajor, command: string, params: Record<string, unknown>, timeoutMs: number): Promise<DriverRun> {
   const child: ChildProcess = spawn(python(major), [DRIVER, command, JSON.stringify(params)], {
-    env: childEnv({ PATH: `${join(REPO_ROOT, ".cache", "venv", `ipp${major}`, "bin")}:${process.env.PATH ?? ""}` }),
+    env: childEnv({ PATH: `${join(CACHE_DIR, "venv", `ipp${major}`, "bin")}:${process.env.PATH ?? ""}` }),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
