@@ -290,6 +290,8 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, loc: Profil
     ...(o.registrationTimeoutS !== undefined ? { registrationTimeoutMs: o.registrationTimeoutS * 1000 } : {}),
     ...(o.dbRecordLimit !== undefined ? { dbRecordLimit: o.dbRecordLimit } : {}),
     ...(o.dbSizeLimit !== undefined ? { dbSizeLimitBytes: o.dbSizeLimit } : {}),
+    ...(o.taskHistory !== undefined ? { taskHistory: o.taskHistory } : {}),
+    ...(o.signatureHistory !== undefined ? { signatureHistory: o.signatureHistory } : {}),
     ...(rt.curve ? { curve: rt.curve } : {}),
   };
 

@@ -10,6 +10,7 @@ import {
 import type { ControllerMetrics } from "../metrics/controller.ts";
 import type { Logger } from "../util/log.ts";
 import type { Frames } from "./socket-io.ts";
+import { SignatureHistory } from "./core/signature-history.ts";
 
 export interface BadMessageOptions {
   metrics: ControllerMetrics;
@@ -17,6 +18,8 @@ export interface BadMessageOptions {
   session: Session;
   maxMessageBytes: number;
   logIntervalMs: number;
+  /** Signatures remembered for replay detection (jupyter_client's digest_history_size). */
+  signatureHistory?: number;
 }
 
 // module-level parsers, so a parse-or-drop call allocates no closure per message
@@ -26,8 +29,11 @@ const metadataOf = (raw: RawMessage): JsonObject => parseJsonFrame(raw.metadata,
 export class BadMessages {
   private readonly counts: Record<string, number> = {};
   private readonly lastLogged = new Map<string, number>();
+  private readonly signatures: SignatureHistory;
 
-  constructor(private readonly o: BadMessageOptions) {}
+  constructor(private readonly o: BadMessageOptions) {
+    this.signatures = new SignatureHistory(o.signatureHistory);
+  }
 
   /** Count and (rate-limited) log one dropped message. */
   drop(channel: string, reason: BadMessageReason, detail: string): void {
@@ -45,12 +51,16 @@ export class BadMessages {
     return { ...this.counts };
   }
 
-  /** Size cap, split and signature check; on failure the message is dropped and null returned. */
+  /** Size cap, split, signature and replay check; on failure the message is dropped and null returned. */
   check(channel: string, frames: Frames, bytes: number): RawMessage | null {
     try {
       if (bytes > this.o.maxMessageBytes) throw new ProtocolError("too_large", `message of ${bytes} bytes over the ${this.o.maxMessageBytes} cap`);
       const raw = splitFrames(frames);
       this.o.session.verify(raw);
+      // without a key (CurveZMQ only) there is no signature to remember
+      if (this.o.session.signer.enabled && !this.signatures.firstSeen(raw.signature)) {
+        throw new ProtocolError("replayed", "signature seen before");
+      }
       return raw;
     } catch (err) {
       if (err instanceof ProtocolError) this.drop(channel, err.code, err.message);

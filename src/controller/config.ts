@@ -38,8 +38,15 @@ export interface ControllerConfig {
   broadcastDepth?: number;
   /** Task records kept for hub queries (default 1024, as upstream). */
   dbRecordLimit?: number;
-  /** Request+result buffer bytes kept for hub queries (default 64 MiB; upstream keeps 1 GiB). */
+  /** Request+result buffer and stream-text bytes kept for hub queries (default 64 MiB; upstream keeps 1 GiB of buffers). */
   dbSizeLimitBytes?: number;
+  /**
+   * Finished tasks remembered by id, beyond the records: for `after`/`follow` dependencies in the
+   * task scheduler and for result_request's status in the hub (upstream remembers all). Default 65536.
+   */
+  taskHistory?: number;
+  /** Signatures of recent messages remembered to refuse replays (jupyter_client's digest_history_size). Default 65536. */
+  signatureHistory?: number;
   /** Rate limit for bad-message log lines, per reason. Default 60 s. */
   badMessageLogIntervalMs?: number;
   /** CurveZMQ: the controller's key pair (z85). With curve, `key` may be "". */
@@ -64,4 +71,8 @@ export function validateConfig(config: ControllerConfig): void {
   if (!TASK_SCHEMES.includes(config.taskScheme)) throw new ConfigError(`controller config: unknown taskScheme ${String(config.taskScheme)}`);
   if ((config.signatureScheme ?? "hmac-sha256") !== "hmac-sha256") throw new ConfigError("controller config: only hmac-sha256 is supported");
   if (config.maxMessageBytes !== undefined && !(config.maxMessageBytes > 0)) throw new ConfigError("controller config: maxMessageBytes must be > 0");
+  for (const k of ["taskHistory", "signatureHistory"] as const) {
+    const v = config[k];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) throw new ConfigError(`controller config: ${k} must be a positive integer`);
+  }
 }

@@ -75,8 +75,14 @@ export async function startController(config: ControllerConfig, deps: Controller
     config, log, clock, startedAt, session, metrics, traffic,
     queues: queueCounters(metrics),
     out: outlets.outlets,
-    bad: new BadMessages({ metrics, log, session, maxMessageBytes: config.maxMessageBytes ?? 2 ** 31, logIntervalMs: config.badMessageLogIntervalMs ?? 60_000 }),
-    records: new HubRecords(metrics, { recordLimit: config.dbRecordLimit, sizeLimitBytes: config.dbSizeLimitBytes ?? 64 * 1024 * 1024 }),
+    bad: new BadMessages({
+      metrics, log, session, maxMessageBytes: config.maxMessageBytes ?? 2 ** 31, logIntervalMs: config.badMessageLogIntervalMs ?? 60_000,
+      ...(config.signatureHistory !== undefined ? { signatureHistory: config.signatureHistory } : {}),
+    }),
+    records: new HubRecords(metrics, {
+      recordLimit: config.dbRecordLimit, sizeLimitBytes: config.dbSizeLimitBytes ?? 64 * 1024 * 1024,
+      ...(config.taskHistory !== undefined ? { completedHistory: config.taskHistory } : {}),
+    }),
     timers: new Timers(),
     now: () => isoDate(clock()),
   };

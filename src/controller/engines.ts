@@ -13,11 +13,12 @@ export interface EngineState {
   uuid: string;
   ident: Buffer;
   registeredAt: Date;
-  /** Pending mux msg_ids. */
-  queue: Set<string>;
+  /** Pending mux msg_ids, with when each was received (Date.now(), for the latency histogram). */
+  queue: Map<string, number>;
   /** Pending task msg_ids. */
   tasks: Set<string>;
-  completed: string[];
+  /** Requests this engine has answered (the ids themselves: HubRecords.completedOn, recent ones only). */
+  completedCount: number;
   /** This engine's queue-depth gauge child. */
   depthGauge: { set(v: number): void };
 }
@@ -106,7 +107,7 @@ export class EngineRegistry {
     this.incoming.delete(uuid);
     this.ctx.timers.cancel(inc.timer);
     const e: EngineState = {
-      id: inc.id, uuid, ident: Buffer.from(uuid, "utf8"), registeredAt: this.ctx.clock(), queue: new Set(), tasks: new Set(), completed: [],
+      id: inc.id, uuid, ident: Buffer.from(uuid, "utf8"), registeredAt: this.ctx.clock(), queue: new Map(), tasks: new Set(), completedCount: 0,
       depthGauge: metrics.queueDepth.labels(String(inc.id)),
     };
     this.byId.set(e.id, e);
@@ -151,8 +152,8 @@ export class EngineRegistry {
     this.ctx.timers.later(this.ctx.config.strandedTaskDelayMs ?? 5000, () => {
       afterGrace();
       // mux requests: clients fail them on the notification; the hub records the error
-      for (const msgId of e.queue) {
-        records.complete(msgId);
+      for (const msgId of e.queue.keys()) {
+        records.complete(msgId, e.uuid);
         const content = errorContent("EngineError", `Engine ${eid} died while running task ${pyRepr(msgId)}`);
         if (records.db.has(msgId)) {
           records.db.update(msgId, { result_content: content, result_header: { engine: e.uuid, date: this.ctx.now() }, result_buffers: [], completed: this.ctx.now(), engine_uuid: e.uuid });

@@ -3,7 +3,7 @@
  * msg_type. A handler that throws answers the sender with a hub_error; the loop lives on.
  */
 import type { EventEmitter } from "node:events";
-import { encodeJson, type JsonObject, type Message } from "../protocol/index.ts";
+import { ProtocolError, decodeRaw, encodeJson, type JsonObject, type Message } from "../protocol/index.ts";
 import { QueryError, project, type TaskRecord } from "./core/hub-db.ts";
 import { errorContent, pyRepr, type ErrorContent } from "./core/errors.ts";
 import { notify, type ControllerContext } from "./context.ts";
@@ -25,6 +25,19 @@ export interface HubDeps {
   stop(): void;
   /** The engine connection info sent in registration replies. */
   engineInfo: JsonObject;
+}
+
+/** An error that becomes a hub_error reply with this Python exception name. */
+function pyError(ename: string, message: string): Error {
+  return Object.assign(new Error(message), { ename });
+}
+
+/** A query's list of msg_ids, as upstream reads it (a missing key is a KeyError, a non-list a TypeError). */
+function msgIdList(content: JsonObject, key = "msg_ids"): string[] {
+  const v = content[key];
+  if (v === undefined) throw pyError("KeyError", pyRepr(key));
+  if (!Array.isArray(v)) throw pyError("TypeError", `${key} must be a list of msg_ids, not ${v === null ? "None" : typeof v}`);
+  return v.map(String);
 }
 
 function wrapError(err: unknown): ErrorContent {
@@ -68,8 +81,9 @@ export class Hub {
       for (const t of targets) {
         const e = this.engines.byId.get(t)!;
         content[String(t)] = verbose
-          ? { queue: [...e.queue], completed: [...e.completed], tasks: [...e.tasks] }
-          : { queue: e.queue.size, completed: e.completed.length, tasks: e.tasks.size };
+          // verbose: the completed ids still remembered (the most recent ones); the count is exact
+          ? { queue: [...e.queue.keys()], completed: this.ctx.records.completedOn(e.uuid), tasks: [...e.tasks] }
+          : { queue: e.queue.size, completed: e.completedCount, tasks: e.tasks.size };
       }
       content.unassigned = verbose ? [...this.ctx.records.unassigned] : this.ctx.records.unassigned.size;
       this.reply(id, "queue_reply", content, msg.header);
@@ -85,7 +99,7 @@ export class Hub {
       this.reply(id, "load_reply", content, msg.header);
     },
     result_request: (id, msg) => {
-      const ids = Array.isArray(msg.content.msg_ids) ? [...new Set(msg.content.msg_ids.map(String))].sort() : [];
+      const ids = [...new Set(msgIdList(msg.content))].sort();
       const statusOnly = Boolean(msg.content.status_only);
       const pending: string[] = [];
       const completed: string[] = [];
@@ -97,10 +111,9 @@ export class Hub {
         else if (this.ctx.records.completed.has(m) || rec?.completed) {
           completed.push(m);
           if (!statusOnly) {
-            if (!rec) {
-              content = errorContent("KeyError", `'No such message: ${m}'`);
-              break;
-            }
+            // completed, but its record was culled: upstream's lookup raises KeyError(msg_id),
+            // which its dispatcher answers with a hub_error
+            if (!rec) throw pyError("KeyError", pyRepr(m));
             const [c, bufs] = recordReply(rec);
             content[m] = c;
             buffers.push(...bufs);
@@ -154,7 +167,7 @@ export class Hub {
         if (ids === "all") {
           this.ctx.records.db.dropMatching({ completed: { $ne: null } });
         } else {
-          const list = Array.isArray(ids) ? ids.map(String) : [];
+          const list = msgIdList({ msg_ids: ids });
           const pend = list.filter((m) => this.ctx.records.pending.has(m));
           if (pend.length) throw Object.assign(new Error(`msg pending: ${pyRepr(pend[0]!)}`), { ename: "IndexError" });
           this.ctx.records.db.dropMatching({ msg_id: { $in: list } });
@@ -172,11 +185,12 @@ export class Hub {
       this.reply(id, "purge_reply", content, msg.header);
     },
     resubmit_request: (id, msg) => {
-      const ids = Array.isArray(msg.content.msg_ids) ? msg.content.msg_ids.map(String) : [];
+      const ids = msgIdList(msg.content);
       const recs = ids.map((m) => this.ctx.records.db.get(m));
       const missing = ids.filter((_m, i) => !recs[i] || !recs[i]!.header);
       if (missing.length) {
-        this.reply(id, "resubmit_reply", errorContent("KeyError", `No such msg(s): ${JSON.stringify(missing)}`), msg.header);
+        // upstream: KeyError(f"No such msg(s): {missing!r}"), a Python list repr
+        this.reply(id, "resubmit_reply", errorContent("KeyError", `No such msg(s): [${missing.map(pyRepr).join(", ")}]`), msg.header);
         return;
       }
       const resubmitted: Record<string, string> = {};
@@ -208,8 +222,17 @@ export class Hub {
     if (!raw) return;
     const clientId = raw.ids[0];
     if (!clientId) return this.ctx.bad.drop("registration", "bad_routing", "no routing id");
-    const msg = this.ctx.bad.decode("registration", raw);
-    if (!msg) return;
+    let msg: Message;
+    try {
+      msg = decodeRaw(raw);
+    } catch (err) {
+      // signed by a key holder but not a message we can read: counted, and answered as upstream
+      // answers a query it cannot deserialize (unsigned messages never get an answer)
+      const reason = err instanceof ProtocolError ? err.code : "bad_json";
+      this.ctx.bad.drop("registration", reason, String(err));
+      this.reply(clientId, "hub_error", errorContent("ValueError", `malformed query: ${(err as Error).message}`), null);
+      return;
+    }
     const handler = this.queries[msg.header.msg_type];
     if (!handler) {
       this.ctx.bad.drop("registration", "unknown_msg_type", msg.header.msg_type);

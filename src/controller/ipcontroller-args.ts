@@ -78,6 +78,10 @@ export interface ControllerOptions {
   broadcastDepth: number;
   dbRecordLimit?: number;
   dbSizeLimit?: number;
+  /** Finished tasks remembered by id for dependencies and result status (ours). */
+  taskHistory?: number;
+  /** Message signatures remembered to refuse replays (Session.digest_history_size). */
+  signatureHistory?: number;
   // security
   key?: string;               // explicit HMAC key ("" = no signing)
   keyFlag?: string;           // which option or variable set `key` (for error messages)
@@ -316,7 +320,7 @@ const SETTINGS: Record<string, Setting> = {
   "TaskScheduler.hwm": { kind: "int", status: "supported", why: "maximum outstanding tasks per engine (default 1; 0 = unlimited)", apply: (o, v, f) => { o.hwm = positiveInt(f, num(v), 0); } },
   // --- DictDB
   "DictDB.record_limit": { kind: "int", status: "supported", why: "maximum task records kept in memory (default 1024)", apply: (o, v, f) => { o.dbRecordLimit = positiveInt(f, num(v)); } },
-  "DictDB.size_limit": { kind: "int", status: "supported", why: "maximum bytes of task records kept in memory (default 1 GiB)", apply: (o, v, f) => { o.dbSizeLimit = positiveInt(f, num(v)); } },
+  "DictDB.size_limit": { kind: "int", status: "supported", why: "maximum bytes of task records kept in memory: buffers and stdout/stderr text (default 64 MiB)", apply: (o, v, f) => { o.dbSizeLimit = positiveInt(f, num(v)); } },
   "DictDB.cull_fraction": { kind: "float", status: "rejected", why: "records are culled 10 % at a time (the default, 0.1); other fractions are not implemented", apply: onlyDefault([0.1], "records are culled 10 % at a time; other fractions are not implemented") },
   // --- Session (jupyter_client)
   "Session.key": { kind: "str", status: "supported", why: "HMAC key for message signatures ('' only with CurveZMQ)", apply: (o, v, f) => { o.key = str(v); o.keyFlag = f; o.keyFile = undefined; o.generateKey = false; } },
@@ -331,13 +335,14 @@ const SETTINGS: Record<string, Setting> = {
   "Session.buffer_threshold": { kind: "int", status: "meaningless", why: "pyzmq send tuning; the relays forward frames without re-serialising them", apply: (o, _v, f) => note(o, f, "pyzmq send tuning") },
   "Session.copy_threshold": { kind: "int", status: "meaningless", why: "pyzmq zero-copy tuning; not applicable to zeromq.js", apply: (o, _v, f) => note(o, f, "pyzmq zero-copy tuning") },
   "Session.item_threshold": { kind: "int", status: "meaningless", why: "pyzmq serialisation tuning; the relays forward frames as they are", apply: (o, _v, f) => note(o, f, "pyzmq serialisation tuning") },
-  "Session.digest_history_size": { kind: "int", status: "meaningless", why: "the controller keeps no history of message signatures, so there is nothing for this size to bound", apply: (o, _v, f) => note(o, f, "no signature history is kept") },
+  "Session.digest_history_size": { kind: "int", status: "supported", why: "signatures of recent messages remembered to refuse replays (default 65536)", apply: (o, v, f) => { o.signatureHistory = positiveInt(f, num(v)); } },
   "Session.metadata": { kind: "str", status: "meaningless", why: "only labels the controller's own messages", apply: (o, _v, f) => note(o, f, "metadata of the controller's own messages") },
   // --- ProfileDir (IPython)
   "ProfileDir.location": { kind: "str", status: "supported", why: "profile directory; connection files go to <dir>/security", apply: (o, v) => { o.profileDir = str(v) || undefined; } },
   // --- ours (not in ipcontroller)
   "IppOperator.http_port": { kind: "int", status: "supported", why: "serve /metrics, /healthz, /readyz and the JSON API on this port (0 = any free port; default: no HTTP server)", apply: (o, v, f) => { if (num(v) < 0 || num(v) > 65535) throw badValue(f, String(v), "a port in 0-65535"); o.httpPort = num(v); } },
   "IppOperator.http_host": { kind: "str", status: "supported", why: "address of the HTTP server (default 127.0.0.1)", apply: (o, v, f) => { if (!str(v)) throw badValue(f, "", "an address"); o.httpHost = str(v); } },
+  "IppOperator.task_history": { kind: "int", status: "supported", why: "finished tasks remembered by id for after/follow dependencies and result status, beyond the DictDB records (default 65536; upstream remembers all)", apply: (o, v, f) => { o.taskHistory = positiveInt(f, num(v)); } },
   "IppOperator.connection_dir": { kind: "str", status: "supported", why: "write the connection files here instead of <profile>/security (e.g. a volume the operator publishes)", apply: (o, v) => { o.connectionDir = str(v) || undefined; } },
 };
 

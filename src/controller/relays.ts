@@ -17,9 +17,6 @@ function swapRouting(frames: Frames, ids: Buffer[]): Frames {
 }
 
 export class Relays {
-  /** When each pending mux request was received (for the latency histogram). */
-  private readonly muxStarted = new Map<string, number>();
-
   constructor(private readonly ctx: ControllerContext, private readonly engines: EngineRegistry) {}
 
   readonly onMuxRequest = (frames: Frames): void => {
@@ -43,8 +40,8 @@ export class Relays {
     records.db.add(rec);
     records.touched();
     records.pending.add(msgId);
-    e.queue.add(msgId);
-    this.muxStarted.set(msgId, Date.now());
+    // the receive time lives with the engine's pending request, so an engine's death drops both
+    e.queue.set(msgId, Date.now());
     this.engines.setDepth(e);
     this.ctx.queues.mux.submitted.inc();
   };
@@ -73,14 +70,14 @@ export class Relays {
     const msgId = typeof parent.msg_id === "string" ? parent.msg_id : null;
     if (!msgId || !e) return;
     const status = content.status;
-    if (records.completeIfPending(msgId)) {
+    const t0 = e.queue.get(msgId);
+    if (records.completeIfPending(msgId, e.uuid)) {
       e.queue.delete(msgId);
-      e.completed.push(msgId);
+      e.completedCount++;
       this.engines.setDepth(e);
     }
-    const t0 = this.muxStarted.get(msgId);
     if (t0 !== undefined) {
-      this.muxStarted.delete(msgId);
+      e.queue.delete(msgId);
       this.ctx.queues.mux.latency.observe((Date.now() - t0) / 1000);
     }
     if (status === "ok") this.ctx.queues.mux.completed.inc();
@@ -124,16 +121,17 @@ export class Relays {
     } catch {
       return;
     }
-    const rec = records.db.get(msgId);
-    const d: Partial<TaskRecord> = {};
+    // output for a request without a record (not one of ours, or culled) is not recorded
+    if (!records.db.has(msgId)) return;
     if (msgType === "stream") {
-      const name = content.name === "stderr" ? "stderr" : "stdout";
-      d[name] = (rec ? rec[name] : "") + String(content.text ?? "");
-    } else if (msgType === "error") d.error = content;
+      records.db.appendText(msgId, content.name === "stderr" ? "stderr" : "stdout", String(content.text ?? ""));
+      return;
+    }
+    const d: Partial<TaskRecord> = {};
+    if (msgType === "error") d.error = content;
     else if (msgType === "execute_input") d.execute_input = String(content.code ?? "");
     else if (msgType === "execute_result" || msgType === "display_data") d[msgType] = content;
     else return;
-    if (!rec && !records.pending.has(msgId)) return; // not one of ours (or culled)
     records.db.update(msgId, d);
   };
 

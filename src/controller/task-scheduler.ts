@@ -25,9 +25,23 @@ interface TaskPayload {
 
 export class TaskScheduler {
   private readonly queue: TaskQueue<TaskPayload>;
+  /**
+   * Timeout timers of waiting tasks, cancelled as soon as the task leaves the queue (sent or
+   * failed): a timer's closure would otherwise keep the task alive until it fires, however long
+   * ago the task finished.
+   */
+  private readonly timeouts = new Map<string, NodeJS.Timeout>();
 
   constructor(private readonly ctx: ControllerContext, private readonly engines: EngineRegistry) {
-    this.queue = new TaskQueue<TaskPayload>({ scheme: ctx.config.taskScheme, hwm: ctx.config.taskHwm ?? 1 });
+    this.queue = new TaskQueue<TaskPayload>({
+      scheme: ctx.config.taskScheme, hwm: ctx.config.taskHwm ?? 1,
+      ...(ctx.config.taskHistory !== undefined ? { doneHistory: ctx.config.taskHistory } : {}),
+    });
+  }
+
+  /** Timeout timers currently armed (one per waiting task with a timeout). */
+  get armedTimeouts(): number {
+    return this.timeouts.size;
   }
 
   addEngine(uuid: string): void {
@@ -107,8 +121,8 @@ export class TaskScheduler {
       if (!job.payload.clientId.equals(INTERNAL_CLIENT)) {
         this.ctx.out.taskIn.send([raw.ids[1]!, raw.ids[0]!, ...frames.slice(2)]);
       }
-      records.complete(msgId);
-      if (e) e.completed.push(msgId);
+      records.complete(msgId, engine);
+      if (e) e.completedCount++;
       this.ctx.queues.task.latency.observe((Date.now() - job.payload.receivedAt) / 1000);
       if (success) this.ctx.queues.task.completed.inc();
       else this.ctx.metrics.tasksFailed.labels("task", synthesized ? "engine_died" : "error").inc();
@@ -133,6 +147,7 @@ export class TaskScheduler {
 
   private run(actions: TaskAction<TaskPayload>[]): void {
     for (const a of actions) {
+      if (a.kind !== "timer") this.disarm(a.job.msgId);
       if (a.kind === "send") {
         const e = this.engines.byUuid.get(a.engine);
         this.ctx.out.taskOut.send([Buffer.from(a.engine, "utf8"), ...a.job.payload.frames]);
@@ -143,21 +158,37 @@ export class TaskScheduler {
         }
         this.ctx.records.db.update(a.job.msgId, { engine_uuid: a.engine });
       } else if (a.kind === "fail") {
-        this.fail(a.job, a.ename);
+        this.fail(a.job, a.ename, a.detail);
       } else {
-        this.ctx.timers.later(a.ms, () => this.run(this.queue.timeout(a.job.msgId, a.token)));
+        this.arm(a.job.msgId, a.token, a.ms);
       }
     }
   }
 
+  private arm(msgId: string, token: number, ms: number): void {
+    this.disarm(msgId);
+    // the closure holds the id and token only, never the job and its frames
+    this.timeouts.set(msgId, this.ctx.timers.later(ms, () => {
+      this.timeouts.delete(msgId);
+      this.run(this.queue.timeout(msgId, token));
+    }));
+  }
+
+  private disarm(msgId: string): void {
+    const t = this.timeouts.get(msgId);
+    if (t === undefined) return;
+    this.ctx.timers.cancel(t);
+    this.timeouts.delete(msgId);
+  }
+
   /** Answer a task the scheduler gave up on (timeout, bad or impossible dependency). */
-  private fail(job: TaskJob<TaskPayload>, ename: string): void {
+  private fail(job: TaskJob<TaskPayload>, ename: string, detail?: string): void {
     const { records } = this.ctx;
-    const evalue = ename === "TaskTimeout" ? `Task ${job.msgId} timed out` : ename === "InvalidDependency" ? "invalid dependency" : "impossible dependency";
+    const evalue = detail ?? (ename === "TaskTimeout" ? `Task ${job.msgId} timed out` : ename === "InvalidDependency" ? "invalid dependency" : "impossible dependency");
     const content = errorContent(ename, evalue);
     const frames = this.ctx.session.build("apply_reply", content, { ids: [job.payload.clientId], parent: job.payload.header });
     records.unassigned.delete(job.msgId);
-    records.complete(job.msgId);
+    records.complete(job.msgId, null);
     const raw = splitFrames(frames);
     records.db.update(job.msgId, {
       result_header: parseJsonFrame(raw.header, "header"), result_metadata: {}, result_content: content, result_buffers: [],

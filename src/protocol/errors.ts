@@ -9,10 +9,11 @@ export type BadMessageReason =
   | "bad_header" // header lacks msg_id/msg_type strings
   | "unknown_msg_type" // a msg_type this channel does not accept
   | "too_large" // over the configured size cap
-  | "bad_routing"; // routing frames do not name a known peer
+  | "bad_routing" // routing frames do not name a known peer
+  | "replayed"; // a valid signature seen before: a captured message sent again
 
 export const BAD_MESSAGE_REASONS: readonly BadMessageReason[] = [
-  "truncated", "bad_signature", "bad_json", "bad_header", "unknown_msg_type", "too_large", "bad_routing",
+  "truncated", "bad_signature", "bad_json", "bad_header", "unknown_msg_type", "too_large", "bad_routing", "replayed",
 ];
 
 export class ProtocolError extends Error {

@@ -2,6 +2,11 @@
  * msg_id dependencies of load-balanced tasks (`after` = time deps, `follow` = location deps), as
  * ipyparallel's Dependency: `all` (every id vs any), `success` / `failure` (which outcomes count).
  */
+/** Membership is all a dependency check needs; the scheduler's bounded history answers it. */
+export interface IdSet {
+  has(id: string): boolean;
+}
+
 export class Dependency {
   readonly ids: ReadonlySet<string>;
   readonly all: boolean;
@@ -37,12 +42,12 @@ export class Dependency {
   }
 
   /** A copy without the given ids (same flags). */
-  without(done: ReadonlySet<string>): Dependency {
+  without(done: IdSet): Dependency {
     return new Dependency([...this.ids].filter((id) => !done.has(id)), this);
   }
 
   /** Have the dependencies been met? */
-  check(completed: ReadonlySet<string>, failed: ReadonlySet<string>): boolean {
+  check(completed: IdSet, failed: IdSet): boolean {
     if (this.ids.size === 0) return true;
     const counts = (id: string) => (this.success && completed.has(id)) || (this.failure && failed.has(id));
     if (this.all) {
@@ -54,7 +59,7 @@ export class Dependency {
   }
 
   /** Can they never be met any more? */
-  unreachable(completed: ReadonlySet<string>, failed: ReadonlySet<string>): boolean {
+  unreachable(completed: IdSet, failed: IdSet): boolean {
     if (this.ids.size === 0) return false;
     const blocks = (id: string) => (!this.success && completed.has(id)) || (!this.failure && failed.has(id));
     if (this.all) {

@@ -1,7 +1,9 @@
 /**
  * The hub's task records (ipyparallel's DictDB): one record per request msg_id, bounded by a record
- * count and a total buffer size (oldest records culled first, 10 % at a time, like upstream), with
- * Mongo-style queries for db_request / purge_request / result_request.
+ * count and a total size (oldest records culled first, 10 % at a time, like upstream), with
+ * Mongo-style queries for db_request / purge_request / result_request. The size counts request and
+ * result buffers, as upstream does, and also the stdout/stderr text captured from iopub (upstream
+ * leaves text out, so a chatty task could grow its records without bound).
  */
 export interface TaskRecord {
   msg_id: string;
@@ -123,16 +125,59 @@ export function compileQuery(query: Query): (rec: Record<string, unknown>) => bo
   return (rec) => tests.every(([k, t]) => t(rec[k] ?? null));
 }
 
+/** The text fields that grow as iopub stream output arrives. */
+export type StreamName = "stdout" | "stderr";
+
+/**
+ * What the hub needs from a record store. HubDb keeps records in memory; another store (e.g. on
+ * disk) implements the same interface, with the same culling rules.
+ */
+export interface RecordStore {
+  /** Records held now. */
+  readonly size: number;
+  /** Records culled by the limits so far. */
+  readonly culled: number;
+  has(msgId: string): boolean;
+  get(msgId: string): TaskRecord | undefined;
+  /** Insert (or replace) a record; may cull the oldest ones. */
+  add(rec: TaskRecord): void;
+  /** Merge fields into a record (creating an empty one if needed); may cull. */
+  update(msgId: string, fields: Partial<TaskRecord>): TaskRecord;
+  /** Append stream text to an existing record (no-op if there is none); may cull. */
+  appendText(msgId: string, stream: StreamName, text: string): void;
+  drop(msgId: string): void;
+  find(query: Query): TaskRecord[];
+  dropMatching(query: Query): number;
+  /** msg_ids with a submission time, oldest first. */
+  history(): string[];
+}
+
 export interface HubDbOptions {
   recordLimit?: number; // default 1024
   sizeLimitBytes?: number; // default 1 GiB
   cullFraction?: number; // default 0.1
 }
 
-const bufBytes = (bs: Buffer[] | null) => (bs ? bs.reduce((n, b) => n + b.length, 0) : 0);
+const bufBytes = (bs: Buffer[] | null | undefined) => (bs ? bs.reduce((n, b) => n + b.length, 0) : 0);
+const textBytes = (t: string | null | undefined) => (t ? Buffer.byteLength(t, "utf8") : 0);
 
-export class HubDb {
+/** Bytes one field of a record counts towards the size limit (0 for fields that are not counted). */
+function fieldBytes(rec: Partial<TaskRecord>, key: string): number {
+  switch (key) {
+    case "buffers": return bufBytes(rec.buffers);
+    case "result_buffers": return bufBytes(rec.result_buffers);
+    case "stdout": return textBytes(rec.stdout);
+    case "stderr": return textBytes(rec.stderr);
+    default: return 0;
+  }
+}
+const SIZED_FIELDS = ["buffers", "result_buffers", "stdout", "stderr"] as const;
+const recordBytes = (rec: TaskRecord) => SIZED_FIELDS.reduce((n, k) => n + fieldBytes(rec, k), 0);
+
+export class HubDb implements RecordStore {
   private readonly records = new Map<string, TaskRecord>();
+  /** Counted bytes per record, so an update only measures the fields it changes. */
+  private readonly sizes = new Map<string, number>();
   private bytes = 0;
   readonly recordLimit: number;
   readonly sizeLimit: number;
@@ -149,6 +194,7 @@ export class HubDb {
     return this.records.size;
   }
 
+  /** Bytes counted towards the size limit: buffers and stream text. */
   get bufferBytes(): number {
     return this.bytes;
   }
@@ -162,10 +208,11 @@ export class HubDb {
   }
 
   add(rec: TaskRecord): void {
-    const old = this.records.get(rec.msg_id);
-    if (old) this.bytes -= bufBytes(old.buffers) + bufBytes(old.result_buffers);
+    this.bytes -= this.sizes.get(rec.msg_id) ?? 0;
+    const n = recordBytes(rec);
     this.records.set(rec.msg_id, rec);
-    this.bytes += bufBytes(rec.buffers) + bufBytes(rec.result_buffers);
+    this.sizes.set(rec.msg_id, n);
+    this.bytes += n;
     this.maybeCull();
   }
 
@@ -175,19 +222,34 @@ export class HubDb {
     if (!rec) {
       rec = emptyRecord(msgId);
       this.records.set(msgId, rec);
+      this.sizes.set(msgId, 0);
     }
-    this.bytes -= bufBytes(rec.buffers) + bufBytes(rec.result_buffers);
+    let delta = 0;
+    for (const k of SIZED_FIELDS) if (k in fields) delta += fieldBytes(fields, k) - fieldBytes(rec, k);
     Object.assign(rec, fields);
-    this.bytes += bufBytes(rec.buffers) + bufBytes(rec.result_buffers);
-    this.maybeCull();
+    this.resize(msgId, delta);
     return rec;
   }
 
-  drop(msgId: string): void {
+  appendText(msgId: string, stream: StreamName, text: string): void {
     const rec = this.records.get(msgId);
-    if (!rec) return;
-    this.bytes -= bufBytes(rec.buffers) + bufBytes(rec.result_buffers);
-    this.records.delete(msgId);
+    if (!rec || text === "") return;
+    rec[stream] += text;
+    this.resize(msgId, textBytes(text));
+  }
+
+  drop(msgId: string): void {
+    if (!this.records.delete(msgId)) return;
+    this.bytes -= this.sizes.get(msgId) ?? 0;
+    this.sizes.delete(msgId);
+  }
+
+  private resize(msgId: string, delta: number): void {
+    if (delta !== 0) {
+      this.sizes.set(msgId, (this.sizes.get(msgId) ?? 0) + delta);
+      this.bytes += delta;
+    }
+    this.maybeCull();
   }
 
   find(query: Query): TaskRecord[] {

@@ -6,7 +6,17 @@
  * `P` is the adapter's opaque payload (the frames to forward).
  */
 import { CHOOSERS, type Random, type TaskScheme } from "./choosers.ts";
-import { Dependency, MET } from "./dependency.ts";
+import { Dependency, MET, type IdSet } from "./dependency.ts";
+import { RecentMap } from "./recent.ts";
+
+/** How a finished task ended, and where it ran (null: failed by the scheduler itself). */
+interface DoneTask {
+  readonly ok: boolean;
+  readonly engine: string | null;
+}
+
+/** Finished tasks remembered for dependencies by default (`doneHistory`). */
+export const DEFAULT_DONE_HISTORY = 65_536;
 
 export interface TaskJob<P> {
   readonly msgId: string;
@@ -27,7 +37,8 @@ export type SchedulerErrorName = "ImpossibleDependency" | "InvalidDependency" | 
 
 export type TaskAction<P> =
   | { kind: "send"; engine: string; job: TaskJob<P> }
-  | { kind: "fail"; job: TaskJob<P>; ename: SchedulerErrorName }
+  /** `detail`: why, when the error name alone does not say it. */
+  | { kind: "fail"; job: TaskJob<P>; ename: SchedulerErrorName; detail?: string }
   | { kind: "timer"; job: TaskJob<P>; ms: number; token: number };
 
 export interface TaskSubmission<P> {
@@ -50,6 +61,12 @@ export interface TaskQueueOptions {
   /** Max outstanding tasks per engine; 0 = unlimited. Default 1. */
   hwm?: number;
   random?: Random;
+  /**
+   * Finished tasks remembered (outcome and engine) for `after`/`follow` dependencies. Upstream
+   * remembers every task ever run; a dependency on a task older than this history is unknown
+   * and fails with InvalidDependency. Default DEFAULT_DONE_HISTORY.
+   */
+  doneHistory?: number;
 }
 
 export class TaskQueue<P> {
@@ -67,19 +84,51 @@ export class TaskQueue<P> {
   private readonly queueMap = new Map<string, TaskJob<P>>();
   private readonly graph = new Map<string, Set<string>>();
   private readonly pending = new Map<string, Map<string, TaskJob<P>>>();
-  private readonly completed = new Map<string, Set<string>>();
-  private readonly failed = new Map<string, Set<string>>();
-  private readonly destinations = new Map<string, string>();
-  readonly allIds = new Set<string>();
-  readonly allCompleted = new Set<string>();
-  readonly allFailed = new Set<string>();
-  readonly allDone = new Set<string>();
+  /** Engines added and not yet forgotten. */
+  private readonly engines = new Set<string>();
+  /** Submitted and not finished (waiting or running). */
+  private readonly live = new Set<string>();
+  /** The most recent finished tasks: upstream's all_done, all_completed, all_failed and destinations, bounded. */
+  private readonly done: RecentMap<string, DoneTask>;
+  readonly allCompleted: IdSet = { has: (id) => this.done.get(id)?.ok === true };
+  readonly allFailed: IdSet = { has: (id) => this.done.get(id)?.ok === false };
+  readonly allDone: IdSet = { has: (id) => this.done.has(id) };
 
   constructor(opts: TaskQueueOptions = {}) {
     this.chooser = CHOOSERS[opts.scheme ?? "leastload"];
     if (!this.chooser) throw new Error(`unknown task scheme ${String(opts.scheme)}`);
     this.hwm = opts.hwm ?? 1;
     this.random = opts.random ?? Math.random;
+    this.done = new RecentMap(opts.doneHistory ?? DEFAULT_DONE_HISTORY);
+  }
+
+  /** Finished tasks currently remembered (at most `doneHistory`). */
+  get remembered(): number {
+    return this.done.size;
+  }
+
+  /** Tasks submitted and not yet finished. */
+  get unfinished(): number {
+    return this.live.size;
+  }
+
+  /** Has this task been submitted (and, if finished, is it still remembered)? */
+  private known(id: string): boolean {
+    return this.live.has(id) || this.done.has(id);
+  }
+
+  private finish(msgId: string, ok: boolean, engine: string | null): void {
+    this.live.delete(msgId);
+    this.done.set(msgId, { ok, engine });
+  }
+
+  /** Tasks that finished successfully on `engine` (for `follow` dependencies). */
+  private completedOn(engine: string): IdSet {
+    return { has: (id) => { const d = this.done.get(id); return d !== undefined && d.ok && d.engine === engine; } };
+  }
+
+  private failedOn(engine: string): IdSet {
+    return { has: (id) => { const d = this.done.get(id); return d !== undefined && !d.ok && d.engine === engine; } };
   }
 
   private drain(): TaskAction<P>[] {
@@ -114,8 +163,7 @@ export class TaskQueue<P> {
     if (this.targets.includes(uuid)) return [];
     this.targets.unshift(uuid);
     this.loads.unshift(0);
-    this.completed.set(uuid, new Set());
-    this.failed.set(uuid, new Set());
+    this.engines.add(uuid);
     if (!this.pending.has(uuid)) this.pending.set(uuid, new Map());
     this.updateGraph(null, true);
     return this.drain();
@@ -137,14 +185,13 @@ export class TaskQueue<P> {
 
   forgetEngine(uuid: string): void {
     if ((this.pending.get(uuid)?.size ?? 0) === 0) this.pending.delete(uuid);
-    this.completed.delete(uuid);
-    this.failed.delete(uuid);
+    this.engines.delete(uuid);
   }
 
   submit(sub: TaskSubmission<P>): TaskAction<P>[] {
     const md = sub.metadata;
     const msgId = sub.msgId;
-    this.allIds.add(msgId);
+    this.live.add(msgId);
     const rawTargets = Array.isArray(md.targets) ? md.targets.filter((t): t is string => typeof t === "string") : [];
     let after: Dependency;
     let follow: Dependency;
@@ -166,11 +213,18 @@ export class TaskQueue<P> {
 
     for (const dep of [after, follow]) {
       if (dep.size === 0) continue;
-      let invalid = dep.ids.has(msgId);
-      if (!invalid) for (const id of dep.ids) if (!this.allIds.has(id)) { invalid = true; break; }
+      let invalid: string | undefined = dep.ids.has(msgId) ? "a task cannot depend on itself" : undefined;
+      if (!invalid) {
+        for (const id of dep.ids) {
+          if (!this.known(id)) {
+            invalid = `dependency ${id} is not a known task (the scheduler remembers the ${this.done.capacity} most recently finished tasks)`;
+            break;
+          }
+        }
+      }
       if (invalid) {
         this.queueMap.set(msgId, job);
-        this.failUnreachable(msgId, "InvalidDependency");
+        this.failUnreachable(msgId, "InvalidDependency", invalid);
         return this.drain();
       }
       if (dep.unreachable(this.allCompleted, this.allFailed)) {
@@ -227,18 +281,10 @@ export class TaskQueue<P> {
         return { kind: "rescheduled", job, actions: this.drain() };
       }
       this.pending.get(engine)!.delete(msgId);
-      if (!this.targets.includes(engine) && this.pending.get(engine)!.size === 0 && !this.completed.has(engine)) {
+      if (!this.targets.includes(engine) && this.pending.get(engine)!.size === 0 && !this.engines.has(engine)) {
         this.pending.delete(engine);
       }
-      if (r.success) {
-        this.completed.get(engine)?.add(msgId);
-        this.allCompleted.add(msgId);
-      } else {
-        this.failed.get(engine)?.add(msgId);
-        this.allFailed.add(msgId);
-      }
-      this.allDone.add(msgId);
-      this.destinations.set(msgId, engine);
+      this.finish(msgId, r.success, engine);
       this.updateGraph(msgId, r.success);
       return { kind: "final", job, actions: this.drain() };
     }
@@ -267,15 +313,14 @@ export class TaskQueue<P> {
     }
   }
 
-  private failUnreachable(msgId: string, why: SchedulerErrorName): void {
+  private failUnreachable(msgId: string, why: SchedulerErrorName, detail?: string): void {
     const job = this.queueMap.get(msgId);
     if (!job) return;
     this.queueMap.delete(msgId);
     job.removed = true;
     for (const dep of [...job.after.ids, ...job.follow.ids]) this.graph.get(dep)?.delete(msgId);
-    this.allDone.add(msgId);
-    this.allFailed.add(msgId);
-    this.out.push({ kind: "fail", job, ename: why });
+    this.finish(msgId, false, null);
+    this.out.push(detail === undefined ? { kind: "fail", job, ename: why } : { kind: "fail", job, ename: why, detail });
     this.updateGraph(msgId, false);
   }
 
@@ -296,15 +341,15 @@ export class TaskQueue<P> {
         const target = this.targets[idx]!;
         if (job.blacklist.has(target)) return false;
         if (job.targets && !job.targets.has(target)) return false;
-        return job.follow.check(this.completed.get(target) ?? new Set(), this.failed.get(target) ?? new Set());
+        return job.follow.check(this.completedOn(target), this.failedOn(target));
       });
       if (indices.length === 0) {
         if (job.follow.all && job.follow.size > 0) {
           const dests = new Set<string>();
           for (const m of job.follow.ids) {
-            const relevant = (job.follow.success && this.allCompleted.has(m)) || (job.follow.failure && this.allFailed.has(m));
-            const d = this.destinations.get(m);
-            if (relevant && d !== undefined) dests.add(d);
+            const d = this.done.get(m);
+            const relevant = d !== undefined && ((job.follow.success && d.ok) || (job.follow.failure && !d.ok));
+            if (relevant && d.engine !== null) dests.add(d.engine);
           }
           if (dests.size > 1) {
             this.queueMap.set(job.msgId, job);
@@ -346,7 +391,7 @@ export class TaskQueue<P> {
     this.queueMap.set(job.msgId, job);
     this.queue.push(job);
     for (const dep of [...job.after.ids, ...job.follow.ids]) {
-      if (this.allDone.has(dep)) continue;
+      if (this.done.has(dep)) continue;
       let s = this.graph.get(dep);
       if (!s) this.graph.set(dep, (s = new Set()));
       s.add(job.msgId);

@@ -8,6 +8,7 @@ import { createLogger } from "../../../src/util/log.ts";
 import { HeartMonitor } from "../../../src/controller/core/heartbeat.ts";
 import { BadMessages } from "../../../src/controller/bad-messages.ts";
 import { HubRecords } from "../../../src/controller/records.ts";
+import { emptyRecord } from "../../../src/controller/core/hub-db.ts";
 import { Timers } from "../../../src/controller/timers.ts";
 import { queueCounters, trafficCounters } from "../../../src/controller/traffic.ts";
 import { EngineRegistry } from "../../../src/controller/engines.ts";
@@ -74,4 +75,54 @@ test("hub dispatch: unknown msg_type and bad targets get a hub_error; the hub ke
   assert.equal(h.sent[3]!.content.ename, "KeyError");
   h.ask("history_request", {});
   assert.deepEqual(h.sent[4]!.content, { status: "ok", history: [] });
+});
+
+test("hub: result_request for a completed task whose record was culled answers as upstream (hub_error KeyError)", (t) => {
+  const h = makeHub();
+  t.after(() => h.timers.stop());
+  const { records } = h.ctx;
+  records.pending.add("gone");
+  records.db.add({ ...emptyRecord("gone"), submitted: isoDate(new Date()), completed: isoDate(new Date()) });
+  records.completeIfPending("gone", "e-0");
+  records.pending.add("kept");
+  records.db.add({ ...emptyRecord("kept"), submitted: isoDate(new Date()), completed: isoDate(new Date()), result_content: { status: "ok" } });
+  records.completeIfPending("kept", "e-0");
+  records.db.drop("gone"); // as culling drops it
+  h.ask("result_request", { msg_ids: ["gone"], status_only: true });
+  assert.deepEqual(h.sent[0]!.content, { status: "ok", pending: [], completed: ["gone"] });
+  h.ask("result_request", { msg_ids: ["kept", "gone"], status_only: false });
+  assert.equal(h.sent[1]!.msgType, "hub_error");
+  assert.equal(h.sent[1]!.content.ename, "KeyError");
+  assert.equal(h.sent[1]!.content.evalue, "'gone'");
+  h.ask("result_request", { msg_ids: ["never"] });
+  assert.equal(h.sent[2]!.msgType, "result_reply");
+  assert.equal(h.sent[2]!.content.evalue, "'No such message: never'");
+  h.ask("result_request", { msg_ids: ["kept"] });
+  assert.deepEqual((h.sent[3]!.content.kept as JsonObject).result_content, { status: "ok" });
+  h.ask("resubmit_request", { msg_ids: ["gone"] });
+  assert.equal(h.sent[4]!.content.evalue, "No such msg(s): ['gone']");
+});
+
+test("hub: malformed queries from a key holder get a hub_error; unsigned ones get nothing", (t) => {
+  const h = makeHub();
+  t.after(() => h.timers.stop());
+  const session = new Session({ key: KEY, username: "client" });
+  const ids = [Buffer.from("client-1")];
+  h.hub.onRegistration(session.serializeParts(ids, Buffer.from("{not json"), Buffer.from("{}"), Buffer.from("{}"), Buffer.from("{}")));
+  assert.equal(h.sent[0]!.msgType, "hub_error");
+  assert.equal(h.sent[0]!.content.ename, "ValueError");
+  h.hub.onRegistration(session.serializeParts(ids, Buffer.from(JSON.stringify({ msg_id: "x", msg_type: "result_request" })), Buffer.from("{}"), Buffer.from("{}"), Buffer.from("[1]")));
+  assert.equal(h.sent[1]!.msgType, "hub_error");
+  h.ask("result_request", { msg_ids: 5 });
+  assert.equal(h.sent[2]!.msgType, "hub_error");
+  assert.equal(h.sent[2]!.content.ename, "TypeError");
+  h.ask("result_request", {});
+  assert.equal(h.sent[3]!.content.ename, "KeyError");
+  h.ask("purge_request", { msg_ids: { a: 1 } });
+  assert.equal(h.sent[4]!.msgType, "purge_reply");
+  assert.equal(h.sent[4]!.content.ename, "TypeError");
+  const forged = new Session({ key: "wrong", username: "x" });
+  h.hub.onRegistration(forged.build("connection_request", {}, { ids }));
+  assert.equal(h.sent.length, 5, "no answer without the key");
+  assert.deepEqual(h.ctx.bad.snapshot(), { bad_json: 2, bad_signature: 1 });
 });
