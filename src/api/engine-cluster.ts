@@ -152,6 +152,7 @@ export const ControllerSpec = z.object({
   service: z.object({
     type: z.enum(["ClusterIP", "NodePort", "LoadBalancer"]).default("ClusterIP"),
     annotations: Annotations.optional(),
+    exposeApi: z.boolean().default(false).meta({ description: "Publish the controller's JSON API (port 8080, `http`) on the Service. Every API request needs the cluster's API token (key `api-token` of the connection Secret) or, with Kubernetes authentication, the API verb on this EngineCluster; off by default, so the Service carries only the ZeroMQ ports and metrics." }),
   }).prefault({}).meta({ description: "The controller Service clients and engines connect to." }),
   heartbeatPeriodMs: z.int().min(100).max(60000).default(3000).meta({ description: "Heartbeat period in milliseconds (ipcontroller --ping)." }),
   taskScheme: z.enum(TASK_SCHEMES).default("leastload").meta({ description: "Load-balancing scheme of the task scheduler." }),

@@ -17,20 +17,24 @@
  */
 import { randomBytes } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
-import { chmod, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { homedir, hostname } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Registry } from "prom-client";
 import { curveKeyPair } from "zeromq";
 import { createLogger, type Logger } from "../util/log.ts";
 import {
   ControllerArgsError, assignPorts, helpText, parseControllerArgs, type ControllerOptions, type PortAssignment,
 } from "../controller/ipcontroller-args.ts";
-import { connectionFileNames, connectionFilePaths, ensureProfileDirs, resolveProfile, type ConnectionFileNames, type ProfileLocation } from "../controller/profile.ts";
+import { apiTokenFileName, connectionFileNames, connectionFilePaths, ensureProfileDirs, resolveProfile, type ConnectionFileNames, type ProfileLocation } from "../controller/profile.ts";
 import { readReusedConnection, type ReusedConnection } from "../controller/reuse.ts";
 import { startController, type ChannelName, type ControllerConfig, type ControllerHandle } from "../controller/controller.ts";
 import { writeConnectionFile, type ClientConnectionInfo, type EngineConnectionInfo } from "../controller/connection-files.ts";
 import { startHttpServer, type HttpServerHandle } from "../controller/http/server.ts";
+import { kubernetesAuth, newApiToken, tokenAuth, type ApiAuth } from "../controller/http/auth.ts";
+import { kubeReviews } from "../controller/http/kube-reviews.ts";
+import { createKubeClient } from "../operator/kube/client.ts";
+import { loadConnectionConfig } from "../operator/kube/config.ts";
 
 const PROG = "ipp-operator controller";
 
@@ -45,17 +49,44 @@ export const METRICS_HELP = [
   `  ${"--metrics-host=ADDRESS".padEnd(34)} address of the metrics listener (default: --http-host, else 127.0.0.1)`,
 ].join("\n") + "\n";
 
+/** Our JSON API options that ipcontroller does not have. */
+export interface ApiListener {
+  /** read the API token from this file (e.g. a mounted Secret) instead of generating one */
+  tokenFile?: string;
+  /** token (default): the cluster's API token only; kubernetes: also Kubernetes identities (TokenReview + SubjectAccessReview) */
+  auth?: "token" | "kubernetes";
+  /** the EngineCluster whose engineclusters/api a Kubernetes caller needs (kubernetes mode) */
+  cluster?: { namespace: string; name: string };
+  /** kubeconfig for the reviews (default: in-cluster service account, then $KUBECONFIG) */
+  kubeconfig?: string;
+}
+
+export const API_HELP = [
+  "",
+  "JSON API credential (ipp-operator only; the API is served with --http-port):",
+  `  ${"--api-token-file=PATH".padEnd(34)} the API token (default: a new random token written next to the connection`,
+  `  ${"".padEnd(34)} files as ipcontroller[-<cluster id>]-api-token, mode 0600)`,
+  `  ${"--api-auth=token|kubernetes".padEnd(34)} kubernetes: also accept Kubernetes bearer tokens whose user may create`,
+  `  ${"".padEnd(34)} engineclusters/api (group ipp.dev) of --api-auth-cluster (TokenReview + SubjectAccessReview)`,
+  `  ${"--api-auth-cluster=NAMESPACE/NAME".padEnd(34)} the EngineCluster checked in kubernetes mode`,
+  `  ${"--api-auth-kubeconfig=PATH".padEnd(34)} kubeconfig for the reviews (default: in-cluster, then $KUBECONFIG)`,
+].join("\n") + "\n";
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
 /**
- * Takes --metrics-port/--metrics-host (`--name=value` or `--name value`, before any `--`) out of
- * argv; the rest goes to the ipcontroller parser. Throws ControllerArgsError on a bad value.
+ * Takes our own options (--metrics-port/--metrics-host, --api-*) out of argv (`--name=value` or
+ * `--name value`, before any `--`); the rest goes to the ipcontroller parser. Throws
+ * ControllerArgsError on a bad value.
  */
-export function splitMetricsArgs(argv: string[]): { rest: string[]; metrics: MetricsListener } {
+export function splitOwnArgs(argv: string[]): { rest: string[]; metrics: MetricsListener; api: ApiListener } {
   const metrics: MetricsListener = {};
+  const api: ApiListener = {};
   const rest: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const tok = argv[i]!;
     if (tok === "--") { rest.push(...argv.slice(i)); break; }
-    const m = /^--metrics-(port|host)(?:=(.*))?$/s.exec(tok);
+    const m = /^--(metrics-port|metrics-host|api-token-file|api-auth|api-auth-cluster|api-auth-kubeconfig)(?:=(.*))?$/s.exec(tok);
     if (!m) { rest.push(tok); continue; }
     let value = m[2];
     if (value === undefined) {
@@ -63,16 +94,44 @@ export function splitMetricsArgs(argv: string[]): { rest: string[]; metrics: Met
       if (value === undefined || value.startsWith("--")) throw new ControllerArgsError("IPP_ARGS_MISSING_VALUE", tok, `${tok} needs a value`);
       i++;
     }
-    if (m[1] === "port") {
-      if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) {
-        throw new ControllerArgsError("IPP_ARGS_BAD_VALUE", tok, `--metrics-port: ${JSON.stringify(value)} is not a port in 0-65535`);
+    const bad = (why: string) => new ControllerArgsError("IPP_ARGS_BAD_VALUE", tok, `--${m[1]}: ${why}`);
+    switch (m[1]) {
+      case "metrics-port":
+        if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) throw bad(`${JSON.stringify(value)} is not a port in 0-65535`);
+        metrics.port = Number(value);
+        break;
+      case "metrics-host":
+        if (value === "") throw bad("an address");
+        metrics.host = value;
+        break;
+      case "api-token-file":
+        if (value === "") throw bad("a file path");
+        api.tokenFile = value;
+        break;
+      case "api-auth":
+        if (value !== "token" && value !== "kubernetes") throw bad(`token or kubernetes, not ${JSON.stringify(value)}`);
+        api.auth = value;
+        break;
+      case "api-auth-cluster": {
+        const parts = value.split("/");
+        if (parts.length !== 2 || !DNS_LABEL.test(parts[0]!) || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(parts[1]!)) throw bad("NAMESPACE/NAME of an EngineCluster");
+        api.cluster = { namespace: parts[0]!, name: parts[1]! };
+        break;
       }
-      metrics.port = Number(value);
-    } else {
-      if (value === "") throw new ControllerArgsError("IPP_ARGS_BAD_VALUE", tok, "--metrics-host: an address");
-      metrics.host = value;
+      default:
+        if (value === "") throw bad("a file path");
+        api.kubeconfig = value;
     }
   }
+  if (api.auth === "kubernetes" && api.cluster === undefined) {
+    throw new ControllerArgsError("IPP_ARGS_MISSING_VALUE", "--api-auth", "--api-auth=kubernetes needs --api-auth-cluster=NAMESPACE/NAME");
+  }
+  return { rest, metrics, api };
+}
+
+/** splitOwnArgs without the API options (they are taken out of `rest` all the same). */
+export function splitMetricsArgs(argv: string[]): { rest: string[]; metrics: MetricsListener } {
+  const { rest, metrics } = splitOwnArgs(argv);
   return { rest, metrics };
 }
 
@@ -187,9 +246,11 @@ async function resolveRuntime(o: ControllerOptions, reused: ReusedConnection | u
 export async function run(argv: string[]): Promise<number> {
   let o: ControllerOptions;
   let metrics: MetricsListener;
+  let api: ApiListener;
   try {
-    const split = splitMetricsArgs(argv);
+    const split = splitOwnArgs(argv);
     metrics = split.metrics;
+    api = split.api;
     o = parseControllerArgs({ argv: split.rest, env: process.env, home: homedir() });
   } catch (err) {
     if (err instanceof ControllerArgsError) {
@@ -199,7 +260,7 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   if (o.mode === "help" || o.mode === "help-all") {
-    process.stdout.write(helpText(o.mode === "help-all") + METRICS_HELP);
+    process.stdout.write(helpText(o.mode === "help-all") + METRICS_HELP + API_HELP);
     return 0;
   }
   if (o.mode === "version") {
@@ -245,13 +306,40 @@ export async function run(argv: string[]): Promise<number> {
   const log = createLogger({ level: o.logLevel, ...(stream ? { sink: (line: string) => { stream.write(line + "\n"); } } : {}) })
     .with({ component: "ipcontroller", ...(o.clusterId ? { clusterId: o.clusterId } : {}) });
   try {
-    return await serve(o, metrics, loc, paths, log);
+    return await serve(o, metrics, api, loc, paths, log);
   } finally {
     if (logStream) await new Promise<void>((r) => logStream.end(r));
   }
 }
 
-async function serve(o: ControllerOptions, metrics: MetricsListener, loc: ProfileLocation, paths: ConnectionFileNames, log: Logger): Promise<number> {
+/**
+ * The API's authenticator and where its token came from. The token is read from --api-token-file,
+ * or (with --reuse) from the token file a previous run left, else made afresh and written beside
+ * the connection files with mode 0600 (`written`: ours to remove on stop).
+ */
+async function apiCredential(api: ApiListener, tokenPath: string, reuse: boolean, log: Logger): Promise<{ auth: ApiAuth; written?: string }> {
+  let token: string | undefined;
+  let written: string | undefined;
+  if (api.tokenFile !== undefined) {
+    token = (await readFile(api.tokenFile, "utf8")).trim();
+  } else {
+    if (reuse) token = (await readFile(tokenPath, "utf8").catch(() => "")).trim() || undefined;
+    if (token === undefined) {
+      token = newApiToken();
+      const tmp = `${tokenPath}.${process.pid}.tmp`;
+      await writeFile(tmp, token + "\n", { mode: 0o600 });
+      await chmod(tmp, 0o600);
+      await rename(tmp, tokenPath);
+    }
+    written = tokenPath;
+  }
+  if (api.auth !== "kubernetes") return { auth: tokenAuth(token), ...(written ? { written } : {}) };
+  const client = createKubeClient(await loadConnectionConfig({ kubeconfig: api.kubeconfig, env: process.env }));
+  log.info("API accepts Kubernetes identities", { cluster: `${api.cluster!.namespace}/${api.cluster!.name}`, server: client.server });
+  return { auth: kubernetesAuth({ token, cluster: api.cluster!, reviews: kubeReviews(client) }), ...(written ? { written } : {}) };
+}
+
+async function serve(o: ControllerOptions, metrics: MetricsListener, api: ApiListener, loc: ProfileLocation, paths: ConnectionFileNames, log: Logger): Promise<number> {
   if (o.cleanLogs) await cleanOldLogs(loc.logDir, log);
   for (const n of o.notes) log.info("option has no effect here", { flag: n.flag, reason: n.reason });
 
@@ -316,6 +404,10 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, loc: Profil
   let filesWritten = false;
   let http: HttpServerHandle | undefined;
   let metricsHttp: HttpServerHandle | undefined;
+  let tokenWritten: string | undefined;
+  const removeToken = async () => {
+    if (tokenWritten !== undefined && !o.reuse) await rm(tokenWritten, { force: true }).catch((err) => log.error("failed to remove the API token file", err, { path: tokenWritten }));
+  };
   try {
     if (writeFiles) {
       await writeAtomically(paths.client, client);
@@ -329,8 +421,17 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, loc: Profil
       log.info("serving metrics and health over HTTP", { host, port: metricsHttp.port });
     }
     if (o.httpPort !== undefined) {
+      const tokenPath = join(dirname(paths.client), apiTokenFileName(o.clusterId));
+      let credential;
+      try {
+        credential = await apiCredential(api, tokenPath, o.reuse, log);
+      } catch (err) {
+        throw new Error(`the JSON API's credential: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      tokenWritten = credential.written;
+      if (tokenWritten !== undefined) log.info("wrote the API token file", { path: tokenWritten });
       const serveWhat = metricsHttp ? "api" : "all";
-      http = await startHttpServer({ controller, registry, port: o.httpPort, host: o.httpHost, logger: log, serve: serveWhat });
+      http = await startHttpServer({ controller, registry, port: o.httpPort, host: o.httpHost, logger: log, serve: serveWhat, auth: credential.auth });
       log.info(metricsHttp ? "serving the API over HTTP" : "serving metrics and API over HTTP", { host: o.httpHost, port: http.port });
     }
   } catch (err) {
@@ -339,6 +440,7 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, loc: Profil
     await metricsHttp?.close().catch(() => {});
     await controller.stop();
     if (filesWritten && !o.reuse) await removeFiles(paths, log);
+    await removeToken();
     return 1;
   }
   log.info("controller ready", {
@@ -362,6 +464,7 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, loc: Profil
   try {
     // files first: a launcher that kills us after its grace period still finds them gone
     if (!o.reuse) await removeFiles(paths, log);
+    await removeToken();
     await http?.close();
     await metricsHttp?.close();
     await controller.stop();

@@ -1,20 +1,24 @@
 /**
  * `ipp-operator local`: the embedded default. Runs our controller in-process, N ipengines under a
- * local mpiexec, and the HTTP server; writes ipcontroller-client.json and prints the one Python line
- * a notebook needs. On SIGINT/SIGTERM it stops what it started (engines first, then the HTTP server
- * and the controller), removes the connection files and returns 0.
+ * local mpiexec, and two HTTP listeners: /metrics, /healthz, /readyz (open) and the JSON API (only
+ * with the API token, written beside the connection files with mode 0600, as
+ * ipcontroller-api-token). Writes ipcontroller-client.json and prints the one Python line a
+ * notebook needs. On SIGINT/SIGTERM it stops what it started (engines first, then the HTTP
+ * servers and the controller), removes the connection and token files and returns 0.
  *
  * This module is where configuration is read (argv, IPP_PYTHON, HOME/IPYTHONDIR).
  */
 import { randomUUID } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
+import { chmod, mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { homedir, hostname, availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { Registry } from "prom-client";
 import { startController, type ControllerHandle } from "../controller/controller.ts";
 import { writeConnectionFiles } from "../controller/connection-files.ts";
-import { resolveProfile } from "../controller/profile.ts";
+import { apiTokenFileName, resolveProfile } from "../controller/profile.ts";
 import { startHttpServer, type HttpServerHandle } from "../controller/http/server.ts";
+import { newApiToken, tokenAuth } from "../controller/http/auth.ts";
 import { launchEngines, type EngineGroup, type LauncherExit } from "../local/engines.ts";
 import { createLogger, type LogLevel } from "../util/log.ts";
 
@@ -35,8 +39,11 @@ options:
   --profile-dir DIR    write them into DIR/security (an IPython profile directory)
   --profile NAME       profile name when neither --out nor --profile-dir is given (default: default);
                        files go to <ipython dir>/profile_NAME/security, so ipp.Client(profile=NAME) works
-  --http-port P        HTTP port for /metrics, /healthz, /readyz and /api/v1 (default: 0 = any free port)
-  --http-host ADDR     HTTP bind address (default: 127.0.0.1)
+  --http-port P        port of the JSON API, /api/v1 (default: 0 = any free port); every request needs
+                       Authorization: Bearer <token>, the token being in ipcontroller-api-token
+                       beside the connection files (mode 0600)
+  --http-host ADDR     bind address of both HTTP listeners (default: 127.0.0.1)
+  --metrics-port P     port of /metrics, /healthz and /readyz, open without a token (default: 0 = any free port)
   --python PATH        ipengine executable, or a Python interpreter that has ipyparallel
                        (default: $IPP_PYTHON, else ipengine on PATH)
   --mpiexec PATH       mpiexec to use (default: mpiexec on PATH)
@@ -52,7 +59,7 @@ export interface LocalOptions {
   engines: number;
   ip: string;
   outDir: string;
-  http: { port: number; host: string };
+  http: { port: number; host: string; metricsPort: number };
   python: string;
   mpiexec: string;
   scheme: Scheme;
@@ -92,6 +99,7 @@ export function parseLocalArgs(
         profile: { type: "string" },
         "http-port": { type: "string" },
         "http-host": { type: "string" },
+        "metrics-port": { type: "string" },
         python: { type: "string" },
         mpiexec: { type: "string" },
         scheme: { type: "string" },
@@ -123,7 +131,10 @@ export function parseLocalArgs(
     engines: intOpt("engines", v.engines, env.cpus ?? 1, 1, 4096),
     ip: v.ip ?? "127.0.0.1",
     outDir,
-    http: { port: intOpt("http-port", v["http-port"], 0, 0, 65535), host: v["http-host"] ?? "127.0.0.1" },
+    http: {
+      port: intOpt("http-port", v["http-port"], 0, 0, 65535), host: v["http-host"] ?? "127.0.0.1",
+      metricsPort: intOpt("metrics-port", v["metrics-port"], 0, 0, 65535),
+    },
     python: v.python ?? env.IPP_PYTHON ?? "ipengine",
     mpiexec: v.mpiexec ?? "mpiexec",
     scheme,
@@ -132,6 +143,20 @@ export function parseLocalArgs(
     graceMs: intOpt("grace-ms", v["grace-ms"], 5000, 0, 600_000),
     logLevel,
   };
+}
+
+/** How to call the JSON API: a curl line that reads the token from its file (never prints it). */
+export function curlLine(tokenFile: string, apiBase: string): string {
+  const quoted = `'${tokenFile.replace(/'/g, "'\\''")}'`;
+  return `curl -H "Authorization: Bearer $(cat ${quoted})" ${apiBase}/api/v1/engines`;
+}
+
+/** Write the token with mode 0600 (temp file + rename: never readable half-written or wider). */
+async function writeTokenFile(path: string, token: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  await writeFile(tmp, token + "\n", { mode: 0o600 });
+  await chmod(tmp, 0o600);
+  await rename(tmp, path);
 }
 
 /** The line a notebook runs. The path is positional: ipyparallel 9.2 ignores the url_file keyword. */
@@ -180,8 +205,10 @@ export async function run(argv: string[]): Promise<number> {
 
   let controller: ControllerHandle | undefined;
   let http: HttpServerHandle | undefined;
+  let metricsHttp: HttpServerHandle | undefined;
   let group: EngineGroup | undefined;
   let files: { client: string; engine: string } | undefined;
+  let tokenFile: string | undefined;
   let code = 0;
   try {
     controller = await startController(
@@ -190,8 +217,15 @@ export async function run(argv: string[]): Promise<number> {
     );
     await mkdir(o.outDir, { recursive: true, mode: 0o700 }); // the mode applies only to directories it creates
     files = await writeConnectionFiles(o.outDir, controller.clientConnection, controller.engineConnection);
-    http = await startHttpServer({ controller, registry, port: o.http.port, host: o.http.host, logger });
-    say(`controller up; connection file ${files.client}; http://${o.http.host}:${http.port}/ (metrics, healthz, readyz, api/v1)`);
+    const token = newApiToken();
+    tokenFile = join(o.outDir, apiTokenFileName(""));
+    await writeTokenFile(tokenFile, token);
+    metricsHttp = await startHttpServer({ controller, registry, port: o.http.metricsPort, host: o.http.host, logger, serve: "metrics" });
+    http = await startHttpServer({ controller, registry, port: o.http.port, host: o.http.host, logger, serve: "api", auth: tokenAuth(token) });
+    const apiBase = `http://${o.http.host}:${http.port}`;
+    say(`controller up; connection file ${files.client}`);
+    say(`metrics: http://${o.http.host}:${metricsHttp.port}/metrics (and /healthz, /readyz)`);
+    say(`JSON API: ${apiBase}/api/v1 with the token in ${tokenFile}, e.g.\n  ${curlLine(tokenFile, apiBase)}`);
 
     const registered = new Set<number>();
     let lastShown = -1;
@@ -270,11 +304,13 @@ export async function run(argv: string[]): Promise<number> {
       }
     }
     if (http) await http.close();
+    if (metricsHttp) await metricsHttp.close();
     if (controller) await controller.stop();
     if (files) {
       await rm(files.client, { force: true });
       await rm(files.engine, { force: true });
     }
+    if (tokenFile) await rm(tokenFile, { force: true });
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     say("stopped");

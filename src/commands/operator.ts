@@ -36,6 +36,11 @@ options:
                            NetworkPolicy; never the API port). Default: every namespace
   --metrics-scraper-pod-selector K=V[,K=V...]
                            and only pods with these labels there. Default: every pod
+  --operator-namespace NS  the operator's own namespace: each controller's NetworkPolicy admits the
+                           operator to its API port only from there (default: $POD_NAMESPACE; unset:
+                           no operator rule, for an operator running outside the cluster)
+  --operator-pod-selector K=V[,K=V...]
+                           labels of the operator's pods in that namespace (default ipp.dev/operator=true)
   --log-level LEVEL        debug | info | warn | error (default info)
   -h, --help               show this help
 `;
@@ -45,6 +50,7 @@ export interface Flags {
   leaseNamespace?: string; identity?: string; workers: number; logLevel: LogLevel;
   controllerImage?: string; clusterDomain?: string;
   scraperNamespaceSelector: Record<string, string>; scraperPodSelector: Record<string, string>;
+  operatorNamespace?: string; operatorPodSelector: Record<string, string>;
 }
 
 const LABEL_KEY = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
@@ -73,7 +79,7 @@ export function parseLabelSelector(text: string): Record<string, string> {
 export function parseOperatorArgs(argv: string[]): Flags | string {
   const f: Flags = {
     metricsPort: 8080, leaderElect: false, leaseName: "ipp-operator-leader", workers: 16, logLevel: "info",
-    scraperNamespaceSelector: {}, scraperPodSelector: {},
+    scraperNamespaceSelector: {}, scraperPodSelector: {}, operatorPodSelector: {},
   };
   for (let i = 0; i < argv.length; i++) {
     let arg = argv[i]!;
@@ -113,6 +119,8 @@ export function parseOperatorArgs(argv: string[]): Flags | string {
       case "--cluster-domain": f.clusterDomain = need(); break;
       case "--metrics-scraper-namespace-selector": f.scraperNamespaceSelector = labelSelector(); break;
       case "--metrics-scraper-pod-selector": f.scraperPodSelector = labelSelector(); break;
+      case "--operator-namespace": f.operatorNamespace = need(); break;
+      case "--operator-pod-selector": f.operatorPodSelector = labelSelector(); break;
       case "--log-level": {
         const v = need();
         if (!["debug", "info", "warn", "error"].includes(v)) throw new Error(`--log-level must be debug, info, warn or error, got '${v}'`);
@@ -149,6 +157,7 @@ export async function run(argv: string[]): Promise<number> {
   const metrics = createOperatorMetrics(registry);
 
   const controllerImage = flags.controllerImage ?? process.env.IPP_OPERATOR_IMAGE;
+  const operatorNamespace = flags.operatorNamespace ?? process.env.POD_NAMESPACE;
   const plannerConfig = {
     ...(controllerImage ? { controllerImage } : {}),
     ...(flags.clusterDomain ? { clusterDomain: flags.clusterDomain } : {}),
@@ -156,6 +165,7 @@ export async function run(argv: string[]): Promise<number> {
       namespaceSelector: flags.scraperNamespaceSelector,
       ...(Object.keys(flags.scraperPodSelector).length > 0 ? { podSelector: flags.scraperPodSelector } : {}),
     },
+    ...(operatorNamespace ? { operator: { namespace: operatorNamespace, podLabels: flags.operatorPodSelector } } : {}),
   };
   const kube = client;
   const pbs = new PbsOperatorRuntime({

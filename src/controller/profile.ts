@@ -63,6 +63,14 @@ export function connectionFileNames(clusterId: string, overrides: Partial<Connec
   };
 }
 
+/**
+ * The JSON API's token file beside the connection files: ipcontroller[-<cluster id>]-api-token
+ * (mode 0600, like the connection files: whoever can read it can run code on the engines).
+ */
+export function apiTokenFileName(clusterId: string): string {
+  return clusterId ? `ipcontroller-${clusterId}-api-token` : "ipcontroller-api-token";
+}
+
 export function connectionFilePaths(dir: string, names: ConnectionFileNames): ConnectionFileNames {
   return { client: join(dir, names.client), engine: join(dir, names.engine) };
 }

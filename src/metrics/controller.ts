@@ -58,3 +58,19 @@ export function createControllerMetrics(registry: Registry): ControllerMetrics {
     },
   };
 }
+
+export interface ApiMetrics {
+  /** JSON API requests refused for want of a valid credential, by reason (missing, malformed, invalid, forbidden, unavailable). */
+  authFailures: Counter<"reason">;
+}
+
+/** The JSON API's metrics; several HTTP listeners over one registry share them. */
+export function createApiMetrics(registry: Registry): ApiMetrics {
+  const name = "ipp_controller_api_auth_failures_total";
+  const existing = registry.getSingleMetric(name) as Counter<"reason"> | undefined;
+  return {
+    authFailures: existing ?? new Counter({
+      name, help: "JSON API requests refused for want of a valid credential, by reason", labelNames: ["reason"], registers: [registry],
+    }),
+  };
+}

@@ -1,13 +1,15 @@
 /**
- * Fresh key material for a new EngineCluster: the HMAC key of its connection files, the SSH key
- * pair its MPI workers trust, and (with spec.controller.curve) a CurveZMQ key pair. Each is
+ * Fresh key material for a new EngineCluster: the HMAC key of its connection files, the JSON
+ * API's token (256 random bits), the SSH key pair its MPI workers trust, and (with spec.controller.curve) a CurveZMQ key pair. Each is
  * generated on first read only, since the planner reuses existing Secrets on every later reconcile.
  */
 import { generateKeyPairSync, randomUUID } from "node:crypto";
 import ssh2 from "ssh2";
+import { newApiToken } from "../controller/http/auth.ts";
 
 export interface Generated {
   hmacKey: string;
+  apiToken: string;
   sshPrivateKey: string;
   sshPublicKey: string;
   curveSecretKey?: string;
@@ -41,10 +43,12 @@ export function lazyGenerated(): Generated {
   let ssh: { private: string; public: string } | undefined;
   let curve: { publicKey: string; secretKey: string } | undefined;
   let hmac: string | undefined;
+  let apiToken: string | undefined;
   const sshKeys = () => (ssh ??= ssh2.utils.generateKeyPairSync("ed25519"));
   const curveKeys = () => (curve ??= curveKeyPair());
   return {
     get hmacKey() { return (hmac ??= randomUUID()); },
+    get apiToken() { return (apiToken ??= newApiToken()); },
     get sshPrivateKey() { return sshKeys().private; },
     get sshPublicKey() { return sshKeys().public; },
     get curveSecretKey() { return curveKeys().secretKey; },

@@ -9,17 +9,24 @@
  *                               (Content-Type: application/octet-stream; ?dtype=float64|int64&targets=0,1)
  *   GET  /api/v1/arrays/<name>  JSON, or raw bytes with Accept: application/octet-stream
  *
+ * Every /api/ request needs a credential (./auth.ts), checked before anything else is read:
+ * without one it gets 401 (403 when a Kubernetes identity lacks the API verb) and nothing runs.
+ * Refusals are counted in ipp_controller_api_auth_failures_total{reason} and logged at most once
+ * per interval, never with the token.
+ *
  * Every error is a JSON body {error, message} with a stable `error` code.
  *
  * `serve` splits the routes over two listeners: "metrics" serves only /metrics, /healthz and
- * /readyz (for scrapers and probes), "api" only /api/v1/* (it executes code on the engines);
- * "all" (the default) serves both on one port.
+ * /readyz (for scrapers and probes, no credential), "api" only /api/v1/* (it executes code on the
+ * engines); "all" (the default) serves both on one port.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { z } from "zod";
 import type { Logger } from "../../util/log.ts";
+import { createApiMetrics } from "../../metrics/controller.ts";
+import { RefusalLog, type ApiAuth } from "./auth.ts";
 import {
   DTYPES, ITEM_BYTES, decodeArray, encodeArray, gatherApplyBuffers, isPythonName, parseGatherResult, partition,
   scatterApplyBuffers, type Dtype,
@@ -50,6 +57,10 @@ export interface HttpServerOptions {
   defaultTimeoutMs?: number;
   /** which routes this listener serves; default "all" */
   serve?: HttpServe;
+  /** who may call /api/ routes; required unless serve is "metrics" */
+  auth?: ApiAuth;
+  /** refused API requests are logged at most once per this interval; default 60 s */
+  refusalLogIntervalMs?: number;
 }
 
 export type HttpServe = "all" | "metrics" | "api";
@@ -60,10 +71,12 @@ export interface HttpServerHandle {
 }
 
 export class HttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(readonly status: number, readonly code: string, message: string, readonly refused = false) {
     super(message);
   }
 }
+
+const REFUSAL_CODES = { 401: "unauthorized", 403: "forbidden", 503: "auth_unavailable" } as const;
 
 const targetsSchema = z.union([
   z.literal("all"),
@@ -141,6 +154,9 @@ function parseJson(buf: Buffer): unknown {
   }
 }
 
+/** The request's path without its query (the query is the caller's; keep it out of logs). */
+const pathOf = (req: IncomingMessage): string => (req.url ?? "").split("?")[0]!;
+
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServerHandle> {
   const log = opts.logger.with({ component: "http" });
   const maxBody = opts.maxBodyBytes ?? 256 * 1024 * 1024;
@@ -148,6 +164,12 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const defaultTimeout = opts.defaultTimeoutMs ?? 60_000;
   const { controller, registry } = opts;
   const serve = opts.serve ?? "all";
+  const auth = opts.auth;
+  if (serve !== "metrics" && auth === undefined) throw new Error("startHttpServer: the JSON API needs an authenticator (opts.auth)");
+  const apiMetrics = serve !== "metrics" ? createApiMetrics(registry) : undefined;
+  const refusals = new RefusalLog((counts, remote) => {
+    log.warn("API requests refused", { counts, lastRemote: remote, intervalMs: opts.refusalLogIntervalMs ?? 60_000 });
+  }, opts.refusalLogIntervalMs ?? 60_000);
 
   let clientPromise: Promise<IppClient> | undefined;
   const apiClient = (): Promise<IppClient> => {
@@ -280,12 +302,27 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   };
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? "/", "http://localhost");
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://localhost");
+    } catch {
+      throw new HttpError(400, "bad_request", "the request target is not a valid path");
+    }
     const path = url.pathname;
     const method = req.method ?? "GET";
     const isApi = path === "/api" || path.startsWith("/api/");
     if (serve !== "all" && isApi !== (serve === "api")) {
       throw new HttpError(404, "not_found", `no route ${path} on the ${serve} port`);
+    }
+    if (isApi) {
+      // before any body is read or any route is told apart: unknown /api/ paths answer 401 too
+      const decision = await auth!.check(req.headers.authorization);
+      if (!decision.allowed) {
+        apiMetrics!.authFailures.inc({ reason: decision.reason });
+        refusals.record(decision.reason, req.socket.remoteAddress);
+        if (decision.status === 401) res.setHeader("www-authenticate", 'Bearer realm="ipp-controller"');
+        throw new HttpError(decision.status, REFUSAL_CODES[decision.status], decision.message, true);
+      }
     }
     const only = (...allowed: string[]) => {
       if (!allowed.includes(method)) {
@@ -328,7 +365,12 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     const m = /^\/api\/v1\/arrays\/([^/]+)$/.exec(path);
     if (m) {
       only("GET", "PUT");
-      const name = decodeURIComponent(m[1]!);
+      let name: string;
+      try {
+        name = decodeURIComponent(m[1]!);
+      } catch {
+        throw new HttpError(400, "invalid_name", "the array name is not valid percent-encoding");
+      }
       if (!isPythonName(name)) throw new HttpError(400, "invalid_name", `array name must be a Python identifier (not a keyword): ${JSON.stringify(name)}`);
       return method === "PUT" ? handleScatter(name, req, res, url.searchParams) : handleGather(name, req, res, url.searchParams);
     }
@@ -338,19 +380,22 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   const server = createServer((req, res) => {
     const started = Date.now();
     route(req, res).then(
-      () => log.debug("request", { method: req.method, path: req.url, status: res.statusCode, ms: Date.now() - started }),
+      () => log.debug("request", { method: req.method, path: pathOf(req), status: res.statusCode, ms: Date.now() - started }),
       (err: unknown) => {
         if (err instanceof EngineUnknownError) err = new HttpError(404, "unknown_engine", err.message);
         const e = err instanceof HttpError ? err : new HttpError(500, "internal", err instanceof Error ? err.message : String(err));
-        if (e.status >= 500) log.error("request failed", err, { method: req.method, path: req.url, status: e.status });
-        else log.info("request rejected", { method: req.method, path: req.url, status: e.status, error: e.code });
+        if (e.refused) { /* counted and logged (rate-limited) where refused */ }
+        else if (e.status >= 500) log.error("request failed", err, { method: req.method, path: pathOf(req), status: e.status });
+        else log.info("request rejected", { method: req.method, path: pathOf(req), status: e.status, error: e.code });
         if (res.headersSent) {
           res.destroy();
           return;
         }
-        if (e.status === 413) res.setHeader("connection", "close"); // do not read the rest of a huge body
+        // do not read the rest of a huge body, nor any body of a caller without a credential
+        const unread = e.status === 413 || e.refused;
+        if (unread) res.setHeader("connection", "close");
         sendError(res, e.status, e.code, e.message);
-        if (e.status === 413) res.once("finish", () => req.destroy());
+        if (unread) res.once("finish", () => req.destroy());
       },
     );
   });

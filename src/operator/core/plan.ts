@@ -21,7 +21,7 @@ import type { KubeObject, ObjectRef } from "../../api/kube.ts";
 import { refKey, refOf } from "../../api/kube.ts";
 import { describeErrors, parseEngineCluster, type FieldError } from "../../api/parse.ts";
 import {
-  applyOrder, buildConnectionSecret, buildControllerDeployment, buildControllerService, buildMpiObjects, connectionFiles, DEFAULT_BUILD_CONFIG,
+  applyOrder, buildConnectionSecret, buildControllerDeployment, buildControllerService, buildMpiObjects, buildNetworkPolicy, connectionFiles, DEFAULT_BUILD_CONFIG,
   type BuildConfig, type KeyMaterial, type MpiObjects,
 } from "../../backends/mpi/core/builders.ts";
 import { CONNECTION_KEYS, HTTP_PORT, SSH_KEYS, WORLD_LABEL, clusterRef, dns, names } from "../../backends/mpi/core/names.ts";
@@ -40,7 +40,7 @@ export interface Observed {
   owned: KubeObject[];
   controllerEngines?: { registered: number; alive: number } | { error: string };
   secrets?: Record<string, boolean>;
-  generated: { hmacKey: string; sshPrivateKey: string; sshPublicKey: string; curveSecretKey?: string; curvePublicKey?: string };
+  generated: { hmacKey: string; apiToken: string; sshPrivateKey: string; sshPublicKey: string; curveSecretKey?: string; curvePublicKey?: string };
   now: Date;
   /** Operator configuration (controller image, cluster DNS domain, metrics scrapers); defaults when absent. */
   config?: Partial<BuildConfig>;
@@ -110,8 +110,11 @@ export function keyMaterial(ec: EngineCluster, owned: KubeObject[], generated: O
   const curvePublicKey = b64decode(conn[CONNECTION_KEYS.curvePublicKey]);
   const haveSsh = sshPrivateKey !== undefined && sshPublicKey !== undefined && sshPrivateKey !== "" && sshPublicKey !== "";
   const haveCurve = curveSecretKey !== undefined && curvePublicKey !== undefined;
+  const apiToken = b64decode(conn[CONNECTION_KEYS.apiToken]);
   const material: KeyMaterial = {
     hmacKey: hmacKey !== undefined && hmacKey !== "" ? hmacKey : generated.hmacKey,
+    // a Secret written before the API had a token gains one once; from then on it is reused
+    apiToken: apiToken !== undefined && apiToken !== "" ? apiToken : generated.apiToken,
     sshPrivateKey: haveSsh ? sshPrivateKey : generated.sshPrivateKey,
     sshPublicKey: haveSsh ? sshPublicKey : generated.sshPublicKey,
   };
@@ -404,7 +407,7 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
     controller: {
       service: names.controllerService(ref.name),
       connectionSecret: names.connectionSecret(ref.name),
-      httpEndpoint: `http://${dns.controller(ref, config.clusterDomain)}:${HTTP_PORT}`,
+      ...(ec.spec.controller.service.exposeApi ? { httpEndpoint: `http://${dns.controller(ref, config.clusterDomain)}:${HTTP_PORT}` } : {}),
     },
     mpi: {
       worldGeneration: objects.world,
@@ -517,7 +520,13 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   const ref = clusterRef(ec);
   const pbs = ec.spec.backend.pbs!;
   const material = keyMaterial(ec, managed, observed.generated);
-  const desired = [buildConnectionSecret(ref, ec, material, config), buildControllerService(ref, ec), buildControllerDeployment(ref, ec, config)];
+  // engines reach only the engine ports: from anywhere in direct mode (compute nodes), from the
+  // operator's pods in sshTunnel mode (it forwards the login host's ports to the controller)
+  const engineSources = pbs.network.mode === "sshTunnel" ? "operator" : "anywhere";
+  const desired = [
+    buildConnectionSecret(ref, ec, material, config), buildControllerService(ref, ec), buildNetworkPolicy(ref, config, engineSources),
+    buildControllerDeployment(ref, ec, config),
+  ];
   const actions: Action[] = [];
   if (!desired.some((d) => find(managed, d.kind, d.metadata.name) !== undefined)) {
     actions.push({ type: "event", eventType: "Normal", reason: "Creating", message: `creating the controller; the engines go to ${pbs.user}@${pbs.host} as one batch job of ${ec.spec.engines} engine(s)` });
@@ -603,7 +612,7 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
     controller: {
       service: names.controllerService(ref.name),
       connectionSecret: names.connectionSecret(ref.name),
-      httpEndpoint: `http://${dns.controller(ref, config.clusterDomain)}:${HTTP_PORT}`,
+      ...(ec.spec.controller.service.exposeApi ? { httpEndpoint: `http://${dns.controller(ref, config.clusterDomain)}:${HTTP_PORT}` } : {}),
     },
     pbs: { jobs: s.jobs },
   };

@@ -2,11 +2,13 @@
  * The HTTP server and JSON API against our controller (in-process) and real MPI engines, once with
  * ipyparallel 9.2 engines and once with 8.8 engines (arrays travel in apply_request buffers, which
  * both must accept). A real Python client of the same version checks what the API scattered.
+ * Every API route is called without a credential, with wrong ones and with the cluster's token:
+ * only the last runs anything, and the token never reaches a log line.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,7 +18,8 @@ import { startController, type ControllerHandle } from "../../../src/controller/
 import { writeConnectionFiles } from "../../../src/controller/connection-files.ts";
 import { startHttpServer, type HttpServerHandle } from "../../../src/controller/http/server.ts";
 import { launchEngines, type EngineGroup } from "../../../src/local/engines.ts";
-import { silentLogger } from "../../../src/util/log.ts";
+import { newApiToken, tokenAuth } from "../../../src/controller/http/auth.ts";
+import { createLogger, silentLogger } from "../../../src/util/log.ts";
 import { python, type IppMajor } from "../../support/paths.ts";
 
 const execFileP = promisify(execFile);
@@ -29,6 +32,10 @@ interface Rig {
   base: string;
   clientFile: string;
   dir: string;
+  token: string;
+  registry: Registry;
+  /** every line the HTTP server logged (debug and up) */
+  logs: string[];
 }
 
 async function startRig(major: IppMajor): Promise<Rig> {
@@ -39,7 +46,13 @@ async function startRig(major: IppMajor): Promise<Rig> {
   );
   const dir = mkdtempSync(join(tmpdir(), `ipp-http-${major}-`));
   const files = await writeConnectionFiles(dir, controller.clientConnection, controller.engineConnection);
-  const http = await startHttpServer({ controller, registry, port: 0, logger: silentLogger, maxBodyBytes: 16 * 1024 * 1024, maxJsonBytes: 1024 * 1024 });
+  const token = newApiToken();
+  const logs: string[] = [];
+  const logger = createLogger({ level: "debug", sink: (line: string) => { logs.push(line); } });
+  const http = await startHttpServer({
+    controller, registry, port: 0, logger, maxBodyBytes: 16 * 1024 * 1024, maxJsonBytes: 1024 * 1024,
+    auth: tokenAuth(token), refusalLogIntervalMs: 3_600_000,
+  });
   const group = launchEngines({
     engines: ENGINES, mpiexec: "mpiexec", python: python(major), connectionInfo: controller.engineConnection, asRoot: process.getuid?.() === 0,
   }, { logger: silentLogger });
@@ -49,7 +62,7 @@ async function startRig(major: IppMajor): Promise<Rig> {
     if (group.pid < 0) throw new Error("mpiexec did not start");
     await new Promise((r) => setTimeout(r, 250));
   }
-  return { controller, group, http, base: `http://127.0.0.1:${http.port}`, clientFile: files.client, dir };
+  return { controller, group, http, base: `http://127.0.0.1:${http.port}`, clientFile: files.client, dir, token, registry, logs };
 }
 
 async function stopRig(r: Rig | undefined): Promise<void> {
@@ -60,8 +73,13 @@ async function stopRig(r: Rig | undefined): Promise<void> {
   rmSync(r.dir, { recursive: true, force: true });
 }
 
+let currentToken = "";
+
+/** A request; with the rig's token unless `headers` carry an authorization (or `authorization: ""` for none). */
 async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
-  const init: RequestInit = { method, headers: { ...headers } };
+  const h: Record<string, string> = { authorization: `Bearer ${currentToken}`, ...headers };
+  if (h.authorization === "") delete h.authorization;
+  const init: RequestInit = { method, headers: h };
   if (body !== undefined) {
     if (Buffer.isBuffer(body) || typeof body === "string") init.body = body as RequestInit["body"];
     else {
@@ -88,8 +106,68 @@ for (const major of [9, 8] as const) {
   describe(`JSON API with ipyparallel ${major} engines`, { timeout: 300_000 }, () => {
     let rig: Rig | undefined;
     const r = () => rig as Rig;
-    before(async () => { rig = await startRig(major); });
+    before(async () => { rig = await startRig(major); currentToken = rig.token; });
     after(async () => { await stopRig(rig); });
+
+    test("every API route refuses a request without the cluster's token: 401 JSON, nothing runs, counted, logged once, never the token", async () => {
+      const marker = join(r().dir, "ran");
+      const code = `open(${JSON.stringify(marker)}, "w").write("x")`;
+      const routes: [string, string, unknown, Record<string, string>][] = [
+        ["GET", "/api/v1/engines", undefined, {}],
+        ["POST", "/api/v1/execute", { code }, {}],
+        ["POST", "/api/v1/execute", { code, targets: [0] }, {}],
+        ["PUT", "/api/v1/arrays/unauth", { data: [1, 2, 3] }, {}],
+        ["PUT", "/api/v1/arrays/unauth?dtype=float64", f64([1, 2, 3]), { "content-type": "application/octet-stream" }],
+        ["PUT", "/api/v1/arrays/unauth", Buffer.alloc(64 * 1024 * 1024), { "content-type": "application/octet-stream" }],
+        ["GET", "/api/v1/arrays/a", undefined, {}],
+        ["GET", "/api/v1/arrays/a", undefined, { accept: "application/octet-stream" }],
+        ["DELETE", "/api/v1/arrays/a", undefined, {}],
+        ["GET", "/api/v1/no-such-route", undefined, {}],
+        ["GET", "/api", undefined, {}],
+      ];
+      const wrongSameLength = r().token.slice(0, -1) + (r().token.endsWith("A") ? "B" : "A");
+      const credentials: [string, Record<string, string>][] = [
+        ["missing", { authorization: "" }],
+        ["malformed", { authorization: r().token }],
+        ["malformed", { authorization: `Basic ${Buffer.from(`u:${r().token}`).toString("base64")}` }],
+        ["malformed", { authorization: "Bearer" }],
+        ["invalid", { authorization: `Bearer ${wrongSameLength}` }],
+        ["invalid", { authorization: `Bearer ${newApiToken()}` }],
+        ["invalid", { authorization: `Bearer ${r().token}x` }],
+      ];
+      const before = r().logs.length;
+      for (const [method, path, body, headers] of routes) {
+        for (const [why, cred] of credentials) {
+          const res = await call(r().base, method, path, body, { ...headers, ...cred });
+          assert.equal(res.status, 401, `${method} ${path} (${why}): ${res.buf.toString().slice(0, 200)}`);
+          assert.equal(res.json?.error, "unauthorized", `${method} ${path} (${why})`);
+          assert.equal(typeof res.json?.message, "string");
+          assert.match(res.headers.get("www-authenticate") ?? "", /^Bearer /);
+        }
+      }
+      // nothing ran: no file, no array on any engine
+      assert.equal(existsSync(marker), false, "no refused request executed code");
+      assert.equal((await call(r().base, "GET", "/api/v1/arrays/unauth")).json?.error, "array_not_found");
+      // counted by reason
+      const metric = await r().registry.getSingleMetricAsString("ipp_controller_api_auth_failures_total");
+      const count = (reason: string) => Number(new RegExp(`reason="${reason}"} (\\d+)`).exec(metric)?.[1] ?? 0);
+      assert.equal(count("missing"), routes.length);
+      assert.equal(count("malformed"), 3 * routes.length);
+      assert.equal(count("invalid"), 3 * routes.length);
+      // logged once in the interval (an hour here), without any token
+      const lines = r().logs.slice(before);
+      assert.equal(lines.filter((l) => l.includes("API requests refused")).length, 1, lines.join("\n"));
+      // /healthz and /readyz stay open
+      assert.equal((await call(r().base, "GET", "/healthz", undefined, { authorization: "" })).status, 200);
+      assert.equal((await call(r().base, "GET", "/readyz", undefined, { authorization: "" })).status, 200);
+      // with the token the same request runs
+      const ok = await call(r().base, "POST", "/api/v1/execute", { code, targets: [0] });
+      assert.equal(ok.status, 200);
+      assert.equal(existsSync(marker), true);
+      for (const secret of [r().token, wrongSameLength]) {
+        assert.ok(!r().logs.some((l) => l.includes(secret)), "no log line carries a token");
+      }
+    });
 
     test("health, readiness and engine list", async () => {
       assert.equal((await call(r().base, "GET", "/healthz")).status, 200);
@@ -213,6 +291,7 @@ for (const major of [9, 8] as const) {
         ["GET", "/api/v1/arrays/a", undefined, { accept: "text/html" }, 406, "not_acceptable"],
         ["DELETE", "/api/v1/arrays/a", undefined, {}, 405, "method_not_allowed"],
         ["GET", "/api/v2/nothing", undefined, {}, 404, "not_found"],
+        ["GET", "/api/v1/arrays/%E0%A4%A", undefined, {}, 400, "invalid_name"],
         ["GET", "/readyz?engines=lots", undefined, {}, 400, "validation_failed"],
       ];
       for (const [method, path, body, headers, status, code] of cases) {

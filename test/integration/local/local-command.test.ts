@@ -115,6 +115,40 @@ test("ipp-operator local --engines 8: registers all, psum gives 496.0 everywhere
   const ready = await fetch(`http://127.0.0.1:${port}/readyz?engines=8`);
   assert.equal(ready.status, 200);
 
+  // the JSON API: its own port, the token in a 0600 file beside the connection files, a curl line
+  const tokenFile = join(out, "ipcontroller-api-token");
+  assert.equal(statSync(tokenFile).mode & 0o777, 0o600);
+  const token = readFileSync(tokenFile, "utf8").trim();
+  assert.ok(Buffer.from(token, "base64url").length >= 32, "at least 256 random bits");
+  const apiPort = Number(/JSON API: http:\/\/127\.0\.0\.1:(\d+)\/api\/v1/.exec(r.stderr())?.[1]);
+  assert.ok(apiPort > 0 && apiPort !== port, "the API has a port of its own");
+  assert.ok(r.stderr().includes(`curl -H "Authorization: Bearer $(cat '${tokenFile}')" http://127.0.0.1:${apiPort}/api/v1/engines`), r.stderr());
+  assert.equal((await fetch(`http://127.0.0.1:${port}/api/v1/engines`)).status, 404, "no API on the metrics port");
+  // what a local user without the token sends: 401, and the code does not run
+  const marker = join(out, "ran-without-token");
+  const execute = (headers: Record<string, string>) => fetch(`http://127.0.0.1:${apiPort}/api/v1/execute`, {
+    method: "POST", headers: { "content-type": "application/json", ...headers },
+    body: JSON.stringify({ code: `open(${JSON.stringify(marker)}, "w").write("x")`, targets: [0] }),
+  });
+  const refused: Record<string, string>[] = [{}, { authorization: "Bearer " + "A".repeat(43) }, { authorization: token }];
+  for (const headers of refused) {
+    const res = await execute(headers);
+    assert.equal(res.status, 401);
+    assert.equal(((await res.json()) as { error: string }).error, "unauthorized");
+  }
+  // the same request with the token runs; the file it makes shows the refused ones made none
+  const withToken = await (await fetch(`http://127.0.0.1:${apiPort}/api/v1/execute`, {
+    method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+    body: JSON.stringify({ code: "import os; ok = os.path.exists(" + JSON.stringify(marker) + ")", targets: [0] }),
+  })).json() as { results: Array<{ status: string }> };
+  assert.equal(withToken.results[0]!.status, "ok");
+  assert.equal(existsSync(marker), false, "no refused request ran code");
+  const good = await execute({ authorization: `Bearer ${token}` });
+  assert.equal(good.status, 200);
+  assert.equal(existsSync(marker), true, "the same request with the token runs");
+  assert.ok(!r.stdout().includes(token) && !r.stderr().includes(token), "the token is never printed");
+  assert.match(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), /^ipp_controller_api_auth_failures_total\{reason="missing"\} 1$/m);
+
   // record the whole tree under the command, then SIGTERM it
   const table = readProcTable();
   const tree = descendants(table, r.child.pid!);
@@ -133,6 +167,7 @@ test("ipp-operator local --engines 8: registers all, psum gives 496.0 everywhere
   assert.deepEqual(processesMentioning(out), [], "no engine anywhere still uses the connection files");
   assert.equal(existsSync(clientFile), false, "client file removed");
   assert.equal(existsSync(join(out, "ipcontroller-engine.json")), false, "engine file removed");
+  assert.equal(existsSync(tokenFile), false, "API token file removed");
 });
 
 test("engines that die before registering: mpiexec's status and output tail, non-zero exit", { timeout: 60_000 }, async (t) => {

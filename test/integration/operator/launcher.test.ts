@@ -17,6 +17,7 @@ import type { MpiObjects } from "../../../src/backends/mpi/core/builders.ts";
 import { CLUSTER_LABEL, CONNECTION_KEYS } from "../../../src/backends/mpi/core/names.ts";
 import { startController, type ControllerHandle } from "../../../src/controller/controller.ts";
 import { startHttpServer, type HttpServerHandle } from "../../../src/controller/http/server.ts";
+import { tokenAuth } from "../../../src/controller/http/auth.ts";
 import { createOperatorMetrics, type OperatorMetrics } from "../../../src/metrics/operator.ts";
 import { collectionPath, objectPath, resourceType, ENGINECLUSTER, type KubeObject } from "../../../src/operator/kube/resources.ts";
 import { startOperator, type OperatorHandle } from "../../../src/operator/operator.ts";
@@ -91,7 +92,9 @@ test("the operator's launcher, run locally, brings up engines that register; the
     ...controllerConfigFromObjects(objects), heartbeatPeriodMs: 1000, taskScheme: "leastload", shutdownDelayMs: -1,
   }, { logger, registry });
   // the API and the metrics/health listener on separate ports, as the controller Deployment runs them
-  http = await startHttpServer({ controller, registry, port: 0, logger: silentLogger, serve: "api" });
+  // with the API token of the Secret the operator generated: the operator's probe must send it
+  const apiToken = Buffer.from((objects.connectionSecret as unknown as { data: Record<string, string> }).data["api-token"]!, "base64").toString("utf8");
+  http = await startHttpServer({ controller, registry, port: 0, logger: silentLogger, serve: "api", auth: tokenAuth(apiToken) });
   httpPort = http.port;
   metricsHttp = await startHttpServer({ controller, registry, port: 0, logger: silentLogger, serve: "metrics" });
   // no kubelet: say the controller's Deployment is available, as the deployment controller would

@@ -30,9 +30,13 @@ function firstPlan() {
   return { c, p, owned: of(p, "apply").map((a) => a.object) };
 }
 
-test("first reconcile: the controller's Secret, Service and Deployment; no qsub before the connection Secret is observed", () => {
+test("first reconcile: the controller's Secret, Service, NetworkPolicy and Deployment; no qsub before the connection Secret is observed", () => {
   const { p, owned } = firstPlan();
-  assert.deepEqual(owned.map((o) => `${o.kind}/${o.metadata.name}`), ["Secret/psum-connection", "Service/psum-controller", "Deployment/psum-controller"]);
+  assert.deepEqual(owned.map((o) => `${o.kind}/${o.metadata.name}`), ["Secret/psum-connection", "Service/psum-controller", "NetworkPolicy/psum-controller", "Deployment/psum-controller"]);
+  // direct mode: engines (compute nodes) reach the engine ports from anywhere, and nothing else
+  const np = owned.find((o) => o.kind === "NetworkPolicy") as J;
+  assert.equal(np.spec.ingress[0].from, undefined);
+  assert.ok(!np.spec.ingress[0].ports.some((x: J) => x.port === 8080 || x.port === 8081));
   assert.equal(of(p, "pbsSubmit").length, 0);
   assert.equal(cond(p, "Submitted").reason, "WaitingForConnectionSecret");
   assert.equal((p.status as J).backend, "pbs");
@@ -89,7 +93,7 @@ test("deletion: qdel the live job and keep the finalizer; once qstat shows it en
   // ended: the generic deletion takes over
   const ended = plan(observe(deleting, owned, { pbs: { dialect: "slurm", jobs: [job({ name, state: "C", phase: "completed" })] } }));
   assert.equal(of(ended, "pbsQdel").length, 0);
-  assert.deepEqual(of(ended, "delete").map((d) => d.ref.kind).sort(), ["Deployment", "Secret", "Service"]);
+  assert.deepEqual(of(ended, "delete").map((d) => d.ref.kind).sort(), ["Deployment", "NetworkPolicy", "Secret", "Service"]);
   const gone = plan(observe(deleting, [], { pbs: { dialect: "slurm", jobs: [] } }));
   assert.deepEqual(gone.actions, [{ type: "removeFinalizer" }]);
 });

@@ -11,6 +11,7 @@ const LATER = new Date("2026-02-01T10:05:00Z");
 function generated(reads: string[] = []): Observed["generated"] {
   return {
     get hmacKey() { reads.push("hmacKey"); return MATERIAL.hmacKey; },
+    get apiToken() { reads.push("apiToken"); return MATERIAL.apiToken; },
     get sshPrivateKey() { reads.push("sshPrivateKey"); return MATERIAL.sshPrivateKey; },
     get sshPublicKey() { reads.push("sshPublicKey"); return MATERIAL.sshPublicKey; },
   };
@@ -54,7 +55,8 @@ test("new cluster: finalizer, a Creating event, every object applied, Pending", 
   assert.equal(s.backend, "mpi");
   assert.equal(s.observedGeneration, 1);
   assert.deepEqual(s.engines, { desired: 8, registered: 0, alive: 0 });
-  assert.deepEqual(s.controller, { service: "psum-controller", connectionSecret: "psum-connection", httpEndpoint: "http://psum-controller.science.svc.cluster.local:8080" });
+  // the API is not on the Service unless spec.controller.service.exposeApi: no endpoint to show
+  assert.deepEqual(s.controller, { service: "psum-controller", connectionSecret: "psum-connection" });
   assert.deepEqual(s.conditions.map((c: J) => `${c.type}=${c.status}/${c.reason}`), [
     "Ready=False/ControllerCreating", "Progressing=True/Launching", "Degraded=False/AsExpected",
     "ControllerReady=False/ControllerCreating", "WorkersReady=False/WorkersNotReady", "EnginesReady=Unknown/ControllerNotQueried",
@@ -269,7 +271,7 @@ test("stale owned objects of other names are deleted; foreign objects are left a
 
 test("operator configuration reaches the owned objects: controller image, DNS domain, metrics scrapers; absent keys keep defaults", () => {
   const objects = (config: Observed["config"]) => applied(plan(observe(withFinalizer(rawCluster(mpiSpec())), [], { config })));
-  const scrapeRule = (objs: KubeObject[]) => (objs.find((o) => o.kind === "NetworkPolicy") as J).spec.ingress[3];
+  const scrapeRule = (objs: KubeObject[]) => (objs.find((o) => o.kind === "NetworkPolicy") as J).spec.ingress.find((r: J) => r.ports.some((p: J) => p.port === 8081));
   const defaults = objects(undefined);
   assert.deepEqual(scrapeRule(defaults), { from: [{ namespaceSelector: {} }], ports: [{ protocol: "TCP", port: 8081 }] });
   assert.deepEqual(objects({ controllerImage: undefined, clusterDomain: undefined, metricsScrapers: undefined }), defaults);

@@ -13,7 +13,7 @@ import type { KubeObject } from "../../../api/kube.ts";
 import { renderHostfile, worldShape, type WorldShape } from "./hostfile.ts";
 import {
   CLIENT_LABEL, CLIENT_PORTS, CLIENT_PORT_RANGE, CONNECTION_KEYS, CONTROLLER_UID, ENGINE_PORTS, ENGINE_PORT_RANGE, ENGINE_UID,
-  HOSTFILE_KEY, HTTP_PORT, METRICS_PORT, OPERATOR_LABEL, OPERATOR_LABEL_VALUE, PATHS, SERVICE_PORTS, SSH_KEYS, SSH_PORT, WORLD_LABEL,
+  HOSTFILE_KEY, HTTP_PORT, METRICS_PORT, NAMESPACE_NAME_LABEL, OPERATOR_LABEL, OPERATOR_LABEL_VALUE, PATHS, SERVICE_PORTS, SSH_KEYS, SSH_PORT, WORLD_LABEL,
   clusterRef, dns, labels, names,
   ownerReference, selector, type ClusterRef, type Component,
 } from "./names.ts";
@@ -25,6 +25,8 @@ export interface KeyMaterial {
   sshPrivateKey: string;
   /** The matching public key in authorized_keys format (`ecdsa-sha2-nistp256 AAAA...`). */
   sshPublicKey: string;
+  /** The JSON API's bearer token (256 random bits); in the connection Secret, read by the controller from its mounted file. */
+  apiToken: string;
   /** CurveZMQ server key pair (Z85, 40 characters each); only with spec.controller.curve. */
   curveSecretKey?: string;
   curvePublicKey?: string;
@@ -40,6 +42,15 @@ export interface MetricsScrapers {
   podSelector?: Record<string, string>;
 }
 
+/**
+ * The operator's own pods, admitted to each controller's API port (where it reads the engine
+ * list): pods matching `podLabels` in the namespace named `namespace` (both must match).
+ */
+export interface OperatorPeer {
+  namespace: string;
+  podLabels: Record<string, string>;
+}
+
 export interface BuildConfig {
   /** Controller image when spec.controller.image is not set (the operator's own image). */
   controllerImage: string;
@@ -47,6 +58,8 @@ export interface BuildConfig {
   clusterDomain: string;
   /** Pods admitted to the controllers' metrics port (default: any pod in any namespace). */
   metricsScrapers: MetricsScrapers;
+  /** The operator's namespace and pod labels; absent (an operator outside the cluster): no operator rule. */
+  operator?: OperatorPeer;
 }
 
 export const DEFAULT_BUILD_CONFIG: BuildConfig = {
@@ -147,6 +160,7 @@ export function buildConnectionSecret(ref: ClusterRef, ec: EngineCluster, materi
     [CONNECTION_KEYS.client]: b64(JSON.stringify(files.client, null, 2) + "\n"),
     [CONNECTION_KEYS.engine]: b64(JSON.stringify(files.engine, null, 2) + "\n"),
     [CONNECTION_KEYS.hmacKey]: b64(material.hmacKey),
+    [CONNECTION_KEYS.apiToken]: b64(material.apiToken),
   };
   if (ec.spec.controller.curve && material.curveSecretKey !== undefined && material.curvePublicKey !== undefined) {
     data[CONNECTION_KEYS.curveSecretKey] = b64(material.curveSecretKey);
@@ -190,6 +204,8 @@ export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: Build
     `--scheme=${c.taskScheme}`,
     `--http-port=${HTTP_PORT}`,
     "--http-host=0.0.0.0",
+    // the token's file, never the token: args show in `kubectl describe` and process listings
+    `--api-token-file=${PATHS.connectionDir}/${CONNECTION_KEYS.apiToken}`,
     `--metrics-port=${METRICS_PORT}`,
     "--metrics-host=0.0.0.0",
     `--connection-dir=${PATHS.controllerRunDir}`,
@@ -243,31 +259,43 @@ export function buildControllerDeployment(ref: ClusterRef, ec: EngineCluster, co
   };
 }
 
+/** The Service: the ZeroMQ ports and metrics; the JSON API only with spec.controller.service.exposeApi. */
 export function buildControllerService(ref: ClusterRef, ec: EngineCluster): KubeObject {
   const svc = ec.spec.controller.service;
+  const ports = SERVICE_PORTS.filter((p) => p.side !== "http" || svc.exposeApi);
   return {
     apiVersion: "v1", kind: "Service",
     metadata: meta(ref, names.controllerService(ref.name), "controller", {}, svc.annotations),
     spec: {
       type: svc.type,
       selector: selector(ref.name, "controller"),
-      ports: SERVICE_PORTS.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })),
+      ports: ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.name, protocol: "TCP" })),
     },
   };
 }
 
 /**
- * Ingress to the controller pod:
- * - engines (this cluster's launcher and worker pods): the engine-side ZeroMQ ports and the API;
+ * Where a cluster's engines connect from:
+ * - `pods`: this cluster's launcher and worker pods (mpi);
+ * - `anywhere`: outside the cluster (pbs `direct`: compute nodes, whose addresses the operator
+ *   does not know), so the engine ports admit any source — they still need the HMAC key;
+ * - `operator`: the operator's pods (pbs `sshTunnel`: the operator forwards the login host's
+ *   ports to the controller), or any source when the operator runs outside the cluster.
+ */
+export type EngineSources = "pods" | "anywhere" | "operator";
+
+/**
+ * Ingress to the controller pod, rule by rule:
+ * - engines (see EngineSources): the engine-side ZeroMQ ports only;
  * - clients (pods labelled `ipp.dev/client: <cluster>` in the namespace): the client-side ZeroMQ
  *   ports and the API;
- * - the operator (pods labelled `ipp.dev/operator: "true"`, any namespace): the API, where it reads
- *   the engine list;
+ * - the operator (its pods' labels in its own namespace, both required; config.operator): the
+ *   API, where it reads the engine list;
  * - metrics scrapers (the operator's configuration; default any pod): the metrics port only
  *   (/metrics, /healthz, /readyz). The API, which executes code on the engines, is never opened
  *   to them.
  */
-export function buildNetworkPolicy(ref: ClusterRef, config: BuildConfig = DEFAULT_BUILD_CONFIG): KubeObject {
+export function buildNetworkPolicy(ref: ClusterRef, config: BuildConfig = DEFAULT_BUILD_CONFIG, engines: EngineSources = "pods"): KubeObject {
   const port = (p: number) => ({ protocol: "TCP", port: p });
   const api = port(HTTP_PORT);
   const enginePorts = SERVICE_PORTS.filter((p) => p.side === "engine" || p.side === "both").map((p) => port(p.port));
@@ -278,15 +306,23 @@ export function buildNetworkPolicy(ref: ClusterRef, config: BuildConfig = DEFAUL
     namespaceSelector: Object.keys(scrapers.namespaceSelector).length > 0 ? { matchLabels: { ...scrapers.namespaceSelector } } : {},
     ...(scrapers.podSelector !== undefined && Object.keys(scrapers.podSelector).length > 0 ? { podSelector: { matchLabels: { ...scrapers.podSelector } } } : {}),
   };
+  const op = config.operator;
+  const operatorPeer = op === undefined ? undefined : {
+    namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: op.namespace } },
+    podSelector: { matchLabels: Object.keys(op.podLabels).length > 0 ? { ...op.podLabels } : { [OPERATOR_LABEL]: OPERATOR_LABEL_VALUE } },
+  };
+  const engineRule = engines === "pods" ? { from: [enginePods("launcher"), enginePods("worker")], ports: enginePorts }
+    : engines === "operator" && operatorPeer !== undefined ? { from: [operatorPeer], ports: enginePorts }
+      : { ports: enginePorts }; // no `from`: any source
   return {
     apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: meta(ref, names.networkPolicy(ref.name), "network-policy"),
     spec: {
       podSelector: { matchLabels: selector(ref.name, "controller") },
       policyTypes: ["Ingress"],
       ingress: [
-        { from: [enginePods("launcher"), enginePods("worker")], ports: [...enginePorts, api] },
+        engineRule,
         { from: [{ podSelector: { matchLabels: { [CLIENT_LABEL]: ref.name } } }], ports: [...clientPorts, api] },
-        { from: [{ namespaceSelector: {}, podSelector: { matchLabels: { [OPERATOR_LABEL]: OPERATOR_LABEL_VALUE } } }], ports: [api] },
+        ...(operatorPeer !== undefined ? [{ from: [operatorPeer], ports: [api] }] : []),
         { from: [scraperPeer], ports: [port(METRICS_PORT)] },
       ],
     },

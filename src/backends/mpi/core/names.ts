@@ -13,13 +13,17 @@ export const CLIENT_LABEL = "ipp.dev/client";
 export const COMPONENT_LABEL = "app.kubernetes.io/component";
 /**
  * The operator's pods carry `ipp.dev/operator: "true"` (the chart sets it whatever the release is
- * called): the controllers' NetworkPolicies admit the operator to the API port by it.
+ * called). The controllers' NetworkPolicies admit the operator to the API port by its pod labels
+ * (default this one) AND its namespace's name, so a tenant's pod carrying the label is not let in.
  */
 export const OPERATOR_LABEL = "ipp.dev/operator";
 export const OPERATOR_LABEL_VALUE = "true";
 export const MANAGED_BY = "ipp-operator";
 
 export type Component = "controller" | "connection" | "ssh" | "hostfile" | "workers" | "worker" | "launcher" | "network-policy";
+
+/** The label the API server sets on every namespace (Kubernetes ≥ 1.21): its name. */
+export const NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name";
 
 export interface ClusterRef { name: string; namespace: string; uid: string }
 
@@ -85,7 +89,10 @@ export const ENGINE_PORTS = {
 export const CLIENT_PORTS = { control: 10110, mux: 10111, task: 10112, iopub: 10113, notification: 10114, broadcast: 10115 };
 export const ENGINE_PORT_RANGE = "10101-10109";
 export const CLIENT_PORT_RANGE = "10110-10115";
-/** The controller's JSON API (executes code on the engines): engines, clients and the operator only. */
+/**
+ * The controller's JSON API (executes code on the engines; every request needs the cluster's API
+ * token): clients and the operator only, and on the Service only with spec.controller.service.exposeApi.
+ */
 export const HTTP_PORT = 8080;
 /** The controller's /metrics, /healthz and /readyz: probes and metrics scrapers. */
 export const METRICS_PORT = 8081;
@@ -117,6 +124,8 @@ export const CONNECTION_KEYS = {
   client: "ipcontroller-client.json",
   engine: "ipcontroller-engine.json",
   hmacKey: "hmac-key",
+  /** the JSON API's bearer token (256 random bits, base64url); generated once, never rotated */
+  apiToken: "api-token",
   curveSecretKey: "curve-secretkey",
   curvePublicKey: "curve-publickey",
 };

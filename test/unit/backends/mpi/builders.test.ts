@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { applyOrder, buildMpiObjects, connectionFiles, controllerArgs, DEFAULT_BUILD_CONFIG } from "../../../../src/backends/mpi/core/builders.ts";
+import { applyOrder, buildMpiObjects, buildNetworkPolicy, connectionFiles, controllerArgs, DEFAULT_BUILD_CONFIG } from "../../../../src/backends/mpi/core/builders.ts";
 import { parseHostfile, renderHostfile } from "../../../../src/backends/mpi/core/hostfile.ts";
 import { clusterRef, labels } from "../../../../src/backends/mpi/core/names.ts";
 import { cluster, MATERIAL, mpiSpec, UID, unb64 } from "./fixtures.ts";
@@ -52,8 +52,9 @@ test("every object: namespace, labels, owner reference", () => {
 test("connection Secret: client and engine JSON as ipcontroller writes them, with the given key", () => {
   const o = build(mpiSpec());
   const data = (o.connectionSecret as J).data;
-  assert.deepEqual(Object.keys(data), ["ipcontroller-client.json", "ipcontroller-engine.json", "hmac-key"]);
+  assert.deepEqual(Object.keys(data), ["ipcontroller-client.json", "ipcontroller-engine.json", "hmac-key", "api-token"]);
   assert.equal(unb64(data["hmac-key"]), MATERIAL.hmacKey);
+  assert.equal(unb64(data["api-token"]), MATERIAL.apiToken);
   const client = JSON.parse(unb64(data["ipcontroller-client.json"]));
   const engine = JSON.parse(unb64(data["ipcontroller-engine.json"]));
   const host = "psum-controller.science.svc.cluster.local";
@@ -92,9 +93,12 @@ test("controller Deployment: args, fixed named ports, probes, restricted securit
   assert.deepEqual(controllerArgs(clusterRef(ec), ec, DEFAULT_BUILD_CONFIG), [
     "controller", "--ip=0.0.0.0", "--location=psum-controller.science.svc.cluster.local",
     "--engine-ports=10101-10109", "--client-ports=10110-10115", "--keyfile=/etc/ipp/connection/hmac-key",
-    "--ping=1500", "--scheme=lru", "--http-port=8080", "--http-host=0.0.0.0", "--metrics-port=8081", "--metrics-host=0.0.0.0",
-    "--connection-dir=/var/run/ipp",
+    "--ping=1500", "--scheme=lru", "--http-port=8080", "--http-host=0.0.0.0", "--api-token-file=/etc/ipp/connection/api-token",
+    "--metrics-port=8081", "--metrics-host=0.0.0.0", "--connection-dir=/var/run/ipp",
   ]);
+  // the API token reaches the controller as a mounted file: never in args or env
+  const token = MATERIAL.apiToken;
+  assert.ok(!JSON.stringify(d).includes(token), "the token is not in the Deployment");
   assert.equal(d.spec.replicas, 1);
   assert.deepEqual(d.spec.strategy, { type: "Recreate" });
   assert.deepEqual(d.spec.selector.matchLabels, { "ipp.dev/cluster": "psum", "app.kubernetes.io/component": "controller" });
@@ -118,8 +122,15 @@ test("controller Deployment: args, fixed named ports, probes, restricted securit
   assert.deepEqual(pod.volumes[0], { name: "connection", secret: { secretName: "psum-connection", defaultMode: 0o440 } });
 });
 
-test("controller Service names every port; type and annotations from the spec", () => {
-  const s = build(mpiSpec({}, 8, { service: { type: "LoadBalancer", annotations: { "example.com/lb": "internal" } } })).controllerService as J;
+test("controller Service: ZeroMQ ports and metrics, no API port unless the spec exposes it", () => {
+  const plain = build(mpiSpec()).controllerService as J;
+  assert.equal(plain.spec.ports.length, 16);
+  assert.ok(!plain.spec.ports.some((p: J) => p.name === "http" || p.port === 8080), "the API is not on the Service by default");
+  assert.deepEqual(plain.spec.ports.at(-1), { name: "metrics", port: 8081, targetPort: "metrics", protocol: "TCP" });
+});
+
+test("controller Service names every port with exposeApi; type and annotations from the spec", () => {
+  const s = build(mpiSpec({}, 8, { service: { type: "LoadBalancer", annotations: { "example.com/lb": "internal" }, exposeApi: true } })).controllerService as J;
   assert.equal(s.spec.type, "LoadBalancer");
   assert.deepEqual(s.metadata.annotations, { "example.com/lb": "internal" });
   assert.equal(s.spec.ports.length, 17);
@@ -192,18 +203,23 @@ test("world generation: changes with engines, slots, workers, image; not with co
   assert.equal(w(mpiSpec({}, 8, { heartbeatPeriodMs: 1000 })), base);
 });
 
-test("NetworkPolicy: engines and labelled clients reach ZeroMQ and the API, the operator the API, scrapers only the metrics port", () => {
-  const np = build(mpiSpec()).networkPolicy as J;
+const OPERATOR = { namespace: "ipp-system", podLabels: { "app.kubernetes.io/name": "ipp-operator", "app.kubernetes.io/instance": "ipp" } };
+
+test("NetworkPolicy: engines reach only the engine ports, labelled clients ZeroMQ and the API, the operator (its namespace and pods) the API, scrapers only the metrics port", () => {
+  const np = buildMpiObjects(cluster(mpiSpec()), MATERIAL, { ...DEFAULT_BUILD_CONFIG, operator: OPERATOR }).networkPolicy as J;
   assert.deepEqual(np.spec.podSelector.matchLabels, { "ipp.dev/cluster": "psum", "app.kubernetes.io/component": "controller" });
   assert.deepEqual(np.spec.policyTypes, ["Ingress"]);
   const [engines, clients, operator, scrapers, ...more] = np.spec.ingress;
   assert.deepEqual(more, []);
   assert.deepEqual(engines.from.map((f: J) => f.podSelector.matchLabels["app.kubernetes.io/component"]), ["launcher", "worker"]);
-  assert.deepEqual(engines.ports.map((p: J) => p.port), [10101, 10102, 10103, 10104, 10105, 10106, 10107, 10108, 10109, 8080]);
+  assert.deepEqual(engines.ports.map((p: J) => p.port), [10101, 10102, 10103, 10104, 10105, 10106, 10107, 10108, 10109]);
   assert.deepEqual(clients.from, [{ podSelector: { matchLabels: { "ipp.dev/client": "psum" } } }]);
   assert.deepEqual(clients.ports.map((p: J) => p.port), [10101, 10110, 10111, 10112, 10113, 10114, 10115, 8080]);
-  // the operator by the label the chart sets on its pods, whatever the release is called
-  assert.deepEqual(operator.from, [{ namespaceSelector: {}, podSelector: { matchLabels: { "ipp.dev/operator": "true" } } }]);
+  // the operator: its pods' labels AND its namespace's name, in one peer (both must match)
+  assert.deepEqual(operator.from, [{
+    namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "ipp-system" } },
+    podSelector: { matchLabels: { "app.kubernetes.io/name": "ipp-operator", "app.kubernetes.io/instance": "ipp" } },
+  }]);
   assert.deepEqual(operator.ports, [{ protocol: "TCP", port: 8080 }]);
   // default: any pod in any namespace, metrics port only
   assert.deepEqual(scrapers.from, [{ namespaceSelector: {} }]);
@@ -217,7 +233,7 @@ test("NetworkPolicy: engines and labelled clients reach ZeroMQ and the API, the 
 test("NetworkPolicy: the operator's metrics-scraper selectors choose who reaches the metrics port", () => {
   const ec = cluster(mpiSpec());
   const only = (config: Partial<typeof DEFAULT_BUILD_CONFIG>) =>
-    (buildMpiObjects(ec, MATERIAL, { ...DEFAULT_BUILD_CONFIG, ...config }).networkPolicy as J).spec.ingress[3];
+    (buildMpiObjects(ec, MATERIAL, { ...DEFAULT_BUILD_CONFIG, operator: OPERATOR, ...config }).networkPolicy as J).spec.ingress[3];
   assert.deepEqual(only({ metricsScrapers: { namespaceSelector: { "kubernetes.io/metadata.name": "monitoring" } } }).from,
     [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "monitoring" } } }]);
   assert.deepEqual(only({ metricsScrapers: { namespaceSelector: { team: "obs" }, podSelector: { "app.kubernetes.io/name": "prometheus" } } }).from,
@@ -225,6 +241,26 @@ test("NetworkPolicy: the operator's metrics-scraper selectors choose who reaches
   assert.deepEqual(only({ metricsScrapers: { namespaceSelector: {}, podSelector: { "app.kubernetes.io/name": "prometheus" } } }).from,
     [{ namespaceSelector: {}, podSelector: { matchLabels: { "app.kubernetes.io/name": "prometheus" } } }]);
   assert.deepEqual(only({ metricsScrapers: { namespaceSelector: {}, podSelector: {} } }).from, [{ namespaceSelector: {} }]);
+});
+
+test("NetworkPolicy: no operator rule when the operator's namespace is unknown (it runs outside the cluster); empty pod labels mean the chart's operator label", () => {
+  const ec = cluster(mpiSpec());
+  const without = (buildMpiObjects(ec, MATERIAL).networkPolicy as J).spec.ingress;
+  assert.equal(without.length, 3);
+  assert.ok(!without.some((r: J) => JSON.stringify(r.from ?? []).includes("ipp.dev/operator")));
+  const withDefault = (buildMpiObjects(ec, MATERIAL, { ...DEFAULT_BUILD_CONFIG, operator: { namespace: "ops", podLabels: {} } }).networkPolicy as J).spec.ingress[2];
+  assert.deepEqual(withDefault.from, [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "ops" } }, podSelector: { matchLabels: { "ipp.dev/operator": "true" } } }]);
+});
+
+test("NetworkPolicy for pbs: direct engines reach the engine ports from anywhere, tunnelled ones only from the operator; never the API", () => {
+  const ref = clusterRef(cluster(mpiSpec()));
+  const config = { ...DEFAULT_BUILD_CONFIG, operator: OPERATOR };
+  const direct = (buildNetworkPolicy(ref, config, "anywhere") as J).spec.ingress[0];
+  assert.equal(direct.from, undefined);
+  assert.deepEqual(direct.ports.map((p: J) => p.port), [10101, 10102, 10103, 10104, 10105, 10106, 10107, 10108, 10109]);
+  const tunnel = (buildNetworkPolicy(ref, config, "operator") as J).spec.ingress[0];
+  assert.deepEqual(tunnel.from, [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "ipp-system" } }, podSelector: { matchLabels: OPERATOR.podLabels } }]);
+  assert.deepEqual(tunnel.ports.map((p: J) => p.port), [10101, 10102, 10103, 10104, 10105, 10106, 10107, 10108, 10109]);
 });
 
 test("every pod is restricted-PSS compliant", () => {

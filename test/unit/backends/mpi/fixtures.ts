@@ -27,6 +27,7 @@ export function cluster(spec: Record<string, unknown>): EngineCluster {
 
 export const MATERIAL = {
   hmacKey: "5f2b6a8e-1c3d4e5f60718293a4b5c6d7",
+  apiToken: "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtb2YtcmFuZG9t",
   sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n",
   sshPublicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITEST",
 };
