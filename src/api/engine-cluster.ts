@@ -157,6 +157,7 @@ export const ControllerSpec = z.object({
   heartbeatPeriodMs: z.int().min(100).max(60000).default(3000).meta({ description: "Heartbeat period in milliseconds (ipcontroller --ping)." }),
   taskScheme: z.enum(TASK_SCHEMES).default("leastload").meta({ description: "Load-balancing scheme of the task scheduler." }),
   curve: z.boolean().default(false).meta({ description: "Encrypt ZeroMQ traffic with CurveZMQ." }),
+  apiAuth: z.enum(["token", "kubernetes"]).default("token").meta({ description: "Who may call the controller's JSON API. token: holders of the cluster's API token (key `api-token` of the connection Secret). kubernetes: also any Kubernetes user or ServiceAccount allowed `create` on `engineclusters/api` (group ipp.dev) of this EngineCluster, e.g. through the chart's aggregated ClusterRole; the controller checks the caller's bearer token with a SelfSubjectAccessReview." }),
 }).meta({ description: "The per-cluster controller." });
 
 // ---------------------------------------------------------------------------------------------

@@ -31,8 +31,8 @@ import { readReusedConnection, type ReusedConnection } from "../controller/reuse
 import { startController, type ChannelName, type ControllerConfig, type ControllerHandle } from "../controller/controller.ts";
 import { writeConnectionFile, type ClientConnectionInfo, type EngineConnectionInfo } from "../controller/connection-files.ts";
 import { startHttpServer, type HttpServerHandle } from "../controller/http/server.ts";
-import { kubernetesAuth, newApiToken, tokenAuth, type ApiAuth } from "../controller/http/auth.ts";
-import { kubeReviews } from "../controller/http/kube-reviews.ts";
+import { delegatedReviewer, kubernetesAuth, newApiToken, tokenAuth, type ApiAuth, type TokenReviewer } from "../controller/http/auth.ts";
+import { kubeReviews, selfReviewer, type ApiServerAddress } from "../controller/http/kube-reviews.ts";
 import { createKubeClient } from "../operator/kube/client.ts";
 import { loadConnectionConfig } from "../operator/kube/config.ts";
 
@@ -57,8 +57,16 @@ export interface ApiListener {
   auth?: "token" | "kubernetes";
   /** the EngineCluster whose engineclusters/api a Kubernetes caller needs (kubernetes mode) */
   cluster?: { namespace: string; name: string };
-  /** kubeconfig for the reviews (default: in-cluster service account, then $KUBECONFIG) */
+  /**
+   * who asks the Kubernetes API: delegated (default): the controller's own identity, with
+   * TokenReview + SubjectAccessReview (needs system:auth-delegator); self: the caller's token, with
+   * a SelfSubjectAccessReview (needs no credential of the controller's)
+   */
+  review?: "delegated" | "self";
+  /** kubeconfig for the reviews (default: in-cluster service account, then $KUBECONFIG); in self mode only its server and CA are used */
   kubeconfig?: string;
+  /** self mode in a pod without a service-account token: the API server's CA file (with $KUBERNETES_SERVICE_HOST/PORT) */
+  ca?: string;
 }
 
 export const API_HELP = [
@@ -69,7 +77,11 @@ export const API_HELP = [
   `  ${"--api-auth=token|kubernetes".padEnd(34)} kubernetes: also accept Kubernetes bearer tokens whose user may create`,
   `  ${"".padEnd(34)} engineclusters/api (group ipp.dev) of --api-auth-cluster (TokenReview + SubjectAccessReview)`,
   `  ${"--api-auth-cluster=NAMESPACE/NAME".padEnd(34)} the EngineCluster checked in kubernetes mode`,
-  `  ${"--api-auth-kubeconfig=PATH".padEnd(34)} kubeconfig for the reviews (default: in-cluster, then $KUBECONFIG)`,
+  `  ${"--api-auth-review=delegated|self".padEnd(34)} delegated (default): TokenReview + SubjectAccessReview as the controller's`,
+  `  ${"".padEnd(34)} identity (needs system:auth-delegator); self: a SelfSubjectAccessReview with the caller's token`,
+  `  ${"--api-auth-kubeconfig=PATH".padEnd(34)} kubeconfig for the reviews (default: in-cluster, then $KUBECONFIG; self: its server and CA)`,
+  `  ${"--api-auth-ca=PATH".padEnd(34)} self, in a pod without a service-account token: the API server's CA`,
+  `  ${"".padEnd(34)} (server from $KUBERNETES_SERVICE_HOST/PORT)`,
 ].join("\n") + "\n";
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -86,7 +98,7 @@ export function splitOwnArgs(argv: string[]): { rest: string[]; metrics: Metrics
   for (let i = 0; i < argv.length; i++) {
     const tok = argv[i]!;
     if (tok === "--") { rest.push(...argv.slice(i)); break; }
-    const m = /^--(metrics-port|metrics-host|api-token-file|api-auth|api-auth-cluster|api-auth-kubeconfig)(?:=(.*))?$/s.exec(tok);
+    const m = /^--(metrics-port|metrics-host|api-token-file|api-auth|api-auth-cluster|api-auth-review|api-auth-kubeconfig|api-auth-ca)(?:=(.*))?$/s.exec(tok);
     if (!m) { rest.push(tok); continue; }
     let value = m[2];
     if (value === undefined) {
@@ -118,6 +130,14 @@ export function splitOwnArgs(argv: string[]): { rest: string[]; metrics: Metrics
         api.cluster = { namespace: parts[0]!, name: parts[1]! };
         break;
       }
+      case "api-auth-review":
+        if (value !== "delegated" && value !== "self") throw bad(`delegated or self, not ${JSON.stringify(value)}`);
+        api.review = value;
+        break;
+      case "api-auth-ca":
+        if (value === "") throw bad("a file path");
+        api.ca = value;
+        break;
       default:
         if (value === "") throw bad("a file path");
         api.kubeconfig = value;
@@ -334,9 +354,27 @@ async function apiCredential(api: ApiListener, tokenPath: string, reuse: boolean
     written = tokenPath;
   }
   if (api.auth !== "kubernetes") return { auth: tokenAuth(token), ...(written ? { written } : {}) };
-  const client = createKubeClient(await loadConnectionConfig({ kubeconfig: api.kubeconfig, env: process.env }));
-  log.info("API accepts Kubernetes identities", { cluster: `${api.cluster!.namespace}/${api.cluster!.name}`, server: client.server });
-  return { auth: kubernetesAuth({ token, cluster: api.cluster!, reviews: kubeReviews(client) }), ...(written ? { written } : {}) };
+  let reviewer: TokenReviewer;
+  let server: string;
+  if (api.review === "self") {
+    let address: ApiServerAddress;
+    if (api.kubeconfig !== undefined || api.ca === undefined) {
+      const c = await loadConnectionConfig({ kubeconfig: api.kubeconfig, env: process.env });
+      address = { server: c.server, ...(c.ca ? { ca: c.ca } : {}), ...(c.tlsServerName ? { tlsServerName: c.tlsServerName } : {}), ...(c.insecureSkipTLSVerify ? { insecureSkipTLSVerify: true } : {}) };
+    } else {
+      const host = process.env.KUBERNETES_SERVICE_HOST;
+      if (!host) throw new Error("--api-auth-ca needs $KUBERNETES_SERVICE_HOST (and $KUBERNETES_SERVICE_PORT) for the API server's address");
+      address = { server: `https://${host.includes(":") ? `[${host}]` : host}:${process.env.KUBERNETES_SERVICE_PORT ?? "443"}`, ca: await readFile(api.ca) };
+    }
+    reviewer = selfReviewer(address);
+    server = address.server;
+  } else {
+    const client = createKubeClient(await loadConnectionConfig({ kubeconfig: api.kubeconfig, env: process.env }));
+    reviewer = delegatedReviewer(kubeReviews(client));
+    server = client.server;
+  }
+  log.info("API accepts Kubernetes identities", { cluster: `${api.cluster!.namespace}/${api.cluster!.name}`, review: api.review ?? "delegated", server });
+  return { auth: kubernetesAuth({ token, cluster: api.cluster!, reviewer }), ...(written ? { written } : {}) };
 }
 
 async function serve(o: ControllerOptions, metrics: MetricsListener, api: ApiListener, loc: ProfileLocation, paths: ConnectionFileNames, log: Logger): Promise<number> {

@@ -4,10 +4,13 @@
  *
  * - `tokenAuth`: the cluster's API token (`Authorization: Bearer <token>`), 256 random bits,
  *   compared in constant time (SHA-256 digests of both sides, so the length leaks nothing either);
- * - `kubernetesAuth`: the API token as above, or a Kubernetes bearer token that a TokenReview
- *   authenticates and a SubjectAccessReview authorizes for the API verb on this EngineCluster
- *   (`create` on `engineclusters/api` in group ipp.dev, in the cluster's namespace). Decisions are
- *   cached briefly (allowed: `allowTtlMs`, denied: `denyTtlMs`), keyed by the token's digest.
+ * - `kubernetesAuth`: the API token as above, or a Kubernetes bearer token whose user the
+ *   Kubernetes API grants the API verb on this EngineCluster (`create` on `engineclusters/api` in
+ *   group ipp.dev, in the cluster's namespace). Two reviewers: `delegatedReviewer` (TokenReview +
+ *   SubjectAccessReview as the controller's own identity) and `selfReviewer` in ./kube-reviews.ts
+ *   (a SelfSubjectAccessReview sent with the caller's token: no RBAC for the controller). Decisions
+ *   are cached briefly (allowed: `allowTtlMs`, denied: `denyTtlMs`), keyed by the token's digest;
+ *   an unanswered review is never cached.
  *
  * The token is never logged and never part of an error message.
  */
@@ -71,7 +74,18 @@ export function tokenAuth(token: string): ApiAuth {
   };
 }
 
-/** The two review calls, so the authenticator does not depend on one HTTP client. */
+/** The attributes of a SubjectAccessReview for the API verb on one EngineCluster. */
+export type ResourceAttributes = { namespace: string; name: string } & typeof API_ACCESS;
+
+/**
+ * Asks the Kubernetes API who a bearer token belongs to and whether that user has the API verb.
+ * Throws when the API cannot answer (the request is then refused as `unavailable`, not cached).
+ */
+export interface TokenReviewer {
+  review(token: string, attributes: ResourceAttributes): Promise<{ authenticated: false } | { authenticated: true; user: string; allowed: boolean }>;
+}
+
+/** The two review calls of the delegated reviewer, so it does not depend on one HTTP client. */
 export interface KubeReviews {
   /** POST authentication.k8s.io/v1 TokenReview; returns the review's status. */
   tokenReview(token: string): Promise<TokenReviewStatus>;
@@ -85,12 +99,35 @@ export interface TokenReviewStatus {
   error?: string;
 }
 
+/**
+ * The controller's own identity reviews the caller: a TokenReview authenticates the token, a
+ * SubjectAccessReview for that user decides. The controller needs `create` on tokenreviews and
+ * subjectaccessreviews (the system:auth-delegator ClusterRole).
+ */
+export function delegatedReviewer(reviews: KubeReviews): TokenReviewer {
+  return {
+    async review(token, attributes) {
+      const tr = await reviews.tokenReview(token);
+      const user = tr.user;
+      if (!tr.authenticated || user?.username === undefined || user.username === "") return { authenticated: false };
+      const sar = await reviews.subjectAccessReview({
+        user: user.username,
+        ...(user.uid ? { uid: user.uid } : {}),
+        ...(user.groups ? { groups: user.groups } : {}),
+        ...(user.extra ? { extra: user.extra } : {}),
+        resourceAttributes: attributes,
+      });
+      return { authenticated: true, user: user.username, allowed: sar.allowed === true };
+    },
+  };
+}
+
 export interface KubernetesAuthOptions {
   /** The cluster's API token, accepted as in token mode. */
   token: string;
   /** The EngineCluster whose `engineclusters/api` the caller needs. */
   cluster: { namespace: string; name: string };
-  reviews: KubeReviews;
+  reviewer: TokenReviewer;
   allowTtlMs?: number;
   denyTtlMs?: number;
   /** Cached decisions at most (oldest dropped first). */
@@ -106,33 +143,19 @@ export function kubernetesAuth(o: KubernetesAuthOptions): ApiAuth {
   const maxCached = o.maxCached ?? 1024;
   const now = o.now ?? Date.now;
   const cache = new Map<string, { decision: AuthDecision; until: number }>();
+  const attributes: ResourceAttributes = { namespace: o.cluster.namespace, name: o.cluster.name, ...API_ACCESS };
+  const what = `${API_ACCESS.verb} ${API_ACCESS.resource}/${API_ACCESS.subresource} of ${o.cluster.namespace}/${o.cluster.name} (group ${API_ACCESS.group})`;
 
   const review = async (token: string): Promise<AuthDecision> => {
-    let tr: TokenReviewStatus;
+    let r: Awaited<ReturnType<TokenReviewer["review"]>>;
     try {
-      tr = await o.reviews.tokenReview(token);
+      r = await o.reviewer.review(token, attributes);
     } catch (err) {
       return refuse("unavailable", `cannot check the token with the Kubernetes API: ${errorText(err)}`);
     }
-    const user = tr.user;
-    if (!tr.authenticated || user?.username === undefined || user.username === "") return refuse("invalid", "the Kubernetes API did not authenticate this token");
-    const username = user.username;
-    let sar: { allowed?: boolean };
-    try {
-      sar = await o.reviews.subjectAccessReview({
-        user: username,
-        ...(user.uid ? { uid: user.uid } : {}),
-        ...(user.groups ? { groups: user.groups } : {}),
-        ...(user.extra ? { extra: user.extra } : {}),
-        resourceAttributes: { namespace: o.cluster.namespace, name: o.cluster.name, ...API_ACCESS },
-      });
-    } catch (err) {
-      return refuse("unavailable", `cannot check access with the Kubernetes API: ${errorText(err)}`);
-    }
-    if (!sar.allowed) {
-      return refuse("forbidden", `${username} may not ${API_ACCESS.verb} ${API_ACCESS.resource}/${API_ACCESS.subresource} of ${o.cluster.namespace}/${o.cluster.name} (group ${API_ACCESS.group})`);
-    }
-    return { allowed: true, subject: username };
+    if (!r.authenticated) return refuse("invalid", "the Kubernetes API did not authenticate this token");
+    if (!r.allowed) return refuse("forbidden", `${r.user} may not ${what}`);
+    return { allowed: true, subject: r.user };
   };
 
   return {

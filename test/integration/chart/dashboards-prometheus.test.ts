@@ -67,7 +67,7 @@ before(async () => {
   // Our controller with two real engines.
   const httpPort = await freeLoopbackPort();
   local = spawn(join(REPO_ROOT, "bin/ipp-operator"), [
-    "local", "--engines", String(ENGINES), "--out", dir, "--http-port", String(httpPort),
+    "local", "--engines", String(ENGINES), "--out", dir, "--metrics-port", String(httpPort),
     "--python", venvBin(9, "ipengine"), "--heartbeat-ms", String(HEARTBEAT_MS), "--log-level", "warn", "--timeout", "180",
   ], { stdio: ["ignore", "pipe", "pipe"] });
   local.stdout?.on("data", (b: Buffer) => { localOut += b.toString(); });

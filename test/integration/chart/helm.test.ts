@@ -59,7 +59,7 @@ test("kubeVersion >=1.25: helm renders without --kube-version, for the rig's Kub
 test("default values: operator, CRD kept on uninstall, cluster-wide RBAC, metrics Service, nothing optional", () => {
   const docs = renderChart();
   assert.deepEqual(docs.map((d) => d.kind).sort(), [
-    "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Pod", "Service", "ServiceAccount",
+    "ClusterRole", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Pod", "Service", "ServiceAccount",
   ]);
   for (const d of docs) {
     if (d.kind !== "CustomResourceDefinition" && d.kind !== "ClusterRole" && d.kind !== "ClusterRoleBinding") assert.equal(d.metadata.namespace, NAMESPACE, `${d.kind} namespace`);
@@ -79,7 +79,8 @@ test("default values: operator, CRD kept on uninstall, cluster-wide RBAC, metric
   const c = spec.containers[0]!;
   assert.deepEqual(c.args, [
     "operator", "--metrics-port=8080", "--log-level=info", "--workers=8", "--cluster-domain=cluster.local",
-    "--controller-image=ipp-operator:0.1.0",
+    "--controller-image=ipp-operator:0.1.0", `--operator-namespace=${NAMESPACE}`,
+    "--operator-pod-selector=app.kubernetes.io/component=operator,app.kubernetes.io/instance=ipp,app.kubernetes.io/name=ipp-operator",
   ], "one replica: no leader election; EngineCluster controllers run the operator's image");
   const own = podSpec(one(renderChart({ image: { repository: "registry.example.org/ipp", tag: "1.2.3" } }), "Deployment")).containers[0]!;
   assert.ok(own.args.includes("--controller-image=registry.example.org/ipp:1.2.3"));
@@ -90,8 +91,16 @@ test("default values: operator, CRD kept on uninstall, cluster-wide RBAC, metric
   assert.deepEqual([c.readinessProbe.httpGet.path, c.readinessProbe.httpGet.port], ["/readyz", "metrics"]);
   assert.equal(spec.serviceAccountName, one(docs, "ServiceAccount").metadata.name);
 
-  const role = one(docs, "ClusterRole");
+  const role = one(docs, "ClusterRole", "ipp-ipp-operator");
   assert.deepEqual(grants(role.rules as Rule[]), sorted(OPERATOR_RULES), "exactly the calls the operator makes");
+  // the JSON API verb, for users: aggregated into admin and edit, bound to nobody by the chart
+  const apiAccess = one(docs, "ClusterRole", "ipp-ipp-operator-api-access");
+  assert.deepEqual(apiAccess.rules, [{ apiGroups: ["ipp.dev"], resources: ["engineclusters/api"], verbs: ["create"] }]);
+  assert.equal(apiAccess.metadata.labels?.["rbac.authorization.k8s.io/aggregate-to-admin"], "true");
+  assert.equal(apiAccess.metadata.labels?.["rbac.authorization.k8s.io/aggregate-to-edit"], "true");
+  assert.equal(apiAccess.metadata.labels?.["rbac.authorization.k8s.io/aggregate-to-view"], undefined, "viewers may not run code");
+  assert.equal(byKind(renderChart({ rbac: { apiAccess: { aggregate: false } } }), "ClusterRole").find((r) => r.metadata.name.endsWith("-api-access"))?.metadata.labels?.["rbac.authorization.k8s.io/aggregate-to-admin"], undefined);
+  assert.equal(byKind(renderChart({ rbac: { apiAccess: { create: false } } }), "ClusterRole").length, 1);
   const binding = one(docs, "ClusterRoleBinding") as KubeDoc & { roleRef: { kind: string; name: string }; subjects: Array<{ kind: string; name: string; namespace: string }> };
   assert.deepEqual(binding.roleRef, { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: role.metadata.name });
   assert.deepEqual(binding.subjects, [{ kind: "ServiceAccount", name: spec.serviceAccountName, namespace: NAMESPACE }]);
@@ -127,7 +136,9 @@ test("more than one replica turns on leader election with a Lease the operator m
 
 test("watchNamespace: a Role in that namespace instead of a ClusterRole, and --namespace", () => {
   const docs = renderChart({ watchNamespace: "science", serviceMonitor: { enabled: true } });
-  assert.equal(byKind(docs, "ClusterRole").length + byKind(docs, "ClusterRoleBinding").length, 0);
+  // only the users' API-access ClusterRole is cluster-wide; nothing grants the operator beyond the namespace
+  assert.deepEqual(byKind(docs, "ClusterRole").map((r) => r.metadata.name), ["ipp-ipp-operator-api-access"]);
+  assert.equal(byKind(docs, "ClusterRoleBinding").length, 0);
   const role = one(docs, "Role");
   assert.equal(role.metadata.namespace, "science");
   assert.deepEqual(grants(role.rules as Rule[]), sorted(OPERATOR_RULES));

@@ -226,23 +226,33 @@ test("--metrics-port: /metrics, /healthz, /readyz on their own listener, --http-
 
     const r = start(["--profile-dir", profile.dir, `--http-port=${apiPort}`, "--metrics-port", String(metricsPort), "--cluster-id=split"]);
     await waitFor(() => bothExist(files(profile.security, "split")), 30_000, "connection files", r);
-    const status = async (port: number, path: string) => {
-      const res = await fetch(`http://127.0.0.1:${port}${path}`);
+    await waitFor(() => /serving the API over HTTP/.test(r.stderr()), 10_000, "API listener", r);
+    // the API token: beside the connection files, mode 0600, never in the log
+    const tokenFile = join(profile.security, "ipcontroller-split-api-token");
+    assert.equal(statSync(tokenFile).mode & 0o777, 0o600);
+    const token = readFileSync(tokenFile, "utf8").trim();
+    assert.ok(Buffer.from(token, "base64url").length >= 32);
+    const status = async (port: number, path: string, headers: Record<string, string> = {}) => {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, { headers });
       await res.arrayBuffer();
       return res.status;
     };
-    await waitFor(() => /serving the API over HTTP/.test(r.stderr()), 10_000, "API listener", r);
     const got: Record<string, number> = {};
     for (const path of ["/metrics", "/healthz", "/readyz", "/api/v1/engines"]) {
       got[`metrics ${path}`] = await status(metricsPort, path);
       got[`api ${path}`] = await status(apiPort, path);
     }
+    got["api /api/v1/engines with the token"] = await status(apiPort, "/api/v1/engines", { authorization: `Bearer ${token}` });
+    got["metrics /api/v1/engines with the token"] = await status(metricsPort, "/api/v1/engines", { authorization: `Bearer ${token}` });
     assert.deepEqual(got, {
       "metrics /metrics": 200, "api /metrics": 404, "metrics /healthz": 200, "api /healthz": 404,
-      "metrics /readyz": 200, "api /readyz": 404, "metrics /api/v1/engines": 404, "api /api/v1/engines": 200,
+      "metrics /readyz": 200, "api /readyz": 404, "metrics /api/v1/engines": 404, "api /api/v1/engines": 401,
+      "api /api/v1/engines with the token": 200, "metrics /api/v1/engines with the token": 404,
     });
+    assert.ok(!r.stderr().includes(token), "the token is not logged");
     assert.match(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text(), /ipp_controller_engines_registered/);
     assert.equal(await stop(r), 0);
+    assert.equal(existsSync(tokenFile), false, "the token file goes with the connection files");
   } finally {
     await profile.cleanup();
   }

@@ -17,6 +17,7 @@ import { parseEngineCluster } from "../../../src/api/index.ts";
 import { buildMpiObjects } from "../../../src/backends/mpi/core/builders.ts";
 import { CONNECTION_KEYS, PATHS } from "../../../src/backends/mpi/core/names.ts";
 import { lazyGenerated } from "../../../src/operator/keys.ts";
+import { newApiToken, tokenAuth } from "../../../src/controller/http/auth.ts";
 import { startHttpServer } from "../../../src/controller/http/server.ts";
 import { silentLogger } from "../../../src/util/log.ts";
 
@@ -104,18 +105,20 @@ for (const major of [9, 8] as IppMajor[]) {
       });
 
       test("the HTTP JSON API's internal client connects as a CURVE client: execute and scatter/gather work", async () => {
-        const http = await startHttpServer({ controller: rig.controller, registry: rig.registry, port: 0, host: "127.0.0.1", logger: silentLogger });
+        const token = newApiToken();
+        const http = await startHttpServer({ controller: rig.controller, registry: rig.registry, port: 0, host: "127.0.0.1", logger: silentLogger, auth: tokenAuth(token) });
         try {
           const base = `http://127.0.0.1:${http.port}/api/v1`;
-          const ex = await fetch(`${base}/execute`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ code: "6 * 7", targets: "all" }) });
+          const authorization = `Bearer ${token}`;
+          const ex = await fetch(`${base}/execute`, { method: "POST", headers: { "content-type": "application/json", authorization }, body: JSON.stringify({ code: "6 * 7", targets: "all" }) });
           const exBody = await ex.text();
           assert.equal(ex.status, 200, exBody);
           const results = (JSON.parse(exBody) as { results: Array<{ status: string }> }).results;
           assert.deepEqual(results.map((r) => r.status), Array(N).fill("ok"), exBody);
           const data = Array.from({ length: 10 }, (_, i) => i + 0.5);
-          const put = await fetch(`${base}/arrays/curve_a`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ data, dtype: "float64" }) });
+          const put = await fetch(`${base}/arrays/curve_a`, { method: "PUT", headers: { "content-type": "application/json", authorization }, body: JSON.stringify({ data, dtype: "float64" }) });
           assert.equal(put.status, 200, await put.text());
-          const got = await fetch(`${base}/arrays/curve_a`);
+          const got = await fetch(`${base}/arrays/curve_a`, { headers: { authorization } });
           assert.deepEqual(((await got.json()) as { data: number[] }).data, data);
         } finally {
           await http.close();

@@ -4,7 +4,7 @@
 // once-per-interval refusal log.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { bearerToken, kubernetesAuth, newApiToken, RefusalLog, tokenAuth, type KubeReviews } from "../../../src/controller/http/auth.ts";
+import { bearerToken, delegatedReviewer, kubernetesAuth, newApiToken, RefusalLog, tokenAuth, type KubeReviews } from "../../../src/controller/http/auth.ts";
 
 test("newApiToken: 256 random bits, base64url, never twice the same", () => {
   const a = newApiToken();
@@ -64,7 +64,7 @@ test("kubernetesAuth: the cluster token without any review; a Kubernetes token a
   const allowed = "eyJhbGciOiJSUzI1NiJ9.allowed-user-token.sig";
   const denied = "eyJhbGciOiJSUzI1NiJ9.denied-user-token.sig";
   const reviews = recordedReviews({ [allowed]: { user: "system:serviceaccount:sci:alice", allowed: true }, [denied]: { user: "system:serviceaccount:sci:bob", allowed: false } });
-  const auth = kubernetesAuth({ token, cluster: { namespace: "sci", name: "psum" }, reviews });
+  const auth = kubernetesAuth({ token, cluster: { namespace: "sci", name: "psum" }, reviewer: delegatedReviewer(reviews) });
   assert.deepEqual(await auth.check(`Bearer ${token}`), { allowed: true, subject: "api-token" });
   assert.deepEqual(reviews.calls, []);
   assert.deepEqual(await auth.check(`Bearer ${allowed}`), { allowed: true, subject: "system:serviceaccount:sci:alice" });
@@ -81,7 +81,7 @@ test("kubernetesAuth: decisions cached briefly (a denial shorter), an unreachabl
   const denied = "eyJhbGciOiJSUzI1NiJ9.denied-user-token.sig";
   const down = "eyJhbGciOiJSUzI1NiJ9.while-api-is-down.sig";
   const reviews = recordedReviews({ [allowed]: { user: "alice", allowed: true }, [denied]: { user: "bob", allowed: false }, [down]: "down" });
-  const auth = kubernetesAuth({ token: newApiToken(), cluster: { namespace: "sci", name: "psum" }, reviews, allowTtlMs: 30_000, denyTtlMs: 5_000, now: () => now });
+  const auth = kubernetesAuth({ token: newApiToken(), cluster: { namespace: "sci", name: "psum" }, reviewer: delegatedReviewer(reviews), allowTtlMs: 30_000, denyTtlMs: 5_000, now: () => now });
   const reviewsFor = async (t: string) => { const n = reviews.calls.length; await auth.check(`Bearer ${t}`); return reviews.calls.length - n; };
   assert.equal(await reviewsFor(allowed), 2);
   assert.equal(await reviewsFor(allowed), 0, "cached");

@@ -13,7 +13,7 @@ import type { KubeObject } from "../../../api/kube.ts";
 import { renderHostfile, worldShape, type WorldShape } from "./hostfile.ts";
 import {
   CLIENT_LABEL, CLIENT_PORTS, CLIENT_PORT_RANGE, CONNECTION_KEYS, CONTROLLER_UID, ENGINE_PORTS, ENGINE_PORT_RANGE, ENGINE_UID,
-  HOSTFILE_KEY, HTTP_PORT, METRICS_PORT, NAMESPACE_NAME_LABEL, OPERATOR_LABEL, OPERATOR_LABEL_VALUE, PATHS, SERVICE_PORTS, SSH_KEYS, SSH_PORT, WORLD_LABEL,
+  HOSTFILE_KEY, HTTP_PORT, KUBE_ROOT_CA, METRICS_PORT, NAMESPACE_NAME_LABEL, OPERATOR_LABEL, OPERATOR_LABEL_VALUE, PATHS, SERVICE_PORTS, SSH_KEYS, SSH_PORT, WORLD_LABEL,
   clusterRef, dns, labels, names,
   ownerReference, selector, type ClusterRef, type Component,
 } from "./names.ts";
@@ -210,6 +210,12 @@ export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: Build
     "--metrics-host=0.0.0.0",
     `--connection-dir=${PATHS.controllerRunDir}`,
     ...(c.curve ? ["--enable-curve"] : []),
+    // Kubernetes identities too: a SelfSubjectAccessReview with the caller's own token, so the
+    // controller pod keeps running without a ServiceAccount token or RBAC of its own
+    ...(c.apiAuth === "kubernetes" ? [
+      "--api-auth=kubernetes", `--api-auth-cluster=${ref.namespace}/${ref.name}`, "--api-auth-review=self",
+      `--api-auth-ca=${PATHS.kubeCaDir}/${KUBE_ROOT_CA.key}`,
+    ] : []),
   ];
 }
 
@@ -247,11 +253,13 @@ export function buildControllerDeployment(ref: ClusterRef, ec: EngineCluster, co
             volumeMounts: [
               { name: "connection", mountPath: PATHS.connectionDir, readOnly: true },
               { name: "run", mountPath: PATHS.controllerRunDir },
+              ...(c.apiAuth === "kubernetes" ? [{ name: "kube-ca", mountPath: PATHS.kubeCaDir, readOnly: true }] : []),
             ],
           }],
           volumes: [
             { name: "connection", secret: { secretName: secret, defaultMode: 0o440 } },
             { name: "run", emptyDir: {} },
+            ...(c.apiAuth === "kubernetes" ? [{ name: "kube-ca", configMap: { name: KUBE_ROOT_CA.configMap, items: [{ key: KUBE_ROOT_CA.key, path: KUBE_ROOT_CA.key }] } }] : []),
           ],
         },
       },

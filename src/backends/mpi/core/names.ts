@@ -132,6 +132,8 @@ export const CONNECTION_KEYS = {
 /** Keys of the SSH Secret (type kubernetes.io/ssh-auth). */
 export const SSH_KEYS = { privateKey: "ssh-privatekey", publicKey: "ssh-publickey", authorizedKeys: "authorized_keys", knownHosts: "known_hosts" };
 export const HOSTFILE_KEY = "hostfile";
+/** The ConfigMap every namespace holds with the API server's CA (Kubernetes ≥ 1.20), and its key. */
+export const KUBE_ROOT_CA = { configMap: "kube-root-ca.crt", key: "ca.crt" };
 
 /** Paths inside pods. */
 export const PATHS = {
@@ -139,6 +141,8 @@ export const PATHS = {
   sshDir: "/etc/ipp/ssh",
   hostfileDir: "/etc/ipp/hostfile",
   controllerRunDir: "/var/run/ipp",
+  /** the API server's CA (the namespace's kube-root-ca.crt ConfigMap), for spec.controller.apiAuth kubernetes */
+  kubeCaDir: "/etc/ipp/kube-ca",
   workerEntrypoint: "/opt/ipp/entrypoint-worker.sh",
   launcherEntrypoint: "/opt/ipp/entrypoint-launcher.sh",
 };

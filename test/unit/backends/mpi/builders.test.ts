@@ -4,6 +4,7 @@ import { applyOrder, buildMpiObjects, buildNetworkPolicy, connectionFiles, contr
 import { parseHostfile, renderHostfile } from "../../../../src/backends/mpi/core/hostfile.ts";
 import { clusterRef, labels } from "../../../../src/backends/mpi/core/names.ts";
 import { cluster, MATERIAL, mpiSpec, UID, unb64 } from "./fixtures.ts";
+import { splitOwnArgs } from "../../../../src/commands/controller.ts";
 
 type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const build = (spec: Record<string, unknown>) => buildMpiObjects(cluster(spec), MATERIAL);
@@ -120,6 +121,24 @@ test("controller Deployment: args, fixed named ports, probes, restricted securit
   });
   assert.deepEqual(pod.securityContext, { runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: "RuntimeDefault" } });
   assert.deepEqual(pod.volumes[0], { name: "connection", secret: { secretName: "psum-connection", defaultMode: 0o440 } });
+});
+
+test("apiAuth kubernetes: the controller checks callers with a SelfSubjectAccessReview on this cluster, with the namespace's CA and no token of its own", () => {
+  const ec = cluster(mpiSpec({}, 8, { apiAuth: "kubernetes" }));
+  const d = buildMpiObjects(ec, MATERIAL).controllerDeployment as J;
+  const c = d.spec.template.spec.containers[0];
+  assert.deepEqual(c.args.slice(-4), [
+    "--api-auth=kubernetes", "--api-auth-cluster=science/psum", "--api-auth-review=self", "--api-auth-ca=/etc/ipp/kube-ca/ca.crt",
+  ]);
+  const { api, rest } = splitOwnArgs(c.args.slice(1));
+  assert.deepEqual(api, { tokenFile: "/etc/ipp/connection/api-token", auth: "kubernetes", cluster: { namespace: "science", name: "psum" }, review: "self", ca: "/etc/ipp/kube-ca/ca.crt" });
+  assert.ok(!rest.some((a) => a.startsWith("--api-")));
+  assert.equal(d.spec.template.spec.automountServiceAccountToken, false);
+  assert.deepEqual(d.spec.template.spec.volumes.at(-1), { name: "kube-ca", configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } });
+  assert.deepEqual(c.volumeMounts.at(-1), { name: "kube-ca", mountPath: "/etc/ipp/kube-ca", readOnly: true });
+  const plain = buildMpiObjects(cluster(mpiSpec()), MATERIAL).controllerDeployment as J;
+  assert.ok(!plain.spec.template.spec.containers[0].args.some((a: string) => a.startsWith("--api-auth")));
+  assert.equal(plain.spec.template.spec.volumes.length, 2);
 });
 
 test("controller Service: ZeroMQ ports and metrics, no API port unless the spec exposes it", () => {
