@@ -130,14 +130,16 @@ test("--reuse keeps the files on exit and the same ports and key across restarts
   const profile = await makeProfile({ ours: true });
   try {
     const f = files(profile.security, "r");
-    const args = ["--profile-dir", profile.dir, "--cluster-id=r", "--reuse"];
+    const args = ["--profile-dir", profile.dir, "--cluster-id=r", "--reuse", "--http-port=0"];
+    const tokenFile = join(profile.security, "ipcontroller-r-api-token");
     const r1 = start(args);
-    await waitFor(() => bothExist(f), 30_000, "connection files", r1);
-    const first = { c: readFileSync(f.client, "utf8"), e: readFileSync(f.engine, "utf8") };
+    await waitFor(() => bothExist(f) && /controller ready/.test(r1.stderr()), 30_000, "connection files", r1);
+    const first = { c: readFileSync(f.client, "utf8"), e: readFileSync(f.engine, "utf8"), token: readFileSync(tokenFile, "utf8") };
     assert.equal(await stop(r1), 0, r1.stderr());
     assert.ok(bothExist(f), "kept with --reuse");
     const r2 = start(args);
     await waitFor(() => /controller ready/.test(r2.stderr()), 30_000, "second start", r2);
+    assert.equal(readFileSync(tokenFile, "utf8"), first.token, "the API token is kept and reused with the files");
     assert.equal(readFileSync(f.client, "utf8"), first.c, "client file unchanged");
     assert.equal(readFileSync(f.engine, "utf8"), first.e, "engine file unchanged (same ports, same key)");
     assert.match(r2.stderr(), /reusing connection files/);

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { channelPorts, newKey, splitMetricsArgs } from "../../../src/commands/controller.ts";
+import { channelPorts, newKey, splitMetricsArgs, splitOwnArgs } from "../../../src/commands/controller.ts";
 import { ControllerArgsError, assignPorts } from "../../../src/controller/ipcontroller-args.ts";
 
 test("newKey: jupyter_client's new_id() shape (8 and 24 hex digits), random", () => {
@@ -31,5 +31,23 @@ test("splitMetricsArgs: takes --metrics-port/--metrics-host (= or separate value
     [["--metrics-port"], "IPP_ARGS_MISSING_VALUE"], [["--metrics-port", "--ip=x"], "IPP_ARGS_MISSING_VALUE"], [["--metrics-host="], "IPP_ARGS_BAD_VALUE"],
   ] as Array<[string[], string]>) {
     assert.throws(() => splitMetricsArgs(argv), (e: unknown) => e instanceof ControllerArgsError && e.code === code, argv.join(" "));
+  }
+});
+
+test("splitOwnArgs: the API credential options, and clear errors for bad ones", () => {
+  assert.deepEqual(splitOwnArgs([
+    "--http-port=8080", "--api-token-file", "/etc/ipp/connection/api-token", "--api-auth=kubernetes", "--api-auth-cluster=sci/psum",
+    "--api-auth-review=self", "--api-auth-ca=/etc/ipp/kube-ca/ca.crt", "--api-auth-kubeconfig=/k",
+  ]), {
+    rest: ["--http-port=8080"], metrics: {},
+    api: { tokenFile: "/etc/ipp/connection/api-token", auth: "kubernetes", cluster: { namespace: "sci", name: "psum" }, review: "self", ca: "/etc/ipp/kube-ca/ca.crt", kubeconfig: "/k" },
+  });
+  assert.deepEqual(splitOwnArgs(["--api-auth=token"]).api, { auth: "token" });
+  for (const [argv, code] of [
+    [["--api-auth=oauth"], "IPP_ARGS_BAD_VALUE"], [["--api-auth=kubernetes"], "IPP_ARGS_MISSING_VALUE"],
+    [["--api-auth=kubernetes", "--api-auth-cluster=psum"], "IPP_ARGS_BAD_VALUE"], [["--api-auth-cluster=Sci/psum"], "IPP_ARGS_BAD_VALUE"],
+    [["--api-auth-review=admin"], "IPP_ARGS_BAD_VALUE"], [["--api-token-file="], "IPP_ARGS_BAD_VALUE"], [["--api-token-file"], "IPP_ARGS_MISSING_VALUE"],
+  ] as Array<[string[], string]>) {
+    assert.throws(() => splitOwnArgs(argv), (e: unknown) => e instanceof ControllerArgsError && e.code === code, argv.join(" "));
   }
 });
