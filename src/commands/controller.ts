@@ -210,7 +210,8 @@ function showConfig(o: ControllerOptions, metrics: MetricsListener, loc: Profile
     profile: loc.name, profileDir: loc.dir, connectionFiles: paths, clusterId: o.clusterId, ip: o.ip,
     location: o.location ?? hostname(), ports: o.ports, heartbeatPeriodMs: o.heartbeatPeriodMs,
     maxHeartbeatMisses: o.maxHeartbeatMisses, taskScheme: o.taskScheme, hwm: o.hwm, broadcastDepth: o.broadcastDepth,
-    reuse: o.reuse, enableCurve: o.enableCurve,
+    reuse: o.reuse, restore: o.restore, enableCurve: o.enableCurve,
+    db: o.db === "sqlitedb" ? { sqlite: join(o.sqlite.location ?? loc.dir, o.sqlite.filename), table: o.sqlite.table } : "dictdb",
     key: o.key !== undefined ? "<given>" : o.keyFile !== undefined ? `<from ${o.keyFile}>` : "<random>",
     logLevel: o.logLevel, httpPort: o.httpPort ?? null, httpHost: o.httpHost,
     metricsPort: metrics.port ?? null, metricsHost: metrics.host ?? o.httpHost, notes: o.notes,
@@ -419,6 +420,7 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, api: ApiLis
     ...(o.taskHistory !== undefined ? { taskHistory: o.taskHistory } : {}),
     ...(o.signatureHistory !== undefined ? { signatureHistory: o.signatureHistory } : {}),
     ...(rt.curve ? { curve: rt.curve } : {}),
+    ...(o.db === "sqlitedb" ? { sqlite: { path: join(o.sqlite.location ?? loc.dir, o.sqlite.filename), table: o.sqlite.table } } : {}),
   };
 
   const registry = new Registry();

@@ -47,6 +47,11 @@ export interface ControllerConfig {
   taskHistory?: number;
   /** Signatures of recent messages remembered to refuse replays (jupyter_client's digest_history_size). Default 65536. */
   signatureHistory?: number;
+  /**
+   * Keep task records in this SQLite file (upstream's SQLiteDB format) instead of in memory.
+   * `table` defaults to "ipython-tasks", as upstream.
+   */
+  sqlite?: { path: string; table?: string };
   /** Rate limit for bad-message log lines, per reason. Default 60 s. */
   badMessageLogIntervalMs?: number;
   /** CurveZMQ: the controller's key pair (z85). With curve, `key` may be "". */

@@ -30,6 +30,7 @@ import { BroadcastScheduler } from "./broadcast-scheduler.ts";
 import { Heart } from "./heart.ts";
 import { Relays } from "./relays.ts";
 import { Hub } from "./hub.ts";
+import { SqliteRecordStore } from "./sqlite-store.ts";
 
 export type { ClientConnectionInfo, EngineConnectionInfo } from "./connection-files.ts";
 export { ConfigError, validateConfig, type ChannelName, type ControllerConfig, type ControllerPorts } from "./config.ts";
@@ -64,7 +65,19 @@ export async function startController(config: ControllerConfig, deps: Controller
   const startedAt = Date.now();
   const events = new EventEmitter();
 
-  const { sockets, ports } = await bindSockets(config, leafCount(config.broadcastDepth ?? 1));
+  // the record store first: a database that cannot be used stops the start before any port is bound
+  const store = config.sqlite
+    ? SqliteRecordStore.open({ path: config.sqlite.path, ...(config.sqlite.table ? { table: config.sqlite.table } : {}), log })
+    : undefined;
+  if (store) log.info("task records in SQLite", { path: store.path, table: store.table, records: store.size });
+  let bound: Awaited<ReturnType<typeof bindSockets>>;
+  try {
+    bound = await bindSockets(config, leafCount(config.broadcastDepth ?? 1));
+  } catch (err) {
+    store?.close();
+    throw err;
+  }
+  const { sockets, ports } = bound;
   const location = config.location ?? hostname();
   const { client: clientConnection, engine: engineConnection } = connectionInfo(config, location, ports);
 
@@ -82,7 +95,7 @@ export async function startController(config: ControllerConfig, deps: Controller
     records: new HubRecords(metrics, {
       recordLimit: config.dbRecordLimit, sizeLimitBytes: config.dbSizeLimitBytes ?? 64 * 1024 * 1024,
       ...(config.taskHistory !== undefined ? { completedHistory: config.taskHistory } : {}),
-    }),
+    }, store),
     timers: new Timers(),
     now: () => isoDate(clock()),
   };
@@ -141,6 +154,7 @@ export async function startController(config: ControllerConfig, deps: Controller
       outlets.close();
       for (const s of allSockets(sockets)) s.close();
       await Promise.allSettled(loops);
+      store?.close();
       log.info("controller stopped");
     },
   };

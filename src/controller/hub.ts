@@ -134,7 +134,7 @@ export class Hub {
       let content: JsonObject;
       const buffers: Buffer[] = [];
       try {
-        const recs = this.ctx.records.db.find((msg.content.query ?? {}) as JsonObject);
+        const recs = this.ctx.records.db.find((msg.content.query ?? {}) as JsonObject, keys);
         const bufferLens: number[] | null = keys && keys.includes("buffers") ? [] : null;
         const resultBufferLens: number[] | null = keys && keys.includes("result_buffers") ? [] : null;
         const records = recs.map((rec) => {

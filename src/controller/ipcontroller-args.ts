@@ -60,6 +60,8 @@ export interface ControllerOptions {
   engineJsonFile?: string;
   connectionDir?: string;     // ours: write connection files here instead of <profile>/security
   reuse: boolean;
+  /** --restore: re-attach the previous controller's engines from the engine state file. */
+  restore: boolean;
   workDir?: string;
   // network
   ip: string;
@@ -73,8 +75,10 @@ export interface ControllerOptions {
   registrationTimeoutS?: number;
   taskScheme: TaskScheme;
   hwm: number;
-  /** Always in-memory, bounded records (DictDB); --nodb is accepted and noted. */
-  db: "dictdb";
+  /** In-memory, bounded records (DictDB, the default; --nodb is accepted and noted) or SQLite (--sqlitedb). */
+  db: "dictdb" | "sqlitedb";
+  /** SQLiteDB.filename (default tasks.db), SQLiteDB.location (default: the profile directory), SQLiteDB.table. */
+  sqlite: { filename: string; location?: string; table: string };
   broadcastDepth: number;
   dbRecordLimit?: number;
   dbSizeLimit?: number;
@@ -283,7 +287,7 @@ const SETTINGS: Record<string, Setting> = {
   "IPController.control": { kind: "str", status: "rejected", why: "port pairs were removed in ipyparallel 7; use --engine-ports / --client-ports" },
   "IPController.iopub": { kind: "str", status: "rejected", why: "port pairs were removed in ipyparallel 7; use --engine-ports / --client-ports" },
   "IPController.reuse_files": { kind: "bool", status: "supported", why: "reuse existing connection files (same ports and key) and keep them on exit", apply: (o, v) => { o.reuse = v as boolean; } },
-  "IPController.restore_engines": { kind: "bool", status: "rejected", why: "restoring engine state after a controller crash is not implemented", apply: onlyDefault([false], "restoring engine state after a controller crash is not implemented") },
+  "IPController.restore_engines": { kind: "bool", status: "supported", why: "after a restart, take back the engines the previous controller had (from <profile>/log/engines<cluster_id>.json) with their ids; use with --reuse", apply: (o, v) => { o.restore = v as boolean; } },
   "IPController.ssh_server": { kind: "str", status: "supported", why: "ssh server written into the client connection file for clients to tunnel through", apply: (o, v) => { o.sshServer = str(v); } },
   "IPController.engine_ssh_server": { kind: "str", status: "supported", why: "ssh server written into the engine connection file for engines to tunnel through", apply: (o, v) => { o.engineSshServer = str(v); } },
   "IPController.enable_curve": { kind: "bool", status: "supported", why: "CurveZMQ encryption on every socket (then messages are not HMAC-signed unless a key is given)", apply: (o, v) => { o.enableCurve = v as boolean; } },
@@ -291,12 +295,13 @@ const SETTINGS: Record<string, Setting> = {
   "IPController.curve_publickey": { kind: "str", status: "supported", why: "Z85 CurveZMQ public key (default $IPP_CURVE_PUBLICKEY or generated)", apply: (o, v) => { o.curvePublicKey = str(v) || undefined; } },
   "IPController.use_threads": { kind: "bool", status: "meaningless", why: "schedulers and relays always run in this one process (no Python subprocesses)", apply: (o, v, f) => { if (v) note(o, f, "schedulers already run in-process"); } },
   "IPController.db_class": {
-    kind: "str", status: "supported", why: "DictDB (bounded in-memory task records, the default); NoDB is accepted and behaves as DictDB; SQLiteDB and MongoDB are rejected",
+    kind: "str", status: "supported", why: "DictDB (bounded in-memory task records, the default) or SQLiteDB (records in <profile>/tasks.db, upstream's format); NoDB is accepted and behaves as DictDB; MongoDB is rejected",
     apply: (o, v, f) => {
       const db = DB_CLASSES[str(v).toLowerCase()];
       if (db === undefined) throw badValue(f, str(v), "one of DictDB, NoDB, SQLiteDB, MongoDB");
-      if (db === "sqlitedb" || db === "mongodb") throw unsupported(named(f, v), `the ${db === "sqlitedb" ? "SQLite" : "MongoDB"} task database is not implemented; task records are kept in memory (--dictdb, the default)`);
+      if (db === "mongodb") throw unsupported(named(f, v), "the MongoDB task database is not implemented; use --sqlitedb, or the in-memory records (--dictdb, the default)");
       if (db === "nodb") note(o, f, "task records are always kept in memory, bounded by the DictDB limits (record_limit, size_limit)");
+      o.db = db === "sqlitedb" ? "sqlitedb" : "dictdb";
     },
   },
   "IPController.registration_timeout": { kind: "int", status: "supported", why: "seconds an engine may take to complete registration (default max(30, 10 heartbeats))", apply: (o, v, f) => { o.registrationTimeoutS = num(v) === 0 ? undefined : positiveInt(f, num(v)); } },
@@ -322,6 +327,10 @@ const SETTINGS: Record<string, Setting> = {
   "DictDB.record_limit": { kind: "int", status: "supported", why: "maximum task records kept in memory (default 1024)", apply: (o, v, f) => { o.dbRecordLimit = positiveInt(f, num(v)); } },
   "DictDB.size_limit": { kind: "int", status: "supported", why: "maximum bytes of task records kept in memory: buffers and stdout/stderr text (default 64 MiB)", apply: (o, v, f) => { o.dbSizeLimit = positiveInt(f, num(v)); } },
   "DictDB.cull_fraction": { kind: "float", status: "rejected", why: "records are culled 10 % at a time (the default, 0.1); other fractions are not implemented", apply: onlyDefault([0.1], "records are culled 10 % at a time; other fractions are not implemented") },
+  // --- SQLiteDB
+  "SQLiteDB.filename": { kind: "str", status: "supported", why: "file name of the SQLite task database (default tasks.db)", apply: (o, v, f) => { if (!str(v)) throw badValue(f, "", "a file name"); o.sqlite.filename = str(v); } },
+  "SQLiteDB.location": { kind: "str", status: "supported", why: "directory of the SQLite task database (default: the profile directory)", apply: (o, v) => { o.sqlite.location = str(v) || undefined; } },
+  "SQLiteDB.table": { kind: "str", status: "supported", why: "table of the SQLite task database (default ipython-tasks); a table of that name with other columns is left alone and <table>_1, _2, ... is used", apply: (o, v, f) => { if (!str(v)) throw badValue(f, "", "a table name"); o.sqlite.table = str(v); } },
   // --- Session (jupyter_client)
   "Session.key": { kind: "str", status: "supported", why: "HMAC key for message signatures ('' only with CurveZMQ)", apply: (o, v, f) => { o.key = str(v); o.keyFlag = f; o.keyFile = undefined; o.generateKey = false; } },
   "Session.keyfile": { kind: "str", status: "supported", why: "file whose contents (whitespace stripped) are the HMAC key", apply: (o, v) => { if (str(v)) { o.keyFile = str(v); o.key = undefined; o.generateKey = false; } else o.keyFile = undefined; } },
@@ -355,6 +364,7 @@ const CLASS_PARENTS: Record<string, string[]> = {
   HeartMonitor: ["HeartMonitor"],
   TaskScheduler: ["TaskScheduler"],
   DictDB: ["DictDB"],
+  SQLiteDB: ["SQLiteDB"],
   Session: ["Session"],
   ProfileDir: ["ProfileDir"],
   IppOperator: ["IppOperator"],
@@ -363,7 +373,6 @@ const CLASS_PARENTS: Record<string, string[]> = {
 const DEPRECATED_CLASSES: Record<string, string> = { HubFactory: "IPController", IPControllerApp: "IPController" };
 /** Classes ipcontroller configures that we do not implement at all. */
 const REJECTED_CLASSES: Record<string, string> = {
-  SQLiteDB: "the SQLite task database is not implemented",
   MongoDB: "the MongoDB task database is not implemented",
   NoDB: "NoDB has no settings",
   Hub: "the Hub has no settings",
@@ -449,12 +458,12 @@ export const FLAGS: Record<string, Flag> = {
   init: { set: [["BaseIPythonApplication.copy_config_files", "true"], ["BaseIPythonApplication.auto_create", "true"]], help: "create the profile directory (it is created anyway)" },
   "log-to-file": { set: [["BaseParallelApplication.log_to_file", "true"]], help: "log to <profile>/log/ipcontroller-<cluster_id>-<pid>.log" },
   usethreads: { set: [["IPController.use_threads", "true"]], help: "accepted; schedulers always run in-process" },
-  sqlitedb: { set: [["IPController.db_class", "SQLiteDB"]], help: "rejected: SQLite task database not implemented" },
+  sqlitedb: { set: [["IPController.db_class", "SQLiteDB"]], help: "keep task records in SQLite (<profile>/tasks.db, upstream's table and columns); they outlive the controller" },
   mongodb: { set: [["IPController.db_class", "MongoDB"]], help: "rejected: MongoDB task database not implemented" },
   dictdb: { set: [["IPController.db_class", "DictDB"]], help: "keep task records in memory (default)" },
   nodb: { set: [["IPController.db_class", "NoDB"]], help: "accepted; task records are still kept in memory, bounded as with --dictdb" },
   reuse: { set: [["IPController.reuse_files", "true"]], help: "reuse existing connection files (same ports and key); keep them on exit" },
-  restore: { set: [["IPController.restore_engines", "true"], ["IPController.reuse_files", "true"]], help: "rejected: engine-state restore not implemented" },
+  restore: { set: [["IPController.restore_engines", "true"], ["IPController.reuse_files", "true"]], help: "restore the engines of the previous controller (same cluster id and profile) with their ids; implies --reuse" },
   secure: { set: (o) => { o.key = undefined; o.keyFile = undefined; o.generateKey = true; }, help: "sign messages with a new random HMAC key (the default)" },
   "no-secure": { set: (o, f) => { o.key = ""; o.keyFlag = f; o.keyFile = undefined; o.generateKey = false; }, help: "do not sign messages (empty key): only with --enable-curve" },
   // ours
@@ -472,6 +481,7 @@ export function defaultOptions(): ControllerOptions {
     autoCreate: true,
     clusterId: "",
     reuse: false,
+    restore: false,
     ip: "127.0.0.1",
     ports: { common: [], engine: [], client: [] },
     sshServer: "",
@@ -481,6 +491,7 @@ export function defaultOptions(): ControllerOptions {
     taskScheme: "leastload",
     hwm: 1,
     db: "dictdb",
+    sqlite: { filename: "tasks.db", table: "ipython-tasks" },
     broadcastDepth: 1,
     generateKey: false,
     enableCurve: false,
@@ -698,7 +709,7 @@ export function optionCatalogue(): CatalogueEntry[] {
     byTrait.set(trait, [...(byTrait.get(trait) ?? []), `--${alias}`]);
   }
   for (const [name, f] of Object.entries(FLAGS)) {
-    const status: Status = ["sqlitedb", "mongodb", "restore"].includes(name) ? "rejected"
+    const status: Status = ["mongodb"].includes(name) ? "rejected"
       : ["usethreads", "init", "nodb"].includes(name) ? "meaningless" : "supported";
     out.push({ spellings: [`--${name}`], status, why: f.help, ours: OUR_FLAGS.has(name) });
   }

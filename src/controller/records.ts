@@ -21,8 +21,9 @@ export class HubRecords {
   readonly unassigned = new Set<string>();
   private culledSeen = 0;
 
-  constructor(private readonly metrics: ControllerMetrics, limits: { recordLimit?: number; sizeLimitBytes: number; completedHistory?: number }) {
-    this.db = new HubDb(limits);
+  /** `store`: records kept elsewhere (the SQLite store) instead of the bounded in-memory HubDb. */
+  constructor(private readonly metrics: ControllerMetrics, limits: { recordLimit?: number; sizeLimitBytes: number; completedHistory?: number }, store?: RecordStore) {
+    this.db = store ?? new HubDb(limits);
     this.completed = new RecentMap(limits.completedHistory ?? DEFAULT_COMPLETED_HISTORY);
   }
 

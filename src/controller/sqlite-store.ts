@@ -14,10 +14,10 @@
 import Database from "better-sqlite3";
 import { existsSync } from "node:fs";
 import type { Logger } from "../util/log.ts";
-import { emptyRecord, type Query, type TaskRecord } from "./core/hub-db.ts";
+import { emptyRecord, type Query, type RecordStore, type StreamName, type TaskRecord } from "./core/hub-db.ts";
 import { pickleBufferList, unpickleBufferList } from "./core/py-pickle.ts";
 import {
-  PyError, SQLITE_COLUMNS, SQLITE_TYPES, pyIsoformat, pyJson, renderQuery, selectKeys, type SqlValue, type SqliteColumn,
+  PyError, SQLITE_COLUMNS, SQLITE_COLUMNS_8, SQLITE_TYPES, pyIsoformat, pyJson, renderQuery, selectKeys, type SqlValue, type SqliteColumn,
 } from "./core/sql-query.ts";
 
 export const DEFAULT_SQLITE_TABLE = "ipython-tasks";
@@ -42,7 +42,6 @@ export class SqliteStoreError extends Error {
   readonly code = "IPP_SQLITE_UNUSABLE";
 }
 
-type StreamName = "stdout" | "stderr";
 const DICT_COLUMNS = new Set<string>(SQLITE_COLUMNS.filter((c) => SQLITE_TYPES[c].startsWith("dict")));
 const BUF_COLUMNS = new Set<string>(["buffers", "result_buffers"]);
 const TIME_COLUMNS = new Set<string>(["submitted", "started", "completed", "received"]);
@@ -60,9 +59,11 @@ function pyErrorName(code: string | undefined): string {
   return "OperationalError";
 }
 
-export class SqliteRecordStore {
+export class SqliteRecordStore implements RecordStore {
   readonly path: string;
   readonly table: string;
+  /** The table's columns: upstream 9.x's, or 8.x's (no label) when the table was made by an 8.x controller. */
+  readonly columns: readonly SqliteColumn[];
   /** Upstream's SQLiteDB never culls. */
   readonly culled = 0;
   private readonly db: Database.Database;
@@ -84,16 +85,17 @@ export class SqliteRecordStore {
   /** Writes that failed (e.g. the file locked by another process) and are retried at the next flush. */
   failedFlushes = 0;
 
-  private constructor(db: Database.Database, table: string, opts: SqliteStoreOptions) {
+  private constructor(db: Database.Database, table: string, columns: readonly SqliteColumn[], opts: SqliteStoreOptions) {
     this.db = db;
     this.path = opts.path;
     this.table = table;
+    this.columns = columns;
     this.log = opts.log;
     this.flushIntervalMs = opts.flushIntervalMs ?? 100;
     this.maxBatch = opts.maxBatch ?? 500;
     this.onFlush = opts.onFlush;
     const t = quoteIdent(table);
-    this.upsert = db.prepare(`INSERT OR REPLACE INTO ${t} (${SQLITE_COLUMNS.join(", ")}) VALUES (${SQLITE_COLUMNS.map(() => "?").join(", ")})`);
+    this.upsert = db.prepare(`INSERT OR REPLACE INTO ${t} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`);
     this.selectOne = db.prepare(`SELECT * FROM ${t} WHERE msg_id = ?`);
     this.exists = db.prepare(`SELECT 1 FROM ${t} WHERE msg_id = ?`).pluck();
     this.count = db.prepare(`SELECT COUNT(*) FROM ${t}`).pluck().get() as number;
@@ -121,10 +123,10 @@ export class SqliteRecordStore {
       // a write lock held elsewhere (another controller mid-transaction) shows here, before any write
       db.exec("BEGIN IMMEDIATE");
       db.exec("ROLLBACK");
-      const table = chooseTable(db, opts.table ?? DEFAULT_SQLITE_TABLE, opts.log);
+      const { table, columns } = chooseTable(db, opts.table ?? DEFAULT_SQLITE_TABLE, opts.log);
       db.exec(`CREATE TABLE IF NOT EXISTS ${quoteIdent(table)} (msg_id text PRIMARY KEY, ${
-        SQLITE_COLUMNS.slice(1).map((c) => `${c} ${SQLITE_TYPES[c]}`).join(", ")})`);
-      return new SqliteRecordStore(db, table, opts);
+        columns.slice(1).map((c) => `${c} ${SQLITE_TYPES[c]}`).join(", ")})`);
+      return new SqliteRecordStore(db, table, columns, opts);
     } catch (err) {
       db.close();
       const code = (err as { code?: string }).code ?? "";
@@ -188,8 +190,8 @@ export class SqliteRecordStore {
 
   /** Records matching a query (upstream's operators and errors); `keys` projects as upstream's find_records. */
   find(query: Query, keys?: readonly string[] | null): TaskRecord[] {
-    const cols = selectKeys(keys);
-    const { where, args } = renderQuery(query);
+    const cols = selectKeys(keys, this.columns);
+    const { where, args } = renderQuery(query, this.columns);
     this.flush();
     // an empty query is SQL with an empty WHERE upstream (a syntax error); here it matches every record
     const sql = `SELECT ${cols ? cols.join(", ") : "*"} FROM ${quoteIdent(this.table)}${where ? ` WHERE ${where}` : ""}`;
@@ -197,7 +199,7 @@ export class SqliteRecordStore {
   }
 
   dropMatching(query: Query): number {
-    const { where, args } = renderQuery(query);
+    const { where, args } = renderQuery(query, this.columns);
     this.flush();
     const sql = `DELETE FROM ${quoteIdent(this.table)}${where ? ` WHERE ${where}` : ""}`;
     const n = this.run(() => this.db.prepare(sql).run(...args).changes);
@@ -273,7 +275,7 @@ export class SqliteRecordStore {
   }
 
   private recordToRow(rec: TaskRecord): SqlValue[] {
-    return SQLITE_COLUMNS.map((c) => {
+    return this.columns.map((c) => {
       const v = rec[c];
       if (v === null || v === undefined) return null;
       if (BUF_COLUMNS.has(c)) {
@@ -291,18 +293,22 @@ export class SqliteRecordStore {
   }
 }
 
-/** Upstream's _check_table: a table of that name with other columns is left alone and the next free name (table_1, ...) is used. */
-function chooseTable(db: Database.Database, first: string, log: Logger): string {
+/**
+ * Upstream's _check_table: a table of that name with other columns is left alone and the next free
+ * name (table_1, ...) is used. A table with 9.x's columns or 8.x's (no label) is used as it is.
+ */
+function chooseTable(db: Database.Database, first: string, log: Logger): { table: string; columns: readonly SqliteColumn[] } {
   let table = first;
   for (let i = 1; ; i++) {
     const info = db.prepare(`PRAGMA table_info(${quoteIdent(table)})`).all() as Array<{ name: string; type: string }>;
-    if (info.length === 0) return table;
+    if (info.length === 0) return { table, columns: SQLITE_COLUMNS };
     const names = info.map((r) => r.name);
     // SQLite 3.37+ reports a declared "text" as "TEXT"; upstream compares case-sensitively and so never
     // reuses a table on a current SQLite (a new table_N at every start). Compared without case here.
-    const same = names.length === SQLITE_COLUMNS.length &&
-      SQLITE_COLUMNS.every((c, j) => names[j] === c && info[j]!.type.toLowerCase() === SQLITE_TYPES[c]);
-    if (same) return table;
+    const matches = (cols: readonly SqliteColumn[]) => names.length === cols.length &&
+      cols.every((c, j) => names[j] === c && info[j]!.type.toLowerCase() === SQLITE_TYPES[c]);
+    if (matches(SQLITE_COLUMNS)) return { table, columns: SQLITE_COLUMNS };
+    if (matches(SQLITE_COLUMNS_8)) return { table, columns: SQLITE_COLUMNS_8 };
     const next = `${first}_${i}`;
     log.warn("SQLite table exists with other columns; using another table", { table, next });
     table = next;

@@ -146,10 +146,13 @@ export interface RecordStore {
   /** Append stream text to an existing record (no-op if there is none); may cull. */
   appendText(msgId: string, stream: StreamName, text: string): void;
   drop(msgId: string): void;
-  find(query: Query): TaskRecord[];
+  /** `keys`: the projection a db_request asks for, for stores that check it (upstream's SQLiteDB does). */
+  find(query: Query, keys?: readonly string[] | null): TaskRecord[];
   dropMatching(query: Query): number;
   /** msg_ids with a submission time, oldest first. */
   history(): string[];
+  /** Write out anything held back and release the store (the controller is stopping). */
+  close?(): void;
 }
 
 export interface HubDbOptions {
@@ -252,7 +255,8 @@ export class HubDb implements RecordStore {
     this.maybeCull();
   }
 
-  find(query: Query): TaskRecord[] {
+  /** `_keys`: the projection db_request asks for (the SQLite store checks it; here any key projects). */
+  find(query: Query, _keys?: readonly string[] | null): TaskRecord[] {
     const pred = compileQuery(query);
     const out: TaskRecord[] = [];
     for (const rec of this.records.values()) if (pred(rec)) out.push(rec);

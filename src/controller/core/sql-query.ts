@@ -22,6 +22,8 @@ export const SQLITE_COLUMNS = [
   "queue", "execute_input", "execute_result", "error", "stdout", "stderr", "label",
 ] as const;
 export type SqliteColumn = (typeof SQLITE_COLUMNS)[number];
+/** ipyparallel 8.x's table: the same without `label` (added in 9.1). */
+export const SQLITE_COLUMNS_8: readonly SqliteColumn[] = SQLITE_COLUMNS.filter((c) => c !== "label");
 
 /** Declared SQL types, as upstream creates and checks them (its converters key on the first word). */
 export const SQLITE_TYPES: Record<SqliteColumn, string> = {
@@ -125,9 +127,9 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   v !== null && typeof v === "object" && !Array.isArray(v) && !Buffer.isBuffer(v);
 
 /** The WHERE clause and its arguments for a query, as upstream's _render_expression builds them. */
-export function renderQuery(query: unknown): { where: string; args: SqlValue[] } {
+export function renderQuery(query: unknown, columns: readonly string[] = SQLITE_COLUMNS): { where: string; args: SqlValue[] } {
   if (!isPlainObject(query)) throw new PyError("AttributeError", `${pyTypeName(query)} object has no attribute 'keys'`);
-  const cols = new Set<string>(SQLITE_COLUMNS);
+  const cols = new Set<string>(columns);
   const illegal = Object.keys(query).filter((k) => !cols.has(k));
   if (illegal.length) throw keyError(`Illegal testing key(s): {${illegal.map(pyStr).join(", ")}}`);
   const exprs: string[] = [];
@@ -175,9 +177,9 @@ function pyTypeName(v: unknown): string {
 }
 
 /** Projection keys as upstream checks them (db_request `keys`): msg_id first, only real columns. */
-export function selectKeys(keys: readonly string[] | null | undefined): SqliteColumn[] | null {
+export function selectKeys(keys: readonly string[] | null | undefined, columns: readonly string[] = SQLITE_COLUMNS): SqliteColumn[] | null {
   if (!keys || keys.length === 0) return null;
-  const cols = new Set<string>(SQLITE_COLUMNS);
+  const cols = new Set<string>(columns);
   const bad = keys.filter((k) => !cols.has(k));
   if (bad.length) throw keyError(`Bad record key(s): [${bad.map(pyStr).join(", ")}]`);
   return ["msg_id", ...keys.filter((k) => k !== "msg_id")] as SqliteColumn[];

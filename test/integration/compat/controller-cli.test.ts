@@ -77,7 +77,7 @@ test("--help and --version exit 0", () => {
 });
 
 test("options for features not implemented fail with exit 2 and name the option", () => {
-  for (const [args, flag] of [[["--mongodb"], "--mongodb"], [["--sqlitedb"], "--sqlitedb"], [["--restore"], "--restore"],
+  for (const [args, flag] of [[["--mongodb"], "--mongodb"],
     [["--scheme=pure"], "--scheme=pure"], [["--transport=ipc"], "--transport=ipc"], [["--no-secure"], "--no-secure"],
     [["--bogus"], "--bogus"], [["--config=x.py"], "--config"], [["stray"], "stray"]] as Array<[string[], string]>) {
     const r = run(args);

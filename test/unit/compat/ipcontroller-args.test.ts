@@ -257,27 +257,32 @@ test("--scheme: the five Python schemes; pure is rejected naming the flag", () =
   fails(["--hwm=-1"], "IPP_ARGS_BAD_VALUE", "--hwm");
 });
 
-test("task databases: --dictdb and --nodb accepted; --sqlitedb and --mongodb fail naming the flag", () => {
+test("task databases: --dictdb, --nodb and --sqlitedb accepted; --mongodb fails naming the flag", () => {
   assert.equal(parse(["--nodb"]).db, "dictdb");
   assert.deepEqual(parse(["--nodb"]).notes.map((n) => n.flag), ["--nodb"]);
   assert.equal(parse(["--IPController.db_class=NoDB"]).notes.length, 1);
   assert.equal(parse(["--IPController.db_class=ipyparallel.controller.dictdb.DictDB"]).db, "dictdb");
-  assert.match(fails(["--sqlitedb"], "IPP_ARGS_UNSUPPORTED", "--sqlitedb").message, /SQLite/);
+  assert.equal(parse(["--sqlitedb"]).db, "sqlitedb");
+  assert.deepEqual(parse(["--sqlitedb"]).sqlite, { filename: "tasks.db", table: "ipython-tasks" });
+  assert.deepEqual(parse(["--sqlitedb", "--SQLiteDB.filename=t.db", "--SQLiteDB.location=/data", "--SQLiteDB.table=mine"]).sqlite, { filename: "t.db", location: "/data", table: "mine" });
+  fails(["--SQLiteDB.filename="], "IPP_ARGS_BAD_VALUE", "--SQLiteDB.filename");
   assert.match(fails(["--mongodb"], "IPP_ARGS_UNSUPPORTED", "--mongodb").message, /MongoDB/);
-  fails(["--IPController.db_class=SQLiteDB"], "IPP_ARGS_UNSUPPORTED", "--IPController.db_class=SQLiteDB");
+  assert.equal(parse(["--IPController.db_class=ipyparallel.controller.sqlitedb.SQLiteDB"]).db, "sqlitedb");
+  assert.equal(parse(["--sqlitedb", "--dictdb"]).db, "dictdb");
   fails(["--IPController.db_class=my.DB"], "IPP_ARGS_BAD_VALUE", "--IPController.db_class");
   fails(["--MongoDB.url=x"], "IPP_ARGS_UNSUPPORTED", "--MongoDB.url");
   assert.equal(parse(["--DictDB.record_limit=10", "--DictDB.size_limit=1000", "--DictDB.cull_fraction=0.1"]).dbRecordLimit, 10);
   fails(["--DictDB.cull_fraction=0.5"], "IPP_ARGS_UNSUPPORTED", "--DictDB.cull_fraction=0.5");
 });
 
-test("--reuse; --restore is rejected naming the flag", () => {
+test("--reuse; --restore implies --reuse", () => {
   assert.equal(parse(["--reuse"]).reuse, true);
   assert.equal(parse(["--IPController.reuse_files=True"]).reuse, true);
   assert.equal(parse(["--IPController.reuse_files=0"]).reuse, false);
-  assert.match(fails(["--restore"], "IPP_ARGS_UNSUPPORTED", "--restore").message, /restor/);
-  fails(["--IPController.restore_engines=True"], "IPP_ARGS_UNSUPPORTED", "--IPController.restore_engines=true");
+  assert.deepEqual([parse(["--restore"]).restore, parse(["--restore"]).reuse], [true, true]);
+  assert.equal(parse(["--IPController.restore_engines=True"]).restore, true);
   assert.equal(parse(["--IPController.restore_engines=False"]).reuse, false);
+  assert.equal(parse([]).restore, false);
 });
 
 test("HMAC key: $IPP_SESSION_KEY, --Session.key, --keyfile/--key-file, --no-secure, --secure", () => {
