@@ -420,6 +420,7 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, api: ApiLis
     ...(o.taskHistory !== undefined ? { taskHistory: o.taskHistory } : {}),
     ...(o.signatureHistory !== undefined ? { signatureHistory: o.signatureHistory } : {}),
     ...(rt.curve ? { curve: rt.curve } : {}),
+    engineState: { path: join(loc.logDir, `engines${o.clusterId}.json`), clusterId: o.clusterId, restore: o.restore },
     ...(o.db === "sqlitedb" ? { sqlite: { path: join(o.sqlite.location ?? loc.dir, o.sqlite.filename), table: o.sqlite.table } } : {}),
   };
 

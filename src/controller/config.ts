@@ -52,6 +52,11 @@ export interface ControllerConfig {
    * `table` defaults to "ipython-tasks", as upstream.
    */
   sqlite?: { path: string; table?: string };
+  /**
+   * The engine state file (upstream's <profile>/log/engines<cluster_id>.json): rewritten as engines
+   * come and go; with `restore`, the engines it lists are taken back at start (--restore).
+   */
+  engineState?: { path: string; clusterId: string; restore: boolean };
   /** Rate limit for bad-message log lines, per reason. Default 60 s. */
   badMessageLogIntervalMs?: number;
   /** CurveZMQ: the controller's key pair (z85). With curve, `key` may be "". */

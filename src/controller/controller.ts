@@ -31,6 +31,7 @@ import { Heart } from "./heart.ts";
 import { Relays } from "./relays.ts";
 import { Hub } from "./hub.ts";
 import { SqliteRecordStore } from "./sqlite-store.ts";
+import { EngineStateWriter, readEngineState } from "./engine-state.ts";
 
 export type { ClientConnectionInfo, EngineConnectionInfo } from "./connection-files.ts";
 export { ConfigError, validateConfig, type ChannelName, type ControllerConfig, type ControllerPorts } from "./config.ts";
@@ -65,7 +66,8 @@ export async function startController(config: ControllerConfig, deps: Controller
   const startedAt = Date.now();
   const events = new EventEmitter();
 
-  // the record store first: a database that cannot be used stops the start before any port is bound
+  // the engines to take back (--restore) and the record store first: either failing stops the start before any port is bound
+  const restored = config.engineState?.restore ? await readEngineState(config.engineState.path, config.engineState.clusterId) : null;
   const store = config.sqlite
     ? SqliteRecordStore.open({ path: config.sqlite.path, ...(config.sqlite.table ? { table: config.sqlite.table } : {}), log })
     : undefined;
@@ -121,6 +123,18 @@ export async function startController(config: ControllerConfig, deps: Controller
     submitTask: tasks.onSubmission,
     stop: () => void handle.stop(),
   });
+  let stateWriter: EngineStateWriter | undefined;
+  if (config.engineState) {
+    const { path, clusterId } = config.engineState;
+    for (const e of restored?.engines ?? []) engines.restore(e.id, e.uuid, restored!.nextId);
+    if (restored) log.info("restored engines from the engine state file", { path, engines: restored.engines.length, nextId: engines.nextId });
+    const writer = new EngineStateWriter(path, () => ({
+      engines: [...engines.byId.values()].map((e) => ({ id: e.id, uuid: e.uuid })), nextId: engines.nextId, clusterId,
+    }), (err) => log.error("could not write the engine state file", err, { path }));
+    events.on("engine-registered", () => writer.changed());
+    events.on("engine-unregistered", () => writer.changed());
+    stateWriter = writer;
+  }
   heart.start();
 
   const loops = [
@@ -155,6 +169,7 @@ export async function startController(config: ControllerConfig, deps: Controller
       for (const s of allSockets(sockets)) s.close();
       await Promise.allSettled(loops);
       store?.close();
+      await stateWriter?.stop();
       log.info("controller stopped");
     },
   };

@@ -125,6 +125,33 @@ export class EngineRegistry {
     this.events.emit("engine-registered", this.summary(e));
   }
 
+  /**
+   * --restore: an engine the previous controller had, registered again without a round trip and
+   * without a registration notification (as upstream's _load_engine_state). Its heart is expected:
+   * if it does not beat within the miss limit, it is unregistered like any silent engine.
+   */
+  restore(eid: number, uuid: string, nextId: number): void {
+    this.idCounter = Math.max(this.idCounter, nextId, eid + 1);
+    if (this.byId.has(eid) || this.uuidInUse(uuid)) return;
+    const e: EngineState = {
+      id: eid, uuid, ident: Buffer.from(uuid, "utf8"), registeredAt: this.ctx.clock(), queue: new Map(), tasks: new Set(), completedCount: 0,
+      depthGauge: this.ctx.metrics.queueDepth.labels(String(eid)),
+    };
+    this.byId.set(eid, e);
+    this.byUuid.set(uuid, e);
+    this.heart.track(uuid);
+    this.setDepth(e);
+    this.refreshGauges();
+    this.work.engineAdded(uuid);
+    this.ctx.log.info("engine restored", { id: eid, uuid });
+    this.events.emit("engine-registered", this.summary(e));
+  }
+
+  /** The id the next new engine gets unless it asks for a free one (upstream's next_id). */
+  get nextId(): number {
+    return this.idCounter;
+  }
+
   /** Unregister an engine (or cancel its registration in progress). */
   unregister(eid: number, reason: string): void {
     const { metrics, log, records } = this.ctx;

@@ -5,20 +5,22 @@
  * json.dumps text, buffers as a pickled list of bytes, datetimes as Python isoformat text.
  * Queries are rendered as upstream renders them (core/sql-query.ts).
  *
- * Writes never touch the disk on the message path: add/update/appendText change the record in
- * memory and mark it dirty; dirty records are written in one transaction a short time later
- * (flushIntervalMs), or at once when maxBatch are waiting, so a burst of tasks costs one commit.
- * Reads that need the disk (find, history, a record no longer held in memory) first write what is
- * dirty, so they see every change. Like upstream's SQLiteDB, records are never culled.
+ * Writes never run on the event loop: add/update/appendText change the record in memory and mark
+ * it dirty; every flushIntervalMs (or as soon as maxBatch are dirty) the dirty records are handed
+ * to a writer thread (sqlite-writer.ts), which encodes them and commits them in one transaction.
+ * A record stays in memory until its batch is committed. A query (find, history, drop) first hands
+ * over what is dirty and waits for the writer to finish, so it sees every change; that wait is the
+ * only time the event loop waits on the disk, and only for a client's query. Like upstream's
+ * SQLiteDB, records are never culled.
  */
 import Database from "better-sqlite3";
 import { existsSync } from "node:fs";
+import { Worker } from "node:worker_threads";
 import type { Logger } from "../util/log.ts";
 import { emptyRecord, type Query, type RecordStore, type StreamName, type TaskRecord } from "./core/hub-db.ts";
-import { pickleBufferList, unpickleBufferList } from "./core/py-pickle.ts";
-import {
-  PyError, SQLITE_COLUMNS, SQLITE_COLUMNS_8, SQLITE_TYPES, pyIsoformat, pyJson, renderQuery, selectKeys, type SqlValue, type SqliteColumn,
-} from "./core/sql-query.ts";
+import { rowToRecord } from "./core/sqlite-rows.ts";
+import { PyError, SQLITE_COLUMNS, SQLITE_COLUMNS_8, SQLITE_TYPES, renderQuery, selectKeys, type SqliteColumn } from "./core/sql-query.ts";
+import type { WriterBatch, WriterInit, WriterReply } from "./sqlite-writer.ts";
 
 export const DEFAULT_SQLITE_TABLE = "ipython-tasks";
 export const DEFAULT_SQLITE_FILENAME = "tasks.db";
@@ -28,25 +30,19 @@ export interface SqliteStoreOptions {
   /** Default "ipython-tasks", as upstream. */
   table?: string;
   log: Logger;
-  /** Longest a change waits in memory before it is written. Default 100 ms. */
+  /** Longest a change waits in memory before it is handed to the writer. Default 100 ms. */
   flushIntervalMs?: number;
-  /** Dirty records that trigger a write at once. Default 500. */
+  /** Dirty records that are handed over at once. Default 500. */
   maxBatch?: number;
-  /** Wait this long for another process's lock at start-up before giving up. Default 2000 ms. */
+  /** Wait this long for another process's lock before giving up. Default 2000 ms. */
   lockTimeoutMs?: number;
-  /** Called after each write with how many records and how long it took (for metrics and benchmarks). */
+  /** Called after each committed batch with its size and the writer's time (for benchmarks). */
   onFlush?: (records: number, ms: number) => void;
 }
 
 export class SqliteStoreError extends Error {
   readonly code = "IPP_SQLITE_UNUSABLE";
 }
-
-const DICT_COLUMNS = new Set<string>(SQLITE_COLUMNS.filter((c) => SQLITE_TYPES[c].startsWith("dict")));
-const BUF_COLUMNS = new Set<string>(["buffers", "result_buffers"]);
-const TIME_COLUMNS = new Set<string>(["submitted", "started", "completed", "received"]);
-/** Columns declared text that upstream fills with dicts (its dict adapter writes JSON; its reader returns the text). */
-const JSON_TEXT_COLUMNS = new Set<string>(["execute_result", "error"]);
 
 const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
@@ -59,6 +55,14 @@ function pyErrorName(code: string | undefined): string {
   return "OperationalError";
 }
 
+/** The writer's module: the .ts source under the TypeScript loader (which the thread then needs too), the compiled .js otherwise. */
+const FROM_SOURCE = import.meta.url.endsWith(".ts");
+const WRITER_URL = new URL(`./sqlite-writer${FROM_SOURCE ? ".ts" : ".js"}`, import.meta.url);
+/** Thread bootstrap: under the TypeScript loader, register it in the thread first (Node 20 does not carry loader hooks into threads). */
+const WRITER_BOOT = FROM_SOURCE
+  ? `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))}).then((m) => { m.register(); return import(${JSON.stringify(WRITER_URL.href)}); })`
+  : `import(${JSON.stringify(WRITER_URL.href)})`;
+
 export class SqliteRecordStore implements RecordStore {
   readonly path: string;
   readonly table: string;
@@ -66,24 +70,28 @@ export class SqliteRecordStore implements RecordStore {
   readonly columns: readonly SqliteColumn[];
   /** Upstream's SQLiteDB never culls. */
   readonly culled = 0;
+  /** Batches the writer could not commit (their records are handed over again). */
+  failedBatches = 0;
   private readonly db: Database.Database;
   private readonly log: Logger;
-  /** Records held in memory: every dirty one, plus unfinished ones (about to change again). */
+  /** Records held in memory: every dirty or uncommitted one, plus unfinished ones (about to change again). */
   private readonly hot = new Map<string, TaskRecord>();
   private readonly dirty = new Set<string>();
-  /** Pickled blobs of buffer lists already encoded, so a record written twice pickles its buffers once. */
-  private readonly pickled = new WeakMap<Buffer[], Buffer>();
+  /** Batches handed to the writer and not yet committed: seq -> msg_ids. */
+  private readonly inflight = new Map<number, string[]>();
+  /** The latest batch each uncommitted record went out in. */
+  private readonly lastBatch = new Map<string, number>();
+  private readonly writer: Worker;
+  private readonly done: Int32Array;
+  private seq = 0;
   private count: number;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
   private readonly flushIntervalMs: number;
   private readonly maxBatch: number;
   private readonly onFlush: SqliteStoreOptions["onFlush"];
-  private readonly upsert: Database.Statement;
   private readonly selectOne: Database.Statement;
   private readonly exists: Database.Statement;
-  /** Writes that failed (e.g. the file locked by another process) and are retried at the next flush. */
-  failedFlushes = 0;
 
   private constructor(db: Database.Database, table: string, columns: readonly SqliteColumn[], opts: SqliteStoreOptions) {
     this.db = db;
@@ -95,10 +103,16 @@ export class SqliteRecordStore implements RecordStore {
     this.maxBatch = opts.maxBatch ?? 500;
     this.onFlush = opts.onFlush;
     const t = quoteIdent(table);
-    this.upsert = db.prepare(`INSERT OR REPLACE INTO ${t} (${columns.join(", ")}) VALUES (${columns.map(() => "?").join(", ")})`);
     this.selectOne = db.prepare(`SELECT * FROM ${t} WHERE msg_id = ?`);
     this.exists = db.prepare(`SELECT 1 FROM ${t} WHERE msg_id = ?`).pluck();
     this.count = db.prepare(`SELECT COUNT(*) FROM ${t}`).pluck().get() as number;
+    const shared = new SharedArrayBuffer(4);
+    this.done = new Int32Array(shared);
+    const init: WriterInit = { path: opts.path, table, columns, done: shared, busyTimeoutMs: Math.max(5000, opts.lockTimeoutMs ?? 2000) };
+    this.writer = new Worker(WRITER_BOOT, { eval: true, workerData: init });
+    this.writer.on("message", (r: WriterReply) => this.committed(r));
+    this.writer.on("error", (err) => this.log.error("SQLite writer thread failed", err, { path: this.path }));
+    this.writer.unref();
   }
 
   /**
@@ -158,7 +172,8 @@ export class SqliteRecordStore implements RecordStore {
   }
 
   add(rec: TaskRecord): void {
-    if (!this.hot.has(rec.msg_id) && this.exists.get(rec.msg_id) === undefined) this.count++;
+    // no disk read on the message path: a msg_id added again after its record left memory is counted twice until the next start
+    if (!this.hot.has(rec.msg_id)) this.count++;
     this.hot.set(rec.msg_id, rec);
     this.markDirty(rec.msg_id);
   }
@@ -183,7 +198,7 @@ export class SqliteRecordStore implements RecordStore {
   }
 
   drop(msgId: string): void {
-    this.flush();
+    this.settle();
     this.hot.delete(msgId);
     this.count -= this.db.prepare(`DELETE FROM ${quoteIdent(this.table)} WHERE msg_id = ?`).run(msgId).changes;
   }
@@ -192,7 +207,7 @@ export class SqliteRecordStore implements RecordStore {
   find(query: Query, keys?: readonly string[] | null): TaskRecord[] {
     const cols = selectKeys(keys, this.columns);
     const { where, args } = renderQuery(query, this.columns);
-    this.flush();
+    this.settle();
     // an empty query is SQL with an empty WHERE upstream (a syntax error); here it matches every record
     const sql = `SELECT ${cols ? cols.join(", ") : "*"} FROM ${quoteIdent(this.table)}${where ? ` WHERE ${where}` : ""}`;
     return this.run(() => (this.db.prepare(sql).all(...args) as Record<string, unknown>[]).map((r) => rowToRecord(r) as TaskRecord));
@@ -200,7 +215,7 @@ export class SqliteRecordStore implements RecordStore {
 
   dropMatching(query: Query): number {
     const { where, args } = renderQuery(query, this.columns);
-    this.flush();
+    this.settle();
     const sql = `DELETE FROM ${quoteIdent(this.table)}${where ? ` WHERE ${where}` : ""}`;
     const n = this.run(() => this.db.prepare(sql).run(...args).changes);
     this.count -= n;
@@ -210,43 +225,65 @@ export class SqliteRecordStore implements RecordStore {
 
   /** msg_ids ordered by submission time (upstream's ORDER BY submitted, NULLs first). */
   history(): string[] {
-    this.flush();
+    this.settle();
     return this.db.prepare(`SELECT msg_id FROM ${quoteIdent(this.table)} ORDER BY submitted ASC`).pluck().all() as string[];
   }
 
-  /** Write every dirty record now, in one transaction. */
+  /** Hand every dirty record to the writer now, as one batch. */
   flush(): void {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = null;
     }
     if (this.dirty.size === 0 || this.closed) return;
-    const t0 = performance.now();
     const ids = [...this.dirty];
-    try {
-      this.db.transaction(() => {
-        for (const id of ids) {
-          const rec = this.hot.get(id);
-          if (rec) this.upsert.run(this.recordToRow(rec));
-        }
-      })();
-    } catch (err) {
-      this.failedFlushes++;
-      this.log.error("could not write task records to SQLite; retrying", err, { path: this.path, records: ids.length });
+    this.dirty.clear();
+    const seq = ++this.seq;
+    this.inflight.set(seq, ids);
+    for (const id of ids) this.lastBatch.set(id, seq);
+    const batch: WriterBatch = { seq, records: ids.map((id) => this.hot.get(id)).filter((r): r is TaskRecord => r !== undefined) };
+    this.writer.postMessage(batch);
+  }
+
+  /** Write out everything and stop the writer. */
+  close(): void {
+    if (this.closed) return;
+    this.settle();
+    this.closed = true;
+    this.writer.postMessage("close");
+    this.db.close();
+  }
+
+  /** Flush and wait until the writer has committed every batch (queries need the disk up to date). */
+  private settle(): void {
+    this.flush();
+    const deadline = Date.now() + 30_000;
+    while (Atomics.load(this.done, 0) < this.seq) {
+      if (Atomics.wait(this.done, 0, Atomics.load(this.done, 0), Math.max(1, deadline - Date.now())) === "timed-out" && Date.now() >= deadline) {
+        throw new PyError("OperationalError", "the task database writer did not finish within 30 s");
+      }
+    }
+  }
+
+  private committed(r: WriterReply): void {
+    const ids = this.inflight.get(r.seq) ?? [];
+    this.inflight.delete(r.seq);
+    if (!r.ok) {
+      for (const id of ids) if (this.lastBatch.get(id) === r.seq) this.lastBatch.delete(id);
+      this.failedBatches++;
+      this.log.error("could not write task records to SQLite; retrying", undefined, { path: this.path, records: ids.length, error: r.error });
+      for (const id of ids) this.dirty.add(id);
       this.schedule(Math.max(1000, this.flushIntervalMs));
       return;
     }
-    this.dirty.clear();
     // keep unfinished records at hand (they change again soon); finished ones are read back from disk
-    for (const [id, rec] of this.hot) if (rec.completed !== null || this.hot.size > 4 * this.maxBatch) this.hot.delete(id);
-    this.onFlush?.(ids.length, performance.now() - t0);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.flush();
-    this.closed = true;
-    this.db.close();
+    for (const id of ids) {
+      if (this.lastBatch.get(id) !== r.seq) continue; // went out again in a later batch
+      this.lastBatch.delete(id);
+      const rec = this.hot.get(id);
+      if (rec && !this.dirty.has(id) && (rec.completed !== null || this.hot.size > 8 * this.maxBatch)) this.hot.delete(id);
+    }
+    this.onFlush?.(r.records, r.ms);
   }
 
   private markDirty(msgId: string): void {
@@ -273,24 +310,6 @@ export class SqliteRecordStore implements RecordStore {
       throw new PyError(pyErrorName(e.code), e.message ?? String(err));
     }
   }
-
-  private recordToRow(rec: TaskRecord): SqlValue[] {
-    return this.columns.map((c) => {
-      const v = rec[c];
-      if (v === null || v === undefined) return null;
-      if (BUF_COLUMNS.has(c)) {
-        const bufs = v as Buffer[];
-        if (bufs.length === 0) return null;
-        let blob = this.pickled.get(bufs);
-        if (!blob) this.pickled.set(bufs, (blob = pickleBufferList(bufs)));
-        return blob;
-      }
-      if (TIME_COLUMNS.has(c) && typeof v === "string") return pyIsoformat(v) ?? v;
-      if (typeof v === "object") return pyJson(v);
-      if (typeof v === "boolean") return v ? 1 : 0;
-      return v as SqlValue;
-    });
-  }
 }
 
 /**
@@ -315,24 +334,3 @@ function chooseTable(db: Database.Database, first: string, log: Logger): { table
   }
 }
 
-/** A row read back: dicts parsed, buffers unpickled, timestamps as ISO text with Z for UTC. */
-function rowToRecord(row: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [c, v] of Object.entries(row)) out[c] = decodeColumn(c as SqliteColumn, v);
-  return out;
-}
-
-function decodeColumn(c: SqliteColumn, v: unknown): unknown {
-  if (v === null || v === undefined) return BUF_COLUMNS.has(c) ? [] : null;
-  if (BUF_COLUMNS.has(c)) return Buffer.isBuffer(v) ? unpickleBufferList(v) : [];
-  if (DICT_COLUMNS.has(c) || JSON_TEXT_COLUMNS.has(c)) {
-    if (typeof v !== "string") return v;
-    try {
-      return JSON.parse(v.replace(/\bNaN\b|-?\bInfinity\b/g, "null"));
-    } catch {
-      return v;
-    }
-  }
-  if (TIME_COLUMNS.has(c) && typeof v === "string") return v.replace(/\+00:00$/, "Z");
-  return v;
-}

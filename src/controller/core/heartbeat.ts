@@ -70,6 +70,11 @@ export class HeartMonitor {
     return "ok";
   }
 
+  /** Expect a heart that has not answered yet (an engine restored after a controller restart): it fails like any other if it stays silent. */
+  track(heart: string): void {
+    this.hearts.add(heart);
+  }
+
   has(heart: string): boolean {
     return this.hearts.has(heart);
   }

@@ -274,8 +274,9 @@ export class TaskQueue<P> {
     if (!job) return { kind: "unknown", actions: this.drain() };
     if (idx >= 0) this.loads[idx]! -= 1;
     if (r.dependenciesMet ?? true) {
-      // retry elsewhere only while another engine could take it (upstream would wait forever)
-      if (!r.success && job.retries > 0 && this.hasCandidate(job, engine)) {
+      // a failure with retries left goes back to the queue, blacklisted here, as upstream: it waits
+      // for an engine it has not failed on (a new one) or for its timeout
+      if (!r.success && job.retries > 0) {
         job.retries -= 1;
         this.handleUnmet(engine, job);
         return { kind: "rescheduled", job, actions: this.drain() };
@@ -292,16 +293,13 @@ export class TaskQueue<P> {
     return { kind: "rescheduled", job, actions: this.drain() };
   }
 
-  /** Is there a live engine, other than `except`, that this job may still run on? */
-  private hasCandidate(job: TaskJob<P>, except: string): boolean {
-    return this.targets.some((t) => t !== except && !job.blacklist.has(t) && (!job.targets || job.targets.has(t)));
-  }
-
   private handleUnmet(engine: string, job: TaskJob<P>): void {
     this.pending.get(engine)?.delete(job.msgId);
     job.blacklist.add(engine);
+    // upstream gives up only when the blacklist covers the job's explicit targets; otherwise the job
+    // waits in the queue (until a new engine or its timeout) even if no live engine may take it now
     const allBlacklisted = job.targets && [...job.targets].every((t) => job.blacklist.has(t));
-    if (allBlacklisted || !this.hasCandidate(job, engine)) {
+    if (allBlacklisted) {
       this.queueMap.set(job.msgId, job);
       this.failUnreachable(job.msgId, "ImpossibleDependency");
     } else if (!this.maybeRun(job)) {
