@@ -9,7 +9,7 @@ const IO_MODULES = [
   "node:dgram", "node:dns", "node:tls", "net", "fs", "fs/promises", "http", "https", "child_process",
 ];
 const PURE_CORE = [
-  "src/protocol/**", "src/controller/core/**", "src/api/**", "src/operator/core/**", "src/backends/*/core/**",
+  "src/protocol/**", "src/controller/core/**", "src/api/**", "src/operator/core/**", "src/backends/*/core/**", "src/connect/core/**",
 ];
 
 export default tseslint.config(

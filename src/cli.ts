@@ -7,6 +7,7 @@ const SUBCOMMANDS: Record<string, string> = {
   local: "run a controller in-process with N ipengines under a local mpiexec (the embedded default)",
   controller: "run the ipyparallel-compatible controller (accepts ipcontroller's flags)",
   operator: "run the Kubernetes operator (reconciles EngineClusters)",
+  connect: "write a cluster's client connection file into an ipyparallel profile (from its Secret, with your credentials)",
   crd: "print the EngineCluster CustomResourceDefinition (YAML) generated from the API schemas",
 };
 

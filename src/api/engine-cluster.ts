@@ -141,6 +141,36 @@ export const Backend = withRules(z.object({
 }], "Where engines run: exactly one of mpi (Kubernetes pods) or pbs (HPC batch jobs).");
 
 // ---------------------------------------------------------------------------------------------
+// spec.controller.clients: who may reach the controller's client ports (the NetworkPolicy's peers)
+
+const LabelValue = z.string().max(63).regex(/^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/, { error: "must be a label value" });
+const LabelKey = z.string().max(317).regex(re(QUALIFIED_NAME), { error: "must be a label key" });
+
+export const LabelSelector = withRules(z.object({
+  matchLabels: z.record(LabelKey, LabelValue).optional(),
+  matchExpressions: z.array(z.object({
+    key: LabelKey,
+    operator: z.enum(["In", "NotIn", "Exists", "DoesNotExist"]),
+    values: z.array(LabelValue).max(64).optional(),
+  })).max(16).optional(),
+}), [{
+  rule: "!has(self.matchExpressions) || self.matchExpressions.all(e, (e.operator == 'In' || e.operator == 'NotIn') ? (has(e.values) && size(e.values) > 0) : !has(e.values) || size(e.values) == 0)",
+  message: "spec.controller.clients[] selector matchExpressions: In and NotIn need values, Exists and DoesNotExist take none",
+  fieldPath: ".matchExpressions",
+  path: ["matchExpressions"],
+  check: (s) => (s.matchExpressions ?? []).every((e) => (e.operator === "In" || e.operator === "NotIn") ? (e.values?.length ?? 0) > 0 : (e.values?.length ?? 0) === 0),
+}], "A metav1.LabelSelector (matchLabels and matchExpressions are ANDed; an empty selector matches everything).");
+
+export const ClientPeer = withRules(z.object({
+  namespaceSelector: LabelSelector.optional().meta({ description: "Namespaces whose pods may connect; omitted: the cluster's own namespace only." }),
+  podSelector: LabelSelector.optional().meta({ description: "Pods that may connect (in the selected namespaces); omitted: every pod there." }),
+}), [{
+  rule: "has(self.namespaceSelector) || has(self.podSelector)",
+  message: "spec.controller.clients[]: set namespaceSelector, podSelector or both",
+  check: (p) => p.namespaceSelector !== undefined || p.podSelector !== undefined,
+}], "Pods admitted to the controller's client ports and API: a NetworkPolicy peer (both selectors: pods matching podSelector in namespaces matching namespaceSelector).");
+
+// ---------------------------------------------------------------------------------------------
 // spec.controller: our ipyparallel-compatible controller (a Deployment + Service per cluster)
 
 export const TASK_SCHEMES = ["leastload", "lru", "plainrandom", "twobin", "weighted"] as const;
@@ -158,6 +188,7 @@ export const ControllerSpec = z.object({
   taskScheme: z.enum(TASK_SCHEMES).default("leastload").meta({ description: "Load-balancing scheme of the task scheduler." }),
   curve: z.boolean().default(false).meta({ description: "Encrypt ZeroMQ traffic with CurveZMQ." }),
   apiAuth: z.enum(["token", "kubernetes"]).default("token").meta({ description: "Who may call the controller's JSON API. token: holders of the cluster's API token (key `api-token` of the connection Secret). kubernetes: also any Kubernetes user or ServiceAccount allowed `create` on `engineclusters/api` (group ipp.dev) of this EngineCluster, e.g. through the chart's aggregated ClusterRole; the controller checks the caller's bearer token with a SelfSubjectAccessReview." }),
+  clients: z.array(ClientPeer).min(1).max(16).optional().meta({ description: "Who may connect as a client (the NetworkPolicy's peers for the client ports and the API). Default: pods in the cluster's namespace labelled `ipp.dev/client-<cluster>` (any value) or `ipp.dev/client: <cluster>`. When set, exactly these peers; list the default too to keep it." }),
 }).meta({ description: "The per-cluster controller." });
 
 // ---------------------------------------------------------------------------------------------
@@ -212,6 +243,7 @@ export const EngineClusterStatus = z.object({
   observedGeneration: z.int().min(0).optional(),
   phase: Phase.optional(),
   backend: z.enum(["mpi", "pbs"]).optional().meta({ description: "The backend in use (for the printer column)." }),
+  reason: z.string().max(64).optional().meta({ description: "Why the cluster is not Ready, in one word (the Ready condition's reason; for a queued PBS job with the scheduler's pending reason, e.g. JobQueued:Priority). Absent when Ready. The condition's message has the details." }),
   engines: z.object({
     desired: z.int().min(0),
     registered: z.int().min(0),
@@ -279,5 +311,7 @@ export type Condition = z.output<typeof Condition>;
 export type Phase = z.output<typeof Phase>;
 export type ConditionType = (typeof CONDITION_TYPES)[number];
 export type EnvVar = z.output<typeof EnvVar>;
+export type LabelSelector = z.output<typeof LabelSelector>;
+export type ClientPeer = z.output<typeof ClientPeer>;
 export type Resources = z.output<typeof Resources>;
 export type Toleration = z.output<typeof Toleration>;

@@ -87,6 +87,7 @@ export const PRINTER_COLUMNS = [
   { name: "Desired", type: "integer", jsonPath: ".spec.engines", description: "Engines asked for" },
   { name: "Ready", type: "integer", jsonPath: ".status.engines.registered", description: "Engines registered with the controller" },
   { name: "Phase", type: "string", jsonPath: ".status.phase" },
+  { name: "Reason", type: "string", jsonPath: ".status.reason", description: "Why the cluster is not Ready (empty when Ready)" },
   { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
 ];
 

@@ -1,6 +1,7 @@
 """The seed notebook's workflow, run under IPython's InteractiveShell so %px magics are real.
 
 usage: python workflow.py CLIENT_JSON N_ENGINES   -> prints one JSON object
+       python workflow.py profile=NAME N_ENGINES  (ipp.Client(profile=NAME), as the seed does)
 """
 import io, json, sys, contextlib
 
@@ -12,7 +13,11 @@ from steps import out, step
 
 shell = InteractiveShell.instance()
 n = int(sys.argv[2])
-rc = ipp.Client(sys.argv[1], timeout=30)
+target = sys.argv[1]
+if target.startswith("profile="):
+    rc = ipp.Client(profile=target[len("profile="):], timeout=30)
+else:
+    rc = ipp.Client(target, timeout=30)
 rc.wait_for_engines(n, timeout=90)
 out["ids"] = rc.ids
 out["len_view"] = len(rc[:])

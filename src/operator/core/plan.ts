@@ -29,6 +29,7 @@ import { dialects, type DialectName, type QstatJob } from "../../backends/pbs/co
 import { planPbs, type PbsJobRecord, type PbsStep } from "../../backends/pbs/core/plan.ts";
 import { clusterTag, jobName, renderScript, ScriptError, type JobInput } from "../../backends/pbs/core/script.ts";
 import { sshServer, tunnelChannels, tunnelledConnection, tunnelPortBase, type EnginePorts, type TunnelChannel } from "../../backends/pbs/core/tunnel.ts";
+import { withShortReason } from "./reason.ts";
 
 export type { KubeObject, ObjectRef };
 export type { EngineClusterStatus };
@@ -227,7 +228,8 @@ function ownedByCluster(o: KubeObject, uid: string | undefined): boolean {
   return refs === undefined || refs.some((r) => r.uid === uid);
 }
 
-function finish(actions: Action[], prev: EngineClusterStatus | undefined, status: EngineClusterStatus, requeueAfterMs: number | undefined): Plan {
+function finish(actions: Action[], prev: EngineClusterStatus | undefined, computed: EngineClusterStatus, requeueAfterMs: number | undefined): Plan {
+  const status = withShortReason(computed);
   actions.push(...transitionEvents(prev, status));
   return { actions, status: sameStatus(prev, status) ? undefined : status, ...(requeueAfterMs !== undefined ? { requeueAfterMs } : {}) };
 }
@@ -436,6 +438,7 @@ function planDeletion(observed: Observed, prev: EngineClusterStatus | undefined,
     ...prev,
     observedGeneration: generation,
     phase: "Terminating",
+    reason: "Terminating",
     conditions: conditions(prev?.conditions, [
       { type: "Ready", status: "False", reason: "Terminating", message },
       { type: "Progressing", status: "True", reason: "Terminating", message },
@@ -524,7 +527,7 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   // operator's pods in sshTunnel mode (it forwards the login host's ports to the controller)
   const engineSources = pbs.network.mode === "sshTunnel" ? "operator" : "anywhere";
   const desired = [
-    buildConnectionSecret(ref, ec, material, config), buildControllerService(ref, ec), buildNetworkPolicy(ref, config, engineSources),
+    buildConnectionSecret(ref, ec, material, config), buildControllerService(ref, ec), buildNetworkPolicy(ref, config, engineSources, ec.spec.controller.clients),
     buildControllerDeployment(ref, ec, config),
   ];
   const actions: Action[] = [];
@@ -640,6 +643,7 @@ export function planPbsDeletion(observed: Observed, ec: EngineCluster, prev: Eng
     ...prev,
     observedGeneration: generation,
     phase: "Terminating",
+    reason: "Terminating",
     conditions: conditions(prev?.conditions, [
       { type: "Ready", status: "False", reason: "Terminating", message: s.submitted.message },
       { type: "Progressing", status: "True", reason: "Terminating", message: s.submitted.message },

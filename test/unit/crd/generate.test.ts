@@ -29,12 +29,13 @@ test("status and scale subresources", () => {
   assert.deepEqual(version.subresources, { status: {}, scale: { specReplicasPath: ".spec.engines", statusReplicasPath: ".status.engines.registered" } });
 });
 
-test("printer columns: Backend, Desired, Ready, Phase, Age", () => {
+test("printer columns: Backend, Desired, Ready, Phase, Reason, Age", () => {
   assert.deepEqual(version.additionalPrinterColumns.map((c: J) => [c.name, c.type, c.jsonPath]), [
     ["Backend", "string", ".status.backend"],
     ["Desired", "integer", ".spec.engines"],
     ["Ready", "integer", ".status.engines.registered"],
     ["Phase", "string", ".status.phase"],
+    ["Reason", "string", ".status.reason"],
     ["Age", "date", ".metadata.creationTimestamp"],
   ]);
   // every printer column path exists in the schema
@@ -97,7 +98,8 @@ test("resource quantities are int-or-string", () => {
 test("CEL rules are present, with messages that name the field and fieldPaths", () => {
   const rules: J[] = [];
   walk(root, (n) => { if (Array.isArray(n["x-kubernetes-validations"])) rules.push(...n["x-kubernetes-validations"]); });
-  assert.equal(rules.length, 5);
+  // 5, plus spec.controller.clients[]: the peer's "a selector is set" and each selector's matchExpressions rule
+  assert.equal(rules.length, 8);
   for (const r of rules) {
     assert.equal(typeof r.rule, "string");
     assert.match(r.message, /^(spec|metadata)\./, "message names the field");

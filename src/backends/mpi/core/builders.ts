@@ -8,11 +8,11 @@
  * output is a deterministic function of the input.
  */
 import { createHash } from "node:crypto";
-import type { EngineCluster, EnvVar, MpiBackend, Resources, Toleration } from "../../../api/engine-cluster.ts";
+import type { ClientPeer, EngineCluster, EnvVar, LabelSelector, MpiBackend, Resources, Toleration } from "../../../api/engine-cluster.ts";
 import type { KubeObject } from "../../../api/kube.ts";
 import { renderHostfile, worldShape, type WorldShape } from "./hostfile.ts";
 import {
-  CLIENT_LABEL, CLIENT_PORTS, CLIENT_PORT_RANGE, CONNECTION_KEYS, CONTROLLER_UID, ENGINE_PORTS, ENGINE_PORT_RANGE, ENGINE_UID,
+  CLIENT_LABEL, clientLabelKey, CLIENT_PORTS, CLIENT_PORT_RANGE, CONNECTION_KEYS, CONTROLLER_UID, ENGINE_PORTS, ENGINE_PORT_RANGE, ENGINE_UID,
   HOSTFILE_KEY, HTTP_PORT, KUBE_ROOT_CA, METRICS_PORT, NAMESPACE_NAME_LABEL, OPERATOR_LABEL, OPERATOR_LABEL_VALUE, PATHS, SERVICE_PORTS, SSH_KEYS, SSH_PORT, WORLD_LABEL,
   clusterRef, dns, labels, names,
   ownerReference, selector, type ClusterRef, type Component,
@@ -295,15 +295,16 @@ export type EngineSources = "pods" | "anywhere" | "operator";
 /**
  * Ingress to the controller pod, rule by rule:
  * - engines (see EngineSources): the engine-side ZeroMQ ports only;
- * - clients (pods labelled `ipp.dev/client: <cluster>` in the namespace): the client-side ZeroMQ
- *   ports and the API;
+ * - clients (spec.controller.clients; by default pods in the namespace labelled
+ *   `ipp.dev/client-<cluster>` or `ipp.dev/client: <cluster>`): the client-side ZeroMQ ports and
+ *   the API;
  * - the operator (its pods' labels in its own namespace, both required; config.operator): the
  *   API, where it reads the engine list;
  * - metrics scrapers (the operator's configuration; default any pod): the metrics port only
  *   (/metrics, /healthz, /readyz). The API, which executes code on the engines, is never opened
  *   to them.
  */
-export function buildNetworkPolicy(ref: ClusterRef, config: BuildConfig = DEFAULT_BUILD_CONFIG, engines: EngineSources = "pods"): KubeObject {
+export function buildNetworkPolicy(ref: ClusterRef, config: BuildConfig = DEFAULT_BUILD_CONFIG, engines: EngineSources = "pods", clients?: ClientPeer[]): KubeObject {
   const port = (p: number) => ({ protocol: "TCP", port: p });
   const api = port(HTTP_PORT);
   const enginePorts = SERVICE_PORTS.filter((p) => p.side === "engine" || p.side === "both").map((p) => port(p.port));
@@ -329,12 +330,30 @@ export function buildNetworkPolicy(ref: ClusterRef, config: BuildConfig = DEFAUL
       policyTypes: ["Ingress"],
       ingress: [
         engineRule,
-        { from: [{ podSelector: { matchLabels: { [CLIENT_LABEL]: ref.name } } }], ports: [...clientPorts, api] },
+        { from: clientPeers(ref, clients), ports: [...clientPorts, api] },
         ...(operatorPeer !== undefined ? [{ from: [operatorPeer], ports: [api] }] : []),
         { from: [scraperPeer], ports: [port(METRICS_PORT)] },
       ],
     },
   };
+}
+
+/** The NetworkPolicy peers admitted as clients: spec.controller.clients as given, or the default labels. */
+export function clientPeers(ref: ClusterRef, clients: ClientPeer[] | undefined): Record<string, unknown>[] {
+  if (clients === undefined) {
+    return [
+      { podSelector: { matchExpressions: [{ key: clientLabelKey(ref.name), operator: "Exists" }] } },
+      { podSelector: { matchLabels: { [CLIENT_LABEL]: ref.name } } },
+    ];
+  }
+  const selectorOf = (s: LabelSelector) => ({
+    ...(s.matchLabels !== undefined ? { matchLabels: { ...s.matchLabels } } : {}),
+    ...(s.matchExpressions !== undefined ? { matchExpressions: s.matchExpressions.map((e) => ({ key: e.key, operator: e.operator, ...(e.values !== undefined ? { values: [...e.values] } : {}) })) } : {}),
+  });
+  return clients.map((c) => ({
+    ...(c.namespaceSelector !== undefined ? { namespaceSelector: selectorOf(c.namespaceSelector) } : {}),
+    ...(c.podSelector !== undefined ? { podSelector: selectorOf(c.podSelector) } : {}),
+  }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -490,7 +509,7 @@ export function buildMpiObjects(ec: EngineCluster, material: KeyMaterial, config
     workersService: buildWorkersService(ref),
     workers: buildWorkers(ref, ec, mpi, shape),
     launcher: buildLauncher(ref, mpi, shape, world),
-    networkPolicy: buildNetworkPolicy(ref, config),
+    networkPolicy: buildNetworkPolicy(ref, config, "pods", ec.spec.controller.clients),
   };
 }
 

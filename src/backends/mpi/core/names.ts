@@ -8,8 +8,14 @@ import type { OwnerReference } from "../../../api/kube.ts";
 
 export const CLUSTER_LABEL = "ipp.dev/cluster";
 export const WORLD_LABEL = "ipp.dev/world";
-/** Pods with `ipp.dev/client: <cluster>` may reach the controller's client ports (NetworkPolicy). */
+/**
+ * Who may reach the controller's client ports by default (NetworkPolicy): pods in the cluster's
+ * namespace with the label key `ipp.dev/client-<cluster>` (any value), or `ipp.dev/client: <cluster>`.
+ * A label key per cluster lets one notebook pod be a client of several clusters (a pod has one
+ * value per key); the single-valued `ipp.dev/client` stays for pods labelled before it.
+ */
 export const CLIENT_LABEL = "ipp.dev/client";
+export const clientLabelKey = (c: string): string => `${CLIENT_LABEL}-${c}`;
 export const COMPONENT_LABEL = "app.kubernetes.io/component";
 /**
  * The operator's pods carry `ipp.dev/operator: "true"` (the chart sets it whatever the release is

@@ -232,7 +232,11 @@ test("NetworkPolicy: engines reach only the engine ports, labelled clients ZeroM
   assert.deepEqual(more, []);
   assert.deepEqual(engines.from.map((f: J) => f.podSelector.matchLabels["app.kubernetes.io/component"]), ["launcher", "worker"]);
   assert.deepEqual(engines.ports.map((p: J) => p.port), [10101, 10102, 10103, 10104, 10105, 10106, 10107, 10108, 10109]);
-  assert.deepEqual(clients.from, [{ podSelector: { matchLabels: { "ipp.dev/client": "psum" } } }]);
+  // default: this namespace's pods with the per-cluster key (any value), or the older single-valued label
+  assert.deepEqual(clients.from, [
+    { podSelector: { matchExpressions: [{ key: "ipp.dev/client-psum", operator: "Exists" }] } },
+    { podSelector: { matchLabels: { "ipp.dev/client": "psum" } } },
+  ]);
   assert.deepEqual(clients.ports.map((p: J) => p.port), [10101, 10110, 10111, 10112, 10113, 10114, 10115, 8080]);
   // the operator: its pods' labels AND its namespace's name, in one peer (both must match)
   assert.deepEqual(operator.from, [{
@@ -247,6 +251,20 @@ test("NetworkPolicy: engines reach only the engine ports, labelled clients ZeroM
     const ports = rule.ports.map((p: J) => p.port);
     assert.ok(!(ports.includes(8081) && ports.includes(8080)), "no rule opens both the API and the metrics port");
   }
+});
+
+test("NetworkPolicy: spec.controller.clients replaces the default client peers, selectors as given", () => {
+  const spec = mpiSpec();
+  const clients = [
+    { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "jupyterhub" } }, podSelector: { matchLabels: { "component": "singleuser-server" } } },
+    { podSelector: { matchExpressions: [{ key: "ipp.dev/client-psum", operator: "Exists" as const }] } },
+  ];
+  const ec = cluster({ ...spec, controller: { ...(spec as { controller?: object }).controller, clients } });
+  const np = buildMpiObjects(ec, MATERIAL).networkPolicy as J;
+  assert.deepEqual(np.spec.ingress[1].from, clients);
+  assert.deepEqual(np.spec.ingress[1].ports.map((p: J) => p.port), [10101, 10110, 10111, 10112, 10113, 10114, 10115, 8080]);
+  // the engines' rule is untouched
+  assert.deepEqual(np.spec.ingress[0].from.map((f: J) => f.podSelector.matchLabels["app.kubernetes.io/component"]), ["launcher", "worker"]);
 });
 
 test("NetworkPolicy: the operator's metrics-scraper selectors choose who reaches the metrics port", () => {
