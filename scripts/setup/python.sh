@@ -24,3 +24,12 @@ for major in "${versions[@]}"; do
   "$venv/bin/python" -c "import ipyparallel, mpi4py, numpy, IPython, paramiko; assert ipyparallel.__version__ == '$want', ipyparallel.__version__"
   touch "$stamp"
 done
+# The EngineCluster launchers (native/python/ipp_operator_launchers) talk to the Kubernetes API with
+# the kubernetes client; the tests pip-install the package itself into the ipp9 venv from the path.
+for major in "${versions[@]}"; do
+  venv="$venv_root/ipp$major"
+  [ "$major" = 9 ] || continue
+  "$venv/bin/python" -c "import kubernetes" 2>/dev/null && continue
+  log "kubernetes client into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes>=31"
+done
