@@ -23,7 +23,7 @@ import { startController, type ControllerHandle } from "../../../src/controller/
 import { startHttpServer, type HttpServerHandle } from "../../../src/controller/http/server.ts";
 import { createOperatorMetrics } from "../../../src/metrics/operator.ts";
 import { isNotFound } from "../../../src/operator/kube/client.ts";
-import { objectPath, resourceType, ENGINECLUSTER, type KubeObject } from "../../../src/operator/kube/resources.ts";
+import { objectPath, resourceType, type KubeObject } from "../../../src/operator/kube/resources.ts";
 import { startOperator, type OperatorHandle } from "../../../src/operator/operator.ts";
 import { corePlanner } from "../../../src/operator/planner.ts";
 import { createLogger, silentLogger } from "../../../src/util/log.ts";
