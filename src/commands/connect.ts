@@ -35,6 +35,8 @@ options:
                        the controller through the API server (needs 'list' on pods and 'create' on
                        pods/portforward), point the file at 127.0.0.1 and run until interrupted;
                        a dropped forward is reported and the command exits 1
+  --check-seconds S    with --port-forward: how often the controller pod is looked up, so a
+                       deleted pod is reported even while no data flows (default: 10)
   --kubeconfig PATH    kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)
   --context NAME       kubeconfig context (default: the current context)
   -h, --help           show this help
@@ -46,6 +48,7 @@ export interface ConnectOptions {
   profile: string;
   securityDir: string;
   portForward: boolean;
+  checkMs: number;
   kubeconfig?: string;
   context?: string;
 }
@@ -64,6 +67,7 @@ export function parseConnectArgs(argv: string[], env: { IPYTHONDIR?: string; HOM
         namespace: { type: "string", short: "n" },
         profile: { type: "string" },
         "port-forward": { type: "boolean" },
+        "check-seconds": { type: "string" },
         kubeconfig: { type: "string" },
         context: { type: "string" },
         help: { type: "boolean", short: "h" },
@@ -80,9 +84,11 @@ export function parseConnectArgs(argv: string[], env: { IPYTHONDIR?: string; HOM
   if (v.namespace !== undefined && !DNS_LABEL.test(v.namespace)) throw new UsageError(`-n: '${v.namespace}' is not a namespace name`);
   const profile = v.profile ?? name;
   if (!PROFILE_NAME.test(profile)) throw new UsageError(`--profile: '${profile}' is not a profile name (letters, digits, _ . -)`);
+  const check = v["check-seconds"] ?? "10";
+  if (!/^\d+$/.test(check) || Number(check) < 1 || Number(check) > 3600) throw new UsageError(`--check-seconds: an integer from 1 to 3600, got '${check}'`);
   const loc = resolveProfile({ profile, ipythonDir: env.IPYTHONDIR }, { cwd: env.cwd ?? process.cwd(), home: env.HOME ?? homedir() });
   return {
-    name, namespace: v.namespace, profile, securityDir: loc.securityDir, portForward: v["port-forward"] === true,
+    name, namespace: v.namespace, profile, securityDir: loc.securityDir, portForward: v["port-forward"] === true, checkMs: Number(check) * 1000,
     kubeconfig: v.kubeconfig, context: v.context,
   };
 }
@@ -123,7 +129,7 @@ export async function connect(opts: ConnectOptions, out: { stdout(s: string): vo
 
   const pod = await findControllerPod(access, namespace, opts.name);
   const signal = waitForSignal();
-  const fwd = await startPortForward(access, { namespace, pod, remotePorts: forwardedPorts(info) });
+  const fwd = await startPortForward(access, { namespace, pod, remotePorts: forwardedPorts(info), podCheckMs: opts.checkMs });
   const text = fileText(forwardedClientInfo(info, fwd.localPorts));
   try {
     await writeFileAtomic(path, text);

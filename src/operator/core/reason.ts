@@ -10,12 +10,20 @@ import type { EngineClusterStatus } from "../../api/engine-cluster.ts";
 /** Longest reason shown (the column stays readable; the message has the rest). */
 export const MAX_REASON_LENGTH = 64;
 
-/** The scheduler's pending reason of the cluster's live engine job, as a single token. */
+/**
+ * The scheduler's pending reason of the cluster's live engine job, as one token: Slurm's reason
+ * codes are one already (Priority, Resources, ReqNodeNotAvail); a PBS Pro comment such as "Not
+ * Running: Insufficient amount of resource: ncpus (R: 8 A: 4 T: 4)" becomes
+ * InsufficientAmountOfResource.
+ */
 function schedulerReason(status: EngineClusterStatus): string | undefined {
   const jobs = status.pbs?.jobs ?? [];
-  const live = [...jobs].reverse().find((j) => j.role === "engines" && j.reason !== undefined && j.reason !== "");
-  const token = live?.reason?.replace(/[()]/g, "").trim().split(/[\s,;]+/)[0];
-  return token !== undefined && token !== "" ? token : undefined;
+  const live = [...jobs].reverse().find((j) => j.role === "engines" && j.reason !== undefined && j.reason.trim() !== "");
+  if (live?.reason === undefined) return undefined;
+  const phrase = live.reason.trim().replace(/^\(|\)$/g, "").replace(/^not running:\s*/i, "").split(/[:(]/)[0]!;
+  const words = phrase.split(/[^A-Za-z0-9_]+/).filter((w) => w !== "");
+  const token = words.length === 1 ? words[0]! : words.map((w) => w[0]!.toUpperCase() + w.slice(1)).join("");
+  return token !== "" ? token.slice(0, 40) : undefined;
 }
 
 export function shortReason(status: EngineClusterStatus): string | undefined {

@@ -70,6 +70,15 @@ test("the job in qstat: adopted (no qsub), status.pbs.jobs mirrors it, Submitted
   assert.ok(p.actions.some((a) => a.type === "event" && a.reason === "JobAdopted"));
 });
 
+test("a queued job: phase Queued, and status.reason carries the scheduler's pending reason for kubectl get ec", () => {
+  const { c, owned } = firstPlan();
+  const name = of(plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } })), "pbsSubmit")[0]!.name;
+  const p = plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [job({ name, state: "PD", phase: "queued", reason: "Priority" })] } }));
+  assert.equal((p.status as J).phase, "Queued");
+  assert.equal(cond(p, "Ready").reason, "JobQueued");
+  assert.equal((p.status as J).reason, "JobQueued:Priority");
+});
+
 test("login host unreachable: Degraded SchedulerUnreachable, nothing submitted or deleted", () => {
   const { c, owned } = firstPlan();
   const p = plan(observe(c, owned, { pbs: { error: "ssh: not connected" } }));

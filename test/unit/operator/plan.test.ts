@@ -214,6 +214,7 @@ test("an image that can't be pulled is reported in status with a Warning Event",
   assert.equal(cond(p, "Degraded").reason, "ImagePullFailed");
   assert.match(cond(p, "Degraded").message, /ghcr\.io\/ipp\/does-not-exist:1.*ImagePullBackOff/);
   assert.ok(events(p).some((e) => e.startsWith("Warning/ImagePullFailed: pod psum-worker-0")));
+  assert.equal((p.status as J).reason, "ImagePullFailed", "the REASON column of kubectl get ec");
   assert.equal(p.requeueAfterMs, REQUEUE_STARTING_MS, "keeps polling: the image may appear");
 });
 

@@ -19,7 +19,8 @@ test("a queued or held PBS job shows the scheduler's pending reason", () => {
   const jobs = (reason?: string) => ({ jobs: [{ id: "7", role: "engines" as const, state: "Q", ...(reason !== undefined ? { reason } : {}) }] });
   assert.equal(shortReason({ conditions: ready("False", "JobQueued"), pbs: jobs("Priority") }), "JobQueued:Priority");
   assert.equal(shortReason({ conditions: ready("False", "JobQueued"), pbs: jobs("(Resources)") }), "JobQueued:Resources");
-  assert.equal(shortReason({ conditions: ready("False", "JobHeld"), pbs: jobs("JobHeldUser, by user") }), "JobHeld:JobHeldUser");
+  assert.equal(shortReason({ conditions: ready("False", "JobHeld"), pbs: jobs("JobHeldUser") }), "JobHeld:JobHeldUser");
+  assert.equal(shortReason({ conditions: ready("False", "JobQueued"), pbs: jobs("Not Running: Insufficient amount of resource: ncpus (R: 8 A: 4 T: 4)") }), "JobQueued:InsufficientAmountOfResource");
   assert.equal(shortReason({ conditions: ready("False", "JobQueued"), pbs: jobs() }), "JobQueued");
   assert.equal(shortReason({ conditions: ready("False", "JobRunning"), pbs: jobs("x") }), "JobRunning", "only queued/held jobs carry the scheduler's reason");
 });
