@@ -25,11 +25,12 @@ for major in "${versions[@]}"; do
   touch "$stamp"
 done
 # The EngineCluster launchers (native/python/ipp_operator_launchers) talk to the Kubernetes API with
-# the kubernetes client; the tests pip-install the package itself into the ipp9 venv from the path.
+# the kubernetes client; the tests pip-install the package itself into the ipp9 venv from the path
+# (offline: --no-deps --no-build-isolation, so setuptools must be there too).
 for major in "${versions[@]}"; do
   venv="$venv_root/ipp$major"
-  [ "$major" = 9 ] || continue
-  "$venv/bin/python" -c "import kubernetes" 2>/dev/null && continue
+  [ "$major" = 9 ] && [ "$venv_root" = "$CACHE_DIR/venv" ] || continue
+  "$venv/bin/python" -c "import kubernetes, setuptools, yaml" 2>/dev/null && continue
   log "kubernetes client into $venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes>=31"
+  "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes>=31" "setuptools>=61" pyyaml
 done

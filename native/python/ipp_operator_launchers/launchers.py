@@ -19,6 +19,7 @@ import time
 import yaml
 from ipyparallel.cluster.launcher import ControllerLauncher, EngineLauncher, LauncherError, NotRunning
 from traitlets import Bool, Dict, Float, Unicode
+from traitlets.config import LoggingConfigurable
 
 from . import kube
 
@@ -69,7 +70,7 @@ def _deep_merge(base, over):
     return out
 
 
-class _KubeTraits:
+class _KubeTraits(LoggingConfigurable):
     """Where the EngineCluster lives and how to reach the API (shared by both launchers)."""
 
     cluster_name = Unicode("", config=True, help="EngineCluster name (default: the profile name, plus the cluster id when set).").tag(to_dict=True)
