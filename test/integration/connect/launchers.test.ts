@@ -133,7 +133,9 @@ test("ipp.Cluster with the EngineCluster launchers creates, scales, uses and del
     } as unknown as MpiObjects;
     launcher = startLocalLauncher({ objects, ipp: 9, env: { OMPI_MCA_btl: "self,vader,tcp", PYTHONUNBUFFERED: "1" } });
 
-    const code = await Promise.race([exited, new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 420_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([exited, new Promise<"timeout">((r) => { timer = setTimeout(() => r("timeout"), 420_000); })]);
+    clearTimeout(timer);
     assert.notEqual(code, "timeout", `driver did not finish${diag()}`);
     const r = JSON.parse(driverOut.trim().split("\n").pop() ?? "{}") as { errors: Record<string, string>; start: { ids: number[]; cluster_name: string; controller: string; engines: string[] }; psum: { totalsum: number[]; size: number[] } };
     assert.deepEqual(r.errors, {}, JSON.stringify(r.errors, null, 1) + diag());

@@ -54,6 +54,14 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** The exit status, or "hang" when the process is still running after `ms`. */
+async function exitWithin(exited: Promise<number | null>, ms: number): Promise<number | null | "hang"> {
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([exited, new Promise<"hang">((res) => { timer = setTimeout(() => res("hang"), ms); })]);
+  clearTimeout(timer);
+  return r;
+}
+
 function startConnect(profile: string) {
   const proc = spawn(join(REPO_ROOT, "bin/ipp-operator"), ["connect", "pf", "-n", NS, "--profile", profile, "--port-forward", "--check-seconds", "1", "--kubeconfig", api.kubeconfigPath],
     { env: { ...process.env, IPYTHONDIR: join(dir, "ipython") }, stdio: ["ignore", "pipe", "pipe"] });
@@ -94,7 +102,7 @@ test("a forward that can't be carried is reported, naming the pod and port; exit
   // a client connects; there is no kubelet behind the API server to carry it
   const sock = tcpConnect(f.registration, "127.0.0.1");
   sock.on("error", () => undefined);
-  const code = await Promise.race([c.exited, new Promise<"hang">((r) => setTimeout(() => r("hang"), 120_000))]);
+  const code = await exitWithin(c.exited, 120_000);
   sock.destroy();
   assert.equal(code, 1, `exit status (stderr: ${c.err()})`);
   assert.match(c.err(), /port-forward to pf-controller-0:10101 (could not be opened|failed|dropped)/);
@@ -107,7 +115,7 @@ test("the controller pod going away is reported while idle; exit 1, file removed
   const c = startConnect("gone");
   await c.started();
   await api.client.request("DELETE", POD, { query: { gracePeriodSeconds: 0 } });
-  const code = await Promise.race([c.exited, new Promise<"hang">((r) => setTimeout(() => r("hang"), 120_000))]);
+  const code = await exitWithin(c.exited, 120_000);
   assert.equal(code, 1, `exit status (stderr: ${c.err()})`);
   assert.match(c.err(), /the controller pod fwd\/pf-controller-0 is no longer running \(controller pod fwd\/pf-controller-0: (gone|being deleted)\)/);
   assert.equal(existsSync(c.file), false);
