@@ -13,7 +13,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
@@ -45,10 +45,12 @@ const logs: string[] = [];
 const dir = mkdtempSync(join(tmpdir(), "ipp-launchers-"));
 
 before(async () => {
-  // pip install from the path, as a user would (dependencies come from provisioning: scripts/setup/python.sh)
-  execFileSync(venvBin(9, "pip"), ["install", "-q", "--disable-pip-version-check", "--no-deps", "--no-build-isolation", "--no-cache-dir", join(REPO_ROOT, "native/python")],
+  // pip install from a path, as a user would (dependencies come from provisioning: scripts/setup/python.sh);
+  // from a copy, so the build leaves nothing in the checkout
+  const src = join(dir, "ipp-operator-launchers");
+  cpSync(join(REPO_ROOT, "native/python"), src, { recursive: true, filter: (p) => !/(\.egg-info|\/build|__pycache__)$/.test(p) });
+  execFileSync(venvBin(9, "pip"), ["install", "-q", "--disable-pip-version-check", "--no-deps", "--no-build-isolation", "--no-cache-dir", src],
     { stdio: "pipe", env: { ...process.env, PIP_NO_INPUT: "1" }, cwd: dir });
-  rmSync(join(REPO_ROOT, "native/python/build"), { recursive: true, force: true });
   api = await startApiServer();
   await createNamespace(api.client, NS);
   op = await startOperator({
