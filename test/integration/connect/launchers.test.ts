@@ -21,6 +21,7 @@ import type { MpiObjects } from "../../../src/backends/mpi/core/builders.ts";
 import { CLUSTER_LABEL } from "../../../src/backends/mpi/core/names.ts";
 import { startController, type ControllerHandle } from "../../../src/controller/controller.ts";
 import { startHttpServer, type HttpServerHandle } from "../../../src/controller/http/server.ts";
+import { tokenAuth } from "../../../src/controller/http/auth.ts";
 import { createOperatorMetrics } from "../../../src/metrics/operator.ts";
 import { isNotFound } from "../../../src/operator/kube/client.ts";
 import { objectPath, resourceType, type KubeObject } from "../../../src/operator/kube/resources.ts";
@@ -113,7 +114,9 @@ test("ipp.Cluster with the EngineCluster launchers creates, scales, uses and del
     controller = await startController({
       ...controllerConfigFromObjects({ connectionSecret: secret } as unknown as MpiObjects), heartbeatPeriodMs: 1000, taskScheme: "leastload", shutdownDelayMs: -1,
     }, { logger: createLogger({ level: "warn", sink: (l) => { logs.push(l); } }), registry });
-    http = await startHttpServer({ controller, registry, port: 0, logger: silentLogger, serve: "api" });
+    // the API with the Secret's token: the operator's probe must send it
+    const apiToken = Buffer.from((secret as unknown as { data: Record<string, string> }).data["api-token"]!, "base64").toString("utf8");
+    http = await startHttpServer({ controller, registry, port: 0, logger: silentLogger, serve: "api", auth: tokenAuth(apiToken) });
     httpPort = http.port;
     await api.client.request("PATCH", objectPath(resourceType("apps/v1", "Deployment"), NS, `${NAME}-controller`, "status"), {
       body: { status: { replicas: 1, readyReplicas: 1, availableReplicas: 1 } }, contentType: "application/merge-patch+json",
