@@ -76,6 +76,9 @@ export class HttpError extends Error {
   }
 }
 
+/** Refused requests' bodies up to this size are read and discarded rather than cut off. */
+const DRAIN_LIMIT = 1024 * 1024;
+
 const REFUSAL_CODES = { 401: "unauthorized", 403: "forbidden", 503: "auth_unavailable" } as const;
 
 const targetsSchema = z.union([
@@ -391,15 +394,30 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
           res.destroy();
           return;
         }
-        // do not read the rest of a huge body, nor any body of a caller without a credential
-        const unread = e.status === 413 || e.refused;
-        if (unread) res.setHeader("connection", "close");
+        // the body of a refused request is never parsed: a small one is discarded so the client
+        // reads its answer cleanly; a large one (or one of unknown size) is not read at all, and
+        // the connection closes after the answer
+        const unread = (e.status === 413 || e.refused) && !req.complete;
+        const declared = Number(req.headers["content-length"]);
+        const drain = unread && req.headers["transfer-encoding"] === undefined && Number.isFinite(declared) && declared <= DRAIN_LIMIT;
+        if (drain) req.resume();
+        else if (unread) res.setHeader("connection", "close");
         sendError(res, e.status, e.code, e.message);
-        if (unread) res.once("finish", () => req.destroy());
+        if (unread && !drain) res.once("finish", () => req.destroy());
       },
     );
   });
   server.requestTimeout = 0; // large uploads; per-call timeouts bound the engine side
+  // requests node cannot parse (bad request line or headers, headers too large): a JSON error too
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable || (err.code === "ECONNRESET")) { socket.destroy(); return; }
+    const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
+    const body = JSON.stringify(tooLarge
+      ? { error: "headers_too_large", message: "the request headers are over the server's limit" }
+      : { error: "bad_request", message: "the request is not valid HTTP/1.1" });
+    socket.end(`HTTP/1.1 ${tooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request"}\r\ncontent-type: application/json; charset=utf-8\r\n`
+      + `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(opts.port, opts.host ?? "127.0.0.1", () => {

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { randomUUID } from "node:crypto";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -93,6 +94,18 @@ async function call(base: string, method: string, path: string, body?: unknown, 
   return { status: res.status, headers: res.headers, buf, json };
 }
 
+/** Send bytes as they are and read the whole answer (the server closes the connection). */
+function rawRequest(base: string, bytes: string): Promise<string> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const sock = connect(Number(port), hostname, () => sock.write(bytes));
+    let got = "";
+    sock.on("data", (d: Buffer) => { got += d.toString(); });
+    sock.on("end", () => resolve(got));
+    sock.on("error", reject);
+  });
+}
+
 const f64 = (a: number[]) => Buffer.from(new Float64Array(a).buffer);
 const i64 = (a: bigint[]) => Buffer.from(new BigInt64Array(a).buffer);
 
@@ -118,7 +131,6 @@ for (const major of [9, 8] as const) {
         ["POST", "/api/v1/execute", { code, targets: [0] }, {}],
         ["PUT", "/api/v1/arrays/unauth", { data: [1, 2, 3] }, {}],
         ["PUT", "/api/v1/arrays/unauth?dtype=float64", f64([1, 2, 3]), { "content-type": "application/octet-stream" }],
-        ["PUT", "/api/v1/arrays/unauth", Buffer.alloc(64 * 1024 * 1024), { "content-type": "application/octet-stream" }],
         ["GET", "/api/v1/arrays/a", undefined, {}],
         ["GET", "/api/v1/arrays/a", undefined, { accept: "application/octet-stream" }],
         ["DELETE", "/api/v1/arrays/a", undefined, {}],
@@ -145,15 +157,24 @@ for (const major of [9, 8] as const) {
           assert.match(res.headers.get("www-authenticate") ?? "", /^Bearer /);
         }
       }
+      // a 64 MiB upload without a credential is not read: the answer is a 401 or, when the server
+      // closed the connection before the client finished sending, a reset; either way nothing lands
+      for (const [why, cred] of credentials) {
+        const res = await call(r().base, "PUT", "/api/v1/arrays/unauth", Buffer.alloc(64 * 1024 * 1024), { "content-type": "application/octet-stream", ...cred })
+          .catch((err: unknown) => ({ status: "reset", json: undefined, err }));
+        assert.ok(res.status === 401 || res.status === "reset", `big upload (${why}): ${String(res.status)}`);
+        if (res.status === 401) assert.equal(res.json?.error, "unauthorized");
+      }
       // nothing ran: no file, no array on any engine
       assert.equal(existsSync(marker), false, "no refused request executed code");
       assert.equal((await call(r().base, "GET", "/api/v1/arrays/unauth")).json?.error, "array_not_found");
       // counted by reason
       const metric = await r().registry.getSingleMetricAsString("ipp_controller_api_auth_failures_total");
       const count = (reason: string) => Number(new RegExp(`reason="${reason}"} (\\d+)`).exec(metric)?.[1] ?? 0);
-      assert.equal(count("missing"), routes.length);
-      assert.equal(count("malformed"), 3 * routes.length);
-      assert.equal(count("invalid"), 3 * routes.length);
+      const tries = routes.length + 1; // and the big upload
+      assert.equal(count("missing"), tries);
+      assert.equal(count("malformed"), 3 * tries);
+      assert.equal(count("invalid"), 3 * tries);
       // logged once in the interval (an hour here), without any token
       const lines = r().logs.slice(before);
       assert.equal(lines.filter((l) => l.includes("API requests refused")).length, 1, lines.join("\n"));
@@ -299,6 +320,15 @@ for (const major of [9, 8] as const) {
         assert.equal(res.status, status, `${method} ${path}: ${res.buf.toString().slice(0, 300)}`);
         assert.equal(res.json?.error, code, `${method} ${path}`);
         assert.equal(typeof res.json?.message, "string");
+      }
+      // what node's HTTP parser refuses gets a JSON error too
+      for (const [raw, status, code] of [
+        ["GARBAGE\r\n\r\n", 400, "bad_request"],
+        [`GET /api/v1/engines HTTP/1.1\r\nhost: x\r\nx-big: ${"a".repeat(20_000)}\r\n\r\n`, 431, "headers_too_large"],
+      ] as const) {
+        const answer = await rawRequest(r().base, raw);
+        assert.match(answer, new RegExp(`^HTTP/1.1 ${status} `), answer);
+        assert.equal(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)).error, code);
       }
       // a string that is not an array: a clear 422
       await call(r().base, "POST", "/api/v1/execute", { code: "s = 'text'" });
