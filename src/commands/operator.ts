@@ -41,6 +41,9 @@ options:
                            no operator rule, for an operator running outside the cluster)
   --operator-pod-selector K=V[,K=V...]
                            labels of the operator's pods in that namespace (default ipp.dev/operator=true)
+  --pbs-deletion-grace S   seconds a deleted pbs EngineCluster waits for its login host before its
+                           finalizer goes anyway (its jobs may still run; an Event names them).
+                           Default 600; the annotation ipp.dev/abandon-jobs=true lets go at once
   --log-level LEVEL        debug | info | warn | error (default info)
   -h, --help               show this help
 `;
@@ -48,7 +51,7 @@ options:
 export interface Flags {
   kubeconfig?: string; namespace?: string; metricsPort: number; leaderElect: boolean; leaseName: string;
   leaseNamespace?: string; identity?: string; workers: number; logLevel: LogLevel;
-  controllerImage?: string; clusterDomain?: string;
+  controllerImage?: string; clusterDomain?: string; pbsDeletionGraceSeconds?: number;
   scraperNamespaceSelector: Record<string, string>; scraperPodSelector: Record<string, string>;
   operatorNamespace?: string; operatorPodSelector: Record<string, string>;
 }
@@ -117,6 +120,7 @@ export function parseOperatorArgs(argv: string[]): Flags | string {
       case "--workers": f.workers = int(1, 256); break;
       case "--controller-image": f.controllerImage = need(); break;
       case "--cluster-domain": f.clusterDomain = need(); break;
+      case "--pbs-deletion-grace": f.pbsDeletionGraceSeconds = int(0, 30 * 24 * 3600); break;
       case "--metrics-scraper-namespace-selector": f.scraperNamespaceSelector = labelSelector(); break;
       case "--metrics-scraper-pod-selector": f.scraperPodSelector = labelSelector(); break;
       case "--operator-namespace": f.operatorNamespace = need(); break;
@@ -161,6 +165,7 @@ export async function run(argv: string[]): Promise<number> {
   const plannerConfig = {
     ...(controllerImage ? { controllerImage } : {}),
     ...(flags.clusterDomain ? { clusterDomain: flags.clusterDomain } : {}),
+    ...(flags.pbsDeletionGraceSeconds !== undefined ? { pbsDeletionGraceSeconds: flags.pbsDeletionGraceSeconds } : {}),
     metricsScrapers: {
       namespaceSelector: flags.scraperNamespaceSelector,
       ...(Object.keys(flags.scraperPodSelector).length > 0 ? { podSelector: flags.scraperPodSelector } : {}),

@@ -17,6 +17,8 @@ export interface OperatorMetrics {
   clusterObserved(c: { namespace: string; name: string; phase?: string; desired?: number; registered?: number; alive?: number }): void;
   /** Seconds from the cluster's creation to its first Ready, observed once per cluster uid. */
   clusterReady(uid: string, seconds: number): void;
+  /** The cluster was Ready before this process saw it turn so (status read back after a restart): never observe its time_to_ready. */
+  clusterWasReady(uid: string): void;
   clusterGone(namespace: string, name: string, uid?: string): void;
   leader(isLeader: boolean): void;
   apiRequest(verb: string, code: string): void;
@@ -93,6 +95,7 @@ export function createOperatorMetrics(registry: Registry, opts: { defaultMetrics
       readySeen.add(uid);
       timeToReady.observe(Math.max(0, seconds));
     },
+    clusterWasReady(uid) { readySeen.add(uid); },
     clusterGone(namespace, name, uid) {
       phaseOf.delete(`${namespace}/${name}`);
       recount();

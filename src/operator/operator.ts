@@ -39,6 +39,8 @@ export interface OperatorOptions {
   /** Label selector of owned objects (all carry it); keeps Secret/ConfigMap caches small. */
   ownedLabelSelector?: string;
   workers?: number;
+  /** Longest delay between retries of a failing reconcile (default 60 s). */
+  maxRetryDelayMs?: number;
   /** Planner configuration (controller image, cluster DNS domain), passed as `observed.config`. */
   plannerConfig?: Record<string, unknown>;
   /** Label that names a Pod's cluster; such Pods are handed to the planner for diagnostics. */
@@ -83,7 +85,9 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
   const log = o.logger ?? silentLogger;
   const clock = o.clock ?? realClock;
   const abort = new AbortController();
-  const queue = new WorkQueue({ clock, onDepth: (d) => o.metrics?.queueDepth(d) });
+  // retries back off to at most a minute: a cluster blocked by something outside (quota, a full
+  // Service range, a login host down) is looked at again soon after it is fixed
+  const queue = new WorkQueue({ clock, maxDelayMs: o.maxRetryDelayMs ?? 60_000, onDepth: (d) => o.metrics?.queueDepth(d) });
   const identity = o.leaderElection?.identity ?? o.identity ?? "ipp-operator";
 
   const clusters = new Informer(apiListWatch(o.client, ENGINECLUSTER, { namespace: o.namespace }), { name: "engineclusters", clock, logger: log });
@@ -167,6 +171,7 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
     const synced = Promise.all(informers.map((i) => i.waitForSync()));
     await Promise.race([synced, new Promise((r) => abort.signal.addEventListener("abort", r, { once: true }))]);
     if (abort.signal.aborted) return "stopped";
+    reconciler.seedMetrics();
     log.info("caches synced, starting workers", { clusters: clusters.list().length, workers: o.workers ?? 16 });
     running = true;
     workers = runWorkers(queue, o.workers ?? 16, handle);

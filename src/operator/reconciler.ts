@@ -13,7 +13,7 @@ import type { EventRecorder } from "./events.ts";
 import { deepEqual, keepTransitionTimes } from "./status.ts";
 import { realClock, type Clock } from "./clock.ts";
 import { isConflict, isNotFound, isPermanent, KubeApiError, type KubeClient } from "./kube/client.ts";
-import { ENGINECLUSTER, objectKey, objectPath, resourceType, splitKey, type KubeObject } from "./kube/resources.ts";
+import { ENGINECLUSTER, collectionPath, objectKey, objectPath, resourceType, splitKey, type KubeObject } from "./kube/resources.ts";
 import type { OperatorMetrics, ReconcileResult } from "../metrics/operator.ts";
 import { silentLogger, type Logger } from "../util/log.ts";
 
@@ -40,6 +40,7 @@ export interface ObjectRef { apiVersion: string; kind: string; namespace: string
 export type PlanAction =
   | { type: "addFinalizer" } | { type: "removeFinalizer" }
   | { type: "apply"; object: KubeObject }
+  | { type: "create"; object: KubeObject }
   | { type: "delete"; ref: ObjectRef; propagationPolicy?: "Background" | "Foreground" | "Orphan" }
   | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string }
   | { type: "pbsSubmit"; name: string; script: string; record: Record<string, unknown> }
@@ -162,8 +163,9 @@ export class Reconciler {
     try {
       outcome = await this.reconcileOnce(key);
     } catch (err) {
-      outcome = isPermanent(err) ? { result: "terminal_error", error: err } : { result: "error", error: err };
-      if (outcome.result === "terminal_error") await this.surfaceTerminal(key, err);
+      const failure = classifyFailure(err);
+      outcome = failure?.retry === false ? { result: "terminal_error", error: err } : { result: "error", error: err };
+      if (failure !== undefined) await this.surfaceFailure(key, err, failure);
     }
     this.d.metrics?.reconciled(outcome.result, (performance.now() - started) / 1000);
     return outcome;
@@ -207,9 +209,9 @@ export class Reconciler {
     try {
       plan = this.d.planner.plan(observed);
     } catch (err) {
-      // A planner exception is a bug or input the schema let through: not worth a retry loop.
-      this.log.error("planning failed", err, { cluster: key });
-      return { result: "terminal_error", error: err };
+      // A planner exception is a bug or input the schema let through. It is reported on the object
+      // and retried with backoff (what is observed may change), never dropped silently.
+      throw new PlanningError(err);
     }
 
     const events: Array<Promise<void>> = [];
@@ -230,6 +232,9 @@ export class Reconciler {
           }
           case "apply":
             await this.apply(action.object, owned);
+            break;
+          case "create":
+            await this.createIfAbsent(action.object);
             break;
           case "delete":
             await this.remove(action.ref, action.propagationPolicy);
@@ -272,21 +277,43 @@ export class Reconciler {
     }
     if (status !== undefined) {
       await this.writeStatus(cluster, status);
-      this.observeMetrics(cluster, status);
+      this.observeMetrics(cluster, status, cluster.status as ClusterStatusView | undefined);
     }
     if (plan.requeueAfterMs !== undefined && plan.requeueAfterMs > 0) return { result: "requeue_after", requeueAfterMs: plan.requeueAfterMs };
     return { result: "success" };
   }
 
-  private observeMetrics(cluster: KubeObject, status: ClusterStatusView): void {
+  /**
+   * The per-cluster gauges from a status just written; time_to_ready when Ready turned True in
+   * this write (a status that was already Ready, as after a restart, records nothing).
+   */
+  private observeMetrics(cluster: KubeObject, status: ClusterStatusView, prev: ClusterStatusView | undefined): void {
     const m = cluster.metadata!;
     this.d.metrics?.clusterObserved({
       namespace: m.namespace ?? "", name: m.name ?? "", phase: status.phase,
       desired: status.engines?.desired, registered: status.engines?.registered, alive: status.engines?.alive,
     });
-    const ready = status.conditions?.find((c) => c.type === "Ready");
-    if (ready?.status === "True" && m.creationTimestamp && m.uid) {
-      this.d.metrics?.clusterReady(m.uid, (this.clock.now() - Date.parse(m.creationTimestamp)) / 1000);
+    const isReady = (s: ClusterStatusView | undefined) => s?.conditions?.some((c) => c.type === "Ready" && c.status === "True") ?? false;
+    if (!m.uid) return;
+    if (isReady(prev)) this.d.metrics?.clusterWasReady(m.uid);
+    else if (isReady(status) && m.creationTimestamp) this.d.metrics?.clusterReady(m.uid, (this.clock.now() - Date.parse(m.creationTimestamp)) / 1000);
+  }
+
+  /**
+   * Sets the per-cluster gauges from the informer cache (the statuses last written), so dashboards
+   * show every cluster right after a restart or failover, before each is reconciled again. Clusters
+   * already Ready are marked so that time_to_ready is not observed again with their full age.
+   */
+  seedMetrics(): void {
+    for (const c of this.d.clusters.list()) {
+      const m = c.metadata;
+      const status = c.status as ClusterStatusView | undefined;
+      if (!m?.name || status === undefined || m.deletionTimestamp) continue;
+      this.d.metrics?.clusterObserved({
+        namespace: m.namespace ?? "", name: m.name, phase: status.phase,
+        desired: status.engines?.desired, registered: status.engines?.registered, alive: status.engines?.alive,
+      });
+      if (m.uid && status.conditions?.some((x) => x.type === "Ready" && x.status === "True")) this.d.metrics?.clusterWasReady(m.uid);
     }
   }
 
@@ -317,6 +344,22 @@ export class Reconciler {
       contentType: "application/apply-patch+yaml",
     });
     this.d.metrics?.apiRequest("apply", "200");
+  }
+
+  /** Creates `desired` unless it exists; an existing object is left untouched (the informer brings it). */
+  private async createIfAbsent(desired: KubeObject): Promise<void> {
+    const t = resourceType(desired.apiVersion ?? "", desired.kind ?? "");
+    const body = {
+      ...desired,
+      metadata: { ...desired.metadata, annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hashOf(desired) } },
+    };
+    try {
+      await this.d.client.request("POST", collectionPath(t, desired.metadata?.namespace), { query: { fieldManager: FIELD_MANAGER }, body });
+      this.d.metrics?.apiRequest("create", "201");
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+      this.d.metrics?.apiRequest("create", "409");
+    }
   }
 
   private async remove(ref: ObjectRef, propagationPolicy = "Background"): Promise<void> {
@@ -382,18 +425,22 @@ export class Reconciler {
     }
   }
 
-  /** A rejected write is not retried: say so on the object (Warning Event, Degraded condition). */
-  private async surfaceTerminal(key: string, err: unknown): Promise<void> {
+  /**
+   * A failure worth telling the user about: a Warning Event and a Degraded condition on the object
+   * (whether it is retried or not), so nothing stops silently.
+   */
+  private async surfaceFailure(key: string, err: unknown, failure: Failure): Promise<void> {
     const cluster = this.d.clusters.get(key);
-    const message = err instanceof KubeApiError ? `${err.reason || err.status}: ${err.message}` : String(err);
-    this.log.error("reconcile failed permanently", err, { cluster: key });
+    const message = failure.retry ? `${failure.message} (retrying with backoff)` : failure.message;
+    if (failure.retry) this.log.warn("reconcile failed, reported on the EngineCluster", { cluster: key, reason: failure.reason, error: failure.message });
+    else this.log.error("reconcile failed permanently", err, { cluster: key });
     if (!cluster) return;
     const obj: KubeObject = { apiVersion: ENGINECLUSTER.apiVersion, kind: ENGINECLUSTER.kind, ...cluster };
-    await this.d.recorder.record(obj, "Warning", "ReconcileRejected", message);
+    await this.d.recorder.record(obj, "Warning", failure.eventReason, message);
     const status = { ...(obj.status as ClusterStatusView | undefined) };
     const now = new Date(this.clock.now()).toISOString().replace(/\.\d+Z$/, "Z");
     const degraded = {
-      type: "Degraded", status: "True", reason: "ApplyRejected", message: message.slice(0, 32768),
+      type: "Degraded", status: "True", reason: failure.reason, message: message.slice(0, 32768),
       lastTransitionTime: now, observedGeneration: obj.metadata?.generation,
     };
     status.conditions = [...(status.conditions ?? []).filter((c) => c.type !== "Degraded"), degraded];
@@ -404,6 +451,39 @@ export class Reconciler {
       this.log.error("writing the Degraded condition failed", e, { cluster: key });
     }
   }
+}
+
+/** The planner threw: carries its error (a bug, or input the schema let through). */
+export class PlanningError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`planning failed: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = "PlanningError";
+  }
+}
+
+/** How a failed reconcile is reported: Degraded reason, Event reason, message, and whether it is retried. */
+export interface Failure { reason: string; eventReason: string; message: string; retry: boolean }
+
+/**
+ * Which failures are reported on the object. A request the API server rejects as invalid is not
+ * retried (the same request fails the same way until the spec changes). A 403 is retried with
+ * backoff: quotas free up, webhooks and RBAC get fixed. A Service the API server can't give an IP
+ * (its service range is full) is retried too. Transient failures (conflicts, timeouts, a
+ * restarting API server) are only retried: they clear by themselves.
+ */
+export function classifyFailure(err: unknown): Failure | undefined {
+  if (err instanceof PlanningError) return { reason: "PlanningFailed", eventReason: "PlanningFailed", message: err.message, retry: true };
+  if (!(err instanceof KubeApiError)) return undefined;
+  const text = `${err.reason || err.status}: ${err.message}`;
+  if (err.status === 403) {
+    const reason = /exceeded quota/i.test(err.message) ? "QuotaExceeded" : /admission webhook/i.test(err.message) ? "AdmissionDenied" : "Forbidden";
+    return { reason, eventReason: reason, message: text, retry: true };
+  }
+  if (/failed to allocate a serviceIP|range is full/i.test(err.message)) {
+    return { reason: "ServiceIPRangeFull", eventReason: "ServiceIPRangeFull", message: text, retry: true };
+  }
+  if (isPermanent(err)) return { reason: "ApplyRejected", eventReason: "ReconcileRejected", message: text, retry: false };
+  return undefined;
 }
 
 /** The fields of a desired object compared against the live one (our bookkeeping annotation aside). */

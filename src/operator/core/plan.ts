@@ -36,6 +36,9 @@ export type { EngineClusterStatus };
 
 export const FINALIZER = "ipp.dev/finalizer";
 
+/** The operator's configuration as the planner reads it: the builders' plus the pbs deletion grace period. */
+export type PlannerConfig = BuildConfig & { pbsDeletionGraceSeconds?: number };
+
 export interface Observed {
   cluster: unknown;
   owned: KubeObject[];
@@ -44,7 +47,7 @@ export interface Observed {
   generated: { hmacKey: string; apiToken: string; sshPrivateKey: string; sshPublicKey: string; curveSecretKey?: string; curvePublicKey?: string };
   now: Date;
   /** Operator configuration (controller image, cluster DNS domain, metrics scrapers); defaults when absent. */
-  config?: Partial<BuildConfig>;
+  config?: Partial<PlannerConfig>;
   /** pbs clusters: the login host's batched qstat (and dialect), or why it could not be read. */
   pbs?: ObservedPbs;
 }
@@ -52,6 +55,8 @@ export interface Observed {
 export type Action =
   | { type: "addFinalizer" } | { type: "removeFinalizer" }
   | { type: "apply"; object: KubeObject }
+  /** Create only if absent (an existing object is left as it is): key Secrets not yet seen in the cache. */
+  | { type: "create"; object: KubeObject }
   | { type: "delete"; ref: ObjectRef; propagationPolicy?: "Background" | "Foreground" | "Orphan" }
   | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string }
   | PbsPlanAction;
@@ -62,12 +67,15 @@ export interface Plan { actions: Action[]; status: EngineClusterStatus | undefin
 export const REQUEUE_STARTING_MS = 5_000;
 export const REQUEUE_READY_MS = 30_000;
 export const REQUEUE_DELETING_MS = 2_000;
+/** A referenced Secret that doesn't exist is looked for again with backoff, between these. */
+export const SECRET_RETRY_MIN_MS = 1_000;
+export const SECRET_RETRY_MAX_MS = 60_000;
 
 /** Kinds the planner creates and may delete. Anything else in `owned` is read only. */
 const MANAGED_KINDS = new Set(["Secret", "ConfigMap", "Service", "Deployment", "StatefulSet", "Job", "NetworkPolicy"]);
 
 type RawCluster = {
-  metadata?: { name?: string; namespace?: string; uid?: string; generation?: number; deletionTimestamp?: string; finalizers?: string[] };
+  metadata?: { name?: string; namespace?: string; uid?: string; generation?: number; deletionTimestamp?: string; finalizers?: string[]; annotations?: Record<string, string> };
   spec?: { engines?: unknown; backend?: Record<string, unknown> };
   status?: EngineClusterStatus;
 };
@@ -213,7 +221,11 @@ export function plan(observed: Observed): Plan {
     const missing = referencedSecrets(observed.cluster).filter((s) => observed.secrets?.[s] === false);
     if (missing.length > 0) {
       const errs: FieldError[] = [{ field: "spec.backend.pbs.credentialsSecret", message: `Secret ${missing.join(", ")} not found` }];
-      return finish(actions, prev, degradedOnly(observed, prev, generation, "SecretNotFound", errs, "pbs"), undefined);
+      // the credentials Secret is not watched (the operator caches only its own Secrets): look again with backoff
+      const pdeg = cond(prev?.conditions, "Degraded");
+      const since = pdeg?.status === "True" && pdeg.reason === "SecretNotFound" ? pdeg.lastTransitionTime : undefined;
+      return finish(actions, prev, degradedOnly(observed, prev, generation, "SecretNotFound", errs, "pbs"),
+        backoffSince(since, observed.now, SECRET_RETRY_MIN_MS, SECRET_RETRY_MAX_MS));
     }
     const r = planPbsCluster(observed, ec, prev, generation, managed);
     actions.push(...r.actions);
@@ -321,7 +333,14 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
   if (!desired.some((d) => find(managed, d.kind, d.metadata.name) !== undefined)) {
     actions.push({ type: "event", eventType: "Normal", reason: "Creating", message: `creating the controller, ${objects.shape.workers} worker(s) and a launcher for ${objects.shape.engines} engine(s)` });
   }
-  for (const d of desired) actions.push({ type: "apply", object: d });
+  // Key Secrets the cache doesn't show yet are created, never applied: a reconcile racing the
+  // informer would otherwise force-apply freshly generated keys over the ones running engines use.
+  // Once observed they are applied like the rest (with the keys read back from them).
+  const keySecrets = new Set([objects.connectionSecret.metadata.name, objects.sshSecret.metadata.name]);
+  for (const d of desired) {
+    const unobservedKey = d.kind === "Secret" && keySecrets.has(d.metadata.name) && find(managed, "Secret", d.metadata.name) === undefined;
+    actions.push({ type: unobservedKey ? "create" : "apply", object: d });
+  }
 
   // anything managed and not desired goes (old launcher Jobs after a relaunch, renamed objects)
   const want = new Set(desired.map((d) => refKey(refOf(d))));
@@ -471,7 +490,7 @@ export type PbsPlanAction =
   | { type: "pbsTunnel"; channels: TunnelChannel[] };
 
 
-function configOf(observed: Observed): BuildConfig {
+function configOf(observed: Observed): PlannerConfig {
   const given = Object.fromEntries(Object.entries(observed.config ?? {}).filter(([, v]) => v !== undefined));
   return { ...DEFAULT_BUILD_CONFIG, ...given };
 }
@@ -534,13 +553,14 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   if (!desired.some((d) => find(managed, d.kind, d.metadata.name) !== undefined)) {
     actions.push({ type: "event", eventType: "Normal", reason: "Creating", message: `creating the controller; the engines go to ${pbs.user}@${pbs.host} as one batch job of ${ec.spec.engines} engine(s)` });
   }
-  for (const d of desired) actions.push({ type: "apply", object: d });
+  const connectionName = names.connectionSecret(ref.name);
+  const keyObserved = find(managed, "Secret", connectionName) !== undefined;
+  // as for mpi: the key Secret is created, not applied, until the cache shows it
+  for (const d of desired) actions.push({ type: d.kind === "Secret" && d.metadata.name === connectionName && !keyObserved ? "create" : "apply", object: d });
 
   const engineConnection = pbsEngineConnection(ec, material, config);
   const job = jobInput(ec, engineConnection);
   const name = jobName(clusterTag(ref), job);
-  const keyObserved = find(managed, "Secret", names.connectionSecret(ref.name)) !== undefined;
-
   let s = step(observed, ec, prev, generation, name, false);
   let scriptError: string | undefined;
   const script = (): string => renderScript(dialects[observed.pbs !== undefined && !("error" in observed.pbs) ? observed.pbs.dialect : "slurm"], name, job, `${ref.namespace}/${ref.name}`);
@@ -622,14 +642,43 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   return { actions, status, requeueAfterMs: ready ? REQUEUE_READY_MS : REQUEUE_STARTING_MS };
 }
 
+/** Annotation a user sets ("true") to let a pbs cluster go at once while its login host can't be reached. */
+export const ABANDON_JOBS_ANNOTATION = "ipp.dev/abandon-jobs";
+/** How long a deleted pbs cluster waits for its login host before it lets go anyway (operator flag --pbs-deletion-grace). */
+export const DEFAULT_PBS_DELETION_GRACE_SECONDS = 600;
+/** Backoff of the retries while the login host can't be reached during deletion. */
+export const DELETION_RETRY_MIN_MS = 2_000;
+export const DELETION_RETRY_MAX_MS = 60_000;
+
+/**
+ * Retry delay that doubles with the time a problem has lasted: the next try comes after as long
+ * again as the problem has already lasted, between `minMs` and `maxMs`. Pure (the clock is an input).
+ */
+export function backoffSince(since: string | undefined, now: Date, minMs: number, maxMs: number): number {
+  const started = since === undefined ? Number.NaN : Date.parse(since);
+  const lasted = Number.isFinite(started) ? now.getTime() - started : 0;
+  return Math.min(maxMs, Math.max(minMs, lasted));
+}
+
+const isLiveRecord = (r: PbsJobRecord): boolean => !["C", "F", "X", "Gone"].includes(r.state);
+
 /**
  * Deletion of a pbs cluster: qdel every live job first; `done` once qstat lists none, and only
- * then does the generic deletion (owned objects, finalizer) go on. While the login host can't be
- * read the finalizer stays (the jobs may still run).
+ * then does the generic deletion (owned objects, finalizer) go on.
+ *
+ * While the login host can't be read (the credentials Secret is gone, as `kubectl delete
+ * namespace` does, or the host is down) the jobs may still run, so the finalizer stays: Degraded
+ * says why, with a Warning Event, and the reconcile is retried with backoff. Deletion never hangs
+ * for good: once the grace period (counted from the deletion request) is over, or at once when the
+ * user sets the annotation `ipp.dev/abandon-jobs: "true"`, the cluster lets go. That is first
+ * recorded (Submitted=False JobsAbandoned, and a Warning Event naming the job ids that may still
+ * run), then the generic deletion proceeds.
  */
 export function planPbsDeletion(observed: Observed, ec: EngineCluster, prev: EngineClusterStatus | undefined, generation: number): { done: boolean; plan: Plan } {
   const config = configOf(observed);
   const ref = clusterRef(ec);
+  const pbs = ec.spec.backend.pbs!;
+  if (cond(prev?.conditions, "Submitted")?.reason === "JobsAbandoned") return { done: true, plan: { actions: [], status: undefined } };
   // the job name only matters for classifying live jobs; qdel targets every live job of the cluster
   const secret = find(observed.owned, "Secret", names.connectionSecret(ref.name));
   const material = keyMaterial(ec, secret !== undefined ? [secret] : [], observed.generated);
@@ -638,23 +687,65 @@ export function planPbsDeletion(observed: Observed, ec: EngineCluster, prev: Eng
   if (s.done) return { done: true, plan: { actions: [], status: undefined } };
   const actions: Action[] = [];
   if (prev?.phase !== "Terminating") actions.push({ type: "event", eventType: "Normal", reason: "Deleting", message: "deleting the engines' batch job(s) before removing the finalizer" });
-  actions.push(...pbsActions(s, () => "", ec.spec.backend.pbs!.queue, observed.now));
+
+  const unreachable = observed.pbs === undefined || "error" in observed.pbs;
+  const keep = (prev?.conditions ?? []).filter((c) => !["Ready", "Progressing", "Submitted", "Degraded"].includes(c.type))
+    .map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message }));
+  let submitted: CondSpec = { ...s.submitted };
+  const prevDegraded = cond(prev?.conditions, "Degraded");
+  let degraded: CondSpec | undefined = prevDegraded && { type: "Degraded", status: prevDegraded.status, reason: prevDegraded.reason, message: prevDegraded.message };
+  let requeueAfterMs = REQUEUE_DELETING_MS;
+  if (unreachable) {
+    const credentialsGone = observed.secrets?.[pbs.credentialsSecret] === false;
+    const why = credentialsGone ? `the credentials Secret ${pbs.credentialsSecret} is gone` : s.submitted.message;
+    const reason = credentialsGone ? "CredentialsNotFound" : "SchedulerUnreachable";
+    const mayRun = s.jobs.filter(isLiveRecord).map((j) => j.id);
+    const jobs = mayRun.length > 0 ? `job(s) ${mayRun.join(", ")}` : "no recorded job (one may have been submitted before its id was recorded)";
+    const requested = meta(observed).deletionTimestamp;
+    const graceSec = config.pbsDeletionGraceSeconds ?? DEFAULT_PBS_DELETION_GRACE_SECONDS;
+    const deadline = requested !== undefined ? Date.parse(requested) + graceSec * 1000 : Number.NaN;
+    const byUser = meta(observed).annotations?.[ABANDON_JOBS_ANNOTATION] === "true";
+    const expired = Number.isFinite(deadline) && observed.now.getTime() >= deadline;
+    if (byUser || expired) {
+      const because = byUser ? `the annotation ${ABANDON_JOBS_ANNOTATION}=true is set` : `the grace period of ${graceSec} s is over`;
+      const message = `${because} and ${pbs.user}@${pbs.host} can't be reached (${why}): removing the finalizer without qdel; ${jobs} may still be running there`;
+      actions.push({ type: "event", eventType: "Warning", reason: "JobsAbandoned", message });
+      submitted = { type: "Submitted", status: "False", reason: "JobsAbandoned", message };
+      requeueAfterMs = 1;
+    } else {
+      const at = Number.isFinite(deadline) ? ` at ${isoSeconds(new Date(deadline))}` : "";
+      const message = `deleting: ${why}; keeping the finalizer because ${jobs} may still be running on ${pbs.user}@${pbs.host}. ` +
+        `Retrying with backoff; the finalizer goes after the grace period${at}, or now with the annotation ${ABANDON_JOBS_ANNOTATION}=true`;
+      degraded = { type: "Degraded", status: "True", reason, message };
+      const since = prevDegraded?.status === "True" && prevDegraded.reason === reason ? prevDegraded.lastTransitionTime : undefined;
+      requeueAfterMs = backoffSince(since, observed.now, DELETION_RETRY_MIN_MS, DELETION_RETRY_MAX_MS);
+      if (Number.isFinite(deadline)) requeueAfterMs = Math.max(1, Math.min(requeueAfterMs, deadline - observed.now.getTime()));
+    }
+  } else {
+    actions.push(...pbsActions(s, () => "", pbs.queue, observed.now));
+    if (degraded?.status === "True") degraded = { ...degraded, status: "False", reason: "AsExpected", message: "the login host answers again" };
+  }
   const status: EngineClusterStatus = {
     ...prev,
     observedGeneration: generation,
     phase: "Terminating",
     reason: "Terminating",
     conditions: conditions(prev?.conditions, [
-      { type: "Ready", status: "False", reason: "Terminating", message: s.submitted.message },
-      { type: "Progressing", status: "True", reason: "Terminating", message: s.submitted.message },
-      { ...s.submitted },
-      ...(prev?.conditions ?? []).filter((c) => !["Ready", "Progressing", "Submitted"].includes(c.type))
-        .map((c) => ({ type: c.type, status: c.status, reason: c.reason, message: c.message })),
+      { type: "Ready", status: "False", reason: "Terminating", message: submitted.message },
+      { type: "Progressing", status: "True", reason: "Terminating", message: submitted.message },
+      submitted,
+      ...(degraded !== undefined ? [degraded] : []),
+      ...keep,
     ], generation, observed.now),
     pbs: { jobs: s.jobs },
   };
-  return { done: false, plan: { actions, status: sameStatus(prev, status) ? undefined : status, requeueAfterMs: REQUEUE_DELETING_MS } };
+  const deg = cond(status.conditions, "Degraded");
+  const pdeg = cond(prev?.conditions, "Degraded");
+  if (deg?.status === "True" && (pdeg?.status !== "True" || pdeg.reason !== deg.reason)) actions.push({ type: "event", eventType: "Warning", reason: deg.reason, message: deg.message });
+  return { done: false, plan: { actions, status: sameStatus(prev, status) ? undefined : status, requeueAfterMs } };
 }
+
+const meta = (observed: Observed): NonNullable<RawCluster["metadata"]> => (observed.cluster as RawCluster).metadata ?? {};
 
 /** The planner as the runtime consumes it. */
 export const planner = { plan, finalizer: FINALIZER, referencedSecrets: (cluster: KubeObject) => referencedSecrets(cluster) };

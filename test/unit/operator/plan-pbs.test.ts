@@ -27,7 +27,7 @@ const job = (j: Partial<QstatJob>): QstatJob => ({ id: "41", name: "x", owner: "
 function firstPlan() {
   const c = withFinalizer(rawCluster(spec()));
   const p = plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } }));
-  return { c, p, owned: of(p, "apply").map((a) => a.object) };
+  return { c, p, owned: p.actions.flatMap((a) => (a.type === "apply" || a.type === "create" ? [a.object] : [])) };
 }
 
 test("first reconcile: the controller's Secret, Service, NetworkPolicy and Deployment; no qsub before the connection Secret is observed", () => {
@@ -120,7 +120,7 @@ test("a value that is not shell-safe never reaches a script: InvalidJobScript, n
 test("sshTunnel: forwards from the cluster's port block to the controller Service; the job names only the login host's ports", () => {
   const c = withFinalizer(rawCluster(spec({ network: { mode: "sshTunnel" }, port: 2222 })));
   const first = plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } }));
-  const owned = of(first, "apply").map((a) => a.object);
+  const owned = first.actions.flatMap((a) => (a.type === "apply" || a.type === "create" ? [a.object] : []));
   const p = plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } }));
   const [t, ...more] = of(p, "pbsTunnel");
   assert.ok(t !== undefined && more.length === 0);
@@ -143,7 +143,7 @@ test("sshTunnel: forwards from the cluster's port block to the controller Servic
 
 test("sshTunnel: the TunnelReady condition follows the forwarder; Ready needs it forwarding", () => {
   const c = withFinalizer(rawCluster(spec({ network: { mode: "sshTunnel" } })));
-  const owned = of(plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })), "apply").map((a) => a.object);
+  const owned = plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })).actions.flatMap((a) => (a.type === "apply" || a.type === "create" ? [a.object] : []));
   const name = of(plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } })), "pbsSubmit")[0]!.name;
   const ready = (tunnel: { state: string; error?: string }) => {
     const deploy = owned.map((o) => o.kind === "Deployment" ? { ...o, status: { availableReplicas: 1 } } : o);

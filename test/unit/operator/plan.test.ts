@@ -20,9 +20,9 @@ function generated(reads: string[] = []): Observed["generated"] {
 const withFinalizer = (c: Record<string, unknown>, extraMeta: Record<string, unknown> = {}) =>
   ({ ...c, metadata: { ...(c.metadata as J), finalizers: [FINALIZER], ...extraMeta } });
 
-const applied = (p: Plan): KubeObject[] => p.actions.filter((a): a is Extract<Action, { type: "apply" }> => a.type === "apply").map((a) => a.object);
+const applied = (p: Plan): KubeObject[] => p.actions.filter((a): a is Extract<Action, { type: "apply" | "create" }> => a.type === "apply" || a.type === "create").map((a) => a.object);
 const events = (p: Plan) => p.actions.filter((a): a is Extract<Action, { type: "event" }> => a.type === "event").map((a) => `${a.eventType}/${a.reason}: ${a.message}`);
-const kinds = (p: Plan) => p.actions.map((a) => a.type === "apply" ? `apply ${a.object.kind}/${a.object.metadata.name}` : a.type === "delete" ? `delete ${a.ref.kind}/${a.ref.name}` : a.type === "event" ? `event ${a.reason}` : a.type);
+const kinds = (p: Plan) => p.actions.map((a) => a.type === "apply" || a.type === "create" ? `${a.type} ${a.object.kind}/${a.object.metadata.name}` : a.type === "delete" ? `delete ${a.ref.kind}/${a.ref.name}` : a.type === "event" ? `event ${a.reason}` : a.type);
 const cond = (p: Plan | { status?: J }, t: string) => (p.status as J | undefined)?.conditions?.find((c: J) => c.type === t);
 
 /** What the API server would hold after applying, with workload status as the kubelet would report. */
@@ -45,7 +45,7 @@ test("new cluster: finalizer, a Creating event, every object applied, Pending", 
   const world = (p.status as J).mpi.worldGeneration;
   assert.deepEqual(kinds(p), [
     "addFinalizer", "event Creating",
-    "apply Secret/psum-connection", "apply Secret/psum-ssh", "apply ConfigMap/psum-hostfile", "apply Service/psum-controller",
+    "create Secret/psum-connection", "create Secret/psum-ssh", "apply ConfigMap/psum-hostfile", "apply Service/psum-controller",
     "apply Service/psum-workers", "apply NetworkPolicy/psum-controller", "apply Deployment/psum-controller", "apply StatefulSet/psum-worker",
     `apply Job/psum-launcher-${world}`,
   ]);
