@@ -221,6 +221,8 @@ export class Reconciler {
       for (const action of plan.actions) {
         switch (action.type) {
           case "event":
+            // Warnings are logged too: an Event can't be written in a namespace being deleted
+            if (action.eventType === "Warning") this.log.warn("warning event", { cluster: key, reason: action.reason, message: action.message });
             events.push(this.d.recorder.record(cluster, action.eventType, action.reason, action.message));
             break;
           case "addFinalizer":
@@ -476,7 +478,7 @@ export function classifyFailure(err: unknown): Failure | undefined {
   if (!(err instanceof KubeApiError)) return undefined;
   const text = `${err.reason || err.status}: ${err.message}`;
   if (err.status === 403) {
-    const reason = /exceeded quota/i.test(err.message) ? "QuotaExceeded" : /admission webhook/i.test(err.message) ? "AdmissionDenied" : "Forbidden";
+    const reason = /exceeded quota/i.test(err.message) ? "QuotaExceeded" : /admission webhook|ValidatingAdmissionPolicy|denied (the )?request/i.test(err.message) ? "AdmissionDenied" : "Forbidden";
     return { reason, eventReason: reason, message: text, retry: true };
   }
   if (/failed to allocate a serviceIP|range is full/i.test(err.message)) {
