@@ -48,6 +48,12 @@ export function createOperatorMetrics(registry: Registry, opts: { defaultMetrics
     name: "ipp_operator_enginecluster_engines", help: "Engines of one EngineCluster: desired, registered, alive.",
     labelNames: ["cluster_namespace", "cluster", "state"], registers: [registry],
   });
+  // One series per cluster, for its current phase (value 1); the old phase's series goes when the
+  // phase changes, so an alert's `for:` on it measures how long the cluster has been in that phase.
+  const clusterPhase = new Gauge({
+    name: "ipp_operator_enginecluster_phase", help: "1 for the current phase of one EngineCluster (series of other phases are absent).",
+    labelNames: ["cluster_namespace", "cluster", "phase"], registers: [registry],
+  });
   const timeToReady = new Histogram({
     name: "ipp_operator_time_to_ready_seconds", help: "Seconds from an EngineCluster's creation to its first Ready.",
     buckets: [1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800], registers: [registry],
@@ -83,7 +89,11 @@ export function createOperatorMetrics(registry: Registry, opts: { defaultMetrics
     queueDepth: (d) => depth.set(d),
     clusterObserved(c) {
       const key = `${c.namespace}/${c.name}`;
-      phaseOf.set(key, c.phase ?? "Pending");
+      const phase = c.phase ?? "Pending";
+      const was = phaseOf.get(key);
+      if (was !== undefined && was !== phase) clusterPhase.remove({ cluster_namespace: c.namespace, cluster: c.name, phase: was });
+      clusterPhase.set({ cluster_namespace: c.namespace, cluster: c.name, phase }, 1);
+      phaseOf.set(key, phase);
       recount();
       for (const state of ["desired", "registered", "alive"] as const) {
         const v = c[state];
@@ -97,6 +107,8 @@ export function createOperatorMetrics(registry: Registry, opts: { defaultMetrics
     },
     clusterWasReady(uid) { readySeen.add(uid); },
     clusterGone(namespace, name, uid) {
+      const was = phaseOf.get(`${namespace}/${name}`);
+      if (was !== undefined) clusterPhase.remove({ cluster_namespace: namespace, cluster: name, phase: was });
       phaseOf.delete(`${namespace}/${name}`);
       recount();
       for (const state of ["desired", "registered", "alive"]) engines.remove({ cluster_namespace: namespace, cluster: name, state });

@@ -10,7 +10,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import { createControllerMetrics } from "../../../src/metrics/controller.ts";
-import { createOperatorMetrics } from "../../../src/metrics/operator.ts";
+import { createOperatorMetrics, createPbsMetrics, createTunnelMetrics } from "../../../src/metrics/operator.ts";
 import { REPO_ROOT } from "../../support/paths.ts";
 import { dashboardQueries, loadDashboards, type Dashboard, type Panel } from "../../support/dashboards.ts";
 
@@ -22,6 +22,8 @@ interface MetricInfo { type: string; labels: Set<string> }
 function definedMetrics(): Map<string, MetricInfo> {
   const registry = new Registry();
   createOperatorMetrics(registry);
+  createPbsMetrics(registry);
+  createTunnelMetrics(registry);
   createControllerMetrics(registry);
   const out = new Map<string, MetricInfo>();
   for (const m of registry.getMetricsAsArray()) {
