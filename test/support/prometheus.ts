@@ -16,7 +16,11 @@ export interface ScrapeTarget {
   address: string;             // host:port
   labels?: Record<string, string>;
   metricsPath?: string;
+  /** A target expected to be down (nothing listens): not waited for by waitForScrapes. */
+  down?: boolean;
 }
+
+export interface PromAlert { labels: Record<string, string>; annotations: Record<string, string>; state: "pending" | "firing"; value: string }
 
 export interface PromResult<T = unknown> { status: "success" | "error"; data?: T; errorType?: string; error?: string; warnings?: string[] }
 export interface VectorSample { metric: Record<string, string>; value: [number, string] }
@@ -28,6 +32,8 @@ export interface Prometheus {
   query(expr: string): Promise<PromResult<{ resultType: string; result: VectorSample[] }>>;
   labelValues(label: string, match?: string): Promise<PromResult<string[]>>;
   targets(): Promise<Array<{ labels: Record<string, string>; health: string; lastError: string }>>;
+  /** Alerts of the loaded rule files, pending or firing. */
+  alerts(): Promise<PromAlert[]>;
   /** Resolves once every target has been scraped successfully `scrapes` more times. */
   waitForScrapes(scrapes?: number, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -44,9 +50,10 @@ export function freeLoopbackPort(): Promise<number> {
   });
 }
 
-export function prometheusConfig(targets: ScrapeTarget[], scrapeIntervalS: number): string {
+export function prometheusConfig(targets: ScrapeTarget[], scrapeIntervalS: number, ruleFiles: string[] = []): string {
   return stringify({
     global: { scrape_interval: `${scrapeIntervalS}s`, scrape_timeout: `${scrapeIntervalS}s`, evaluation_interval: `${scrapeIntervalS}s` },
+    ...(ruleFiles.length > 0 ? { rule_files: ruleFiles } : {}),
     scrape_configs: targets.map((t) => ({
       job_name: t.job,
       metrics_path: t.metricsPath ?? "/metrics",
@@ -68,11 +75,11 @@ export function promtoolCheckConfig(configPath: string): string {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function startPrometheus(targets: ScrapeTarget[], opts: { scrapeIntervalS?: number } = {}): Promise<Prometheus> {
+export async function startPrometheus(targets: ScrapeTarget[], opts: { scrapeIntervalS?: number; ruleFiles?: string[] } = {}): Promise<Prometheus> {
   const bin = prometheusPath();
   const dir = mkdtempSync(join(tmpdir(), "ipp-prometheus-"));
   const configPath = join(dir, "prometheus.yml");
-  writeFileSync(configPath, prometheusConfig(targets, opts.scrapeIntervalS ?? 1));
+  writeFileSync(configPath, prometheusConfig(targets, opts.scrapeIntervalS ?? 1, opts.ruleFiles));
   promtoolCheckConfig(configPath);
   const port = await freeLoopbackPort();
   const url = `http://127.0.0.1:${port}`;
@@ -128,6 +135,7 @@ export async function startPrometheus(targets: ScrapeTarget[], opts: { scrapeInt
     query: (expr) => get("/api/v1/query", { query: expr }),
     labelValues: (label, match) => get(`/api/v1/label/${encodeURIComponent(label)}/values`, match ? { "match[]": match } : {}),
     targets: targetsNow,
+    alerts: async () => (await get<{ alerts: PromAlert[] }>("/api/v1/alerts")).data?.alerts ?? [],
     async waitForScrapes(scrapes = 2, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       const seen = new Map<string, Set<string>>();
@@ -138,7 +146,8 @@ export async function startPrometheus(targets: ScrapeTarget[], opts: { scrapeInt
           const key = `${t.labels.job}/${t.labels.instance}`;
           (seen.get(key) ?? seen.set(key, new Set()).get(key)!).add(t.lastScrape);
         }
-        if (ts.length === targets.length && [...seen.values()].filter((s) => s.size > scrapes).length === targets.length) return;
+        const waited = targets.filter((t) => t.down !== true).length;
+        if (ts.length === targets.length && [...seen.values()].filter((s) => s.size > scrapes).length === waited) return;
         if (Date.now() > deadline) {
           throw new Error(`targets not scraped ${scrapes} times within ${timeoutMs} ms: ${JSON.stringify(ts.map((t) => [t.labels.job, t.health, t.lastError]))}`);
         }

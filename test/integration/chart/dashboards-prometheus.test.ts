@@ -5,9 +5,15 @@
  *    and a malformed message on its registration socket;
  *  - the operator: the real operator, deployed as the chart deploys it (RBAC, arguments), against
  *    a real kube-apiserver, reconciling a real EngineCluster.
- * Prometheus (Debian's) scrapes both with the target labels the chart's ServiceMonitors give them;
+ *  - the operator's pbs side: two pbs EngineClusters, one whose login host doesn't answer (its SSH
+ *    link stays in backoff) and one on the real PBS rig (Slurm) told the wrong dialect, so its
+ *    qstat fails.
+ * Prometheus (Debian's) scrapes both with the target labels the chart's ServiceMonitors give them,
+ * plus a controller target nothing listens on (a controller that is down);
  * then each panel query (template variables substituted by a real value, and by `.*` as Grafana's
  * "All" does) must be valid and return series, and each variable query must list the real values.
+ * Prometheus also loads the chart's PrometheusRule (thresholds and durations set to fire at once)
+ * and every alert must fire on what really happened.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -20,6 +26,8 @@ import { createNamespace, startApiServer, type ApiServer } from "../../support/a
 import { dashboardQueries, labelValuesQuery, loadDashboards, substitute, type Query } from "../../support/dashboards.ts";
 import { python, REPO_ROOT, venvBin } from "../../support/paths.ts";
 import { freeLoopbackPort, promtoolCheckConfig, startPrometheus, type Prometheus } from "../../support/prometheus.ts";
+import { startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
+import { renderAlertGroups, writeRulesFile } from "./alert-rules.ts";
 import { startOperatorUnderChart, type ChartOperator } from "./operator-under-chart.ts";
 import { NAMESPACE } from "./render.ts";
 
@@ -34,6 +42,20 @@ const HEARTBEAT_MS = 500;
  */
 const NOT_EXERCISED: Record<string, string> = {
   ipp_controller_unregistrations_total: "no engine leaves while Prometheus watches (stopping one would end the MPI world)",
+  ipp_operator_pbs_jobs: "no job is submitted here (one pbs cluster's host is down, the other's qstat fails); test/integration/operator/pbs.test.ts runs jobs",
+  ipp_operator_ssh_tunnels_active: "no sshTunnel cluster runs here; test/integration/pbs covers the forwards",
+  ipp_operator_ssh_tunnel_connections: "no sshTunnel cluster runs here; test/integration/pbs covers the forwards",
+};
+
+/** The chart's alerts with thresholds and durations that fire on this short run. */
+const FAST_ALERTS = {
+  controllerDown: { for: "0s" },
+  enginesBelowDesired: { for: "0s" },
+  clusterStuck: { for: "0s" },
+  sshLinkDown: { for: "0s" },
+  qstatErrors: { for: "0s", window: "5m", threshold: 0 },
+  heartbeatMisses: { for: "0s", window: "5m", perSecond: 0 },
+  badMessages: { for: "0s", window: "5m", perSecond: 0 },
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -43,6 +65,7 @@ let operator: ChartOperator | undefined;
 let local: ChildProcess | undefined;
 let localOut = "";
 let prom: Prometheus | undefined;
+let rig: PbsRig | undefined;
 let workload: { ids: number[]; gathered: number; squares: number; failed: string | null; after_pause: number } | undefined;
 const dir = mkdtempSync(join(tmpdir(), "ipp-dashboards-"));
 
@@ -64,6 +87,20 @@ before(async () => {
     body: { apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", metadata: { name: EC_NAME }, spec: { engines: ENGINES, backend: { mpi: { image: "registry.example.org/ipp-engine:1" } } } },
   });
 
+  // Two pbs clusters: a login host nobody answers on, and the real rig with the wrong dialect.
+  rig = await startPbsRig();
+  const b64 = (x: string) => Buffer.from(x, "utf8").toString("base64");
+  await api.client.request("POST", `/api/v1/namespaces/${EC_NAMESPACE}/secrets`, {
+    body: { apiVersion: "v1", kind: "Secret", metadata: { name: "hpc-ssh" }, data: { "ssh-privatekey": b64(rig.privateKey), known_hosts: b64(rig.knownHosts) } },
+  });
+  const pbsCluster = (name: string, pbs: Record<string, unknown>) => api!.client.request("POST", `/apis/ipp.dev/v1alpha1/namespaces/${EC_NAMESPACE}/engineclusters`, {
+    body: { apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", metadata: { name }, spec: { engines: 1, backend: { pbs: {
+      user: rig!.user, credentialsSecret: "hpc-ssh", network: { mode: "direct", address: "127.0.0.1" }, ...pbs,
+    } } } },
+  });
+  await pbsCluster("hpc-down", { host: "127.0.0.1", port: await freeLoopbackPort(), dialect: "slurm" });
+  await pbsCluster("hpc-wrong", { host: rig.host, port: rig.port, dialect: "pbspro" });
+
   // Our controller with two real engines.
   const httpPort = await freeLoopbackPort();
   local = spawn(join(REPO_ROOT, "bin/ipp-operator"), [
@@ -79,7 +116,12 @@ before(async () => {
     await sleep(200);
   }
 
+  writeRulesFile(join(dir, "alerts.yaml"), renderAlertGroups(FAST_ALERTS));
   prom = await startPrometheus([
+    {
+      job: "ipp-controller", address: `127.0.0.1:${await freeLoopbackPort()}`, down: true,
+      labels: { namespace: EC_NAMESPACE, ipp_cluster: "gone", service: "gone-controller", pod: "gone-controller-5c7d-q8w2", endpoint: "metrics" },
+    },
     {
       job: "ipp-controller", address: `127.0.0.1:${httpPort}`,
       labels: { namespace: EC_NAMESPACE, ipp_cluster: EC_NAME, service: `${EC_NAME}-controller`, pod: `${EC_NAME}-controller-5c7d-x2k9`, endpoint: "metrics" },
@@ -88,7 +130,7 @@ before(async () => {
       job: "ipp-operator", address: operator.metricsUrl.replace("http://", ""),
       labels: { namespace: NAMESPACE, service: "ipp-ipp-operator-metrics", pod: "ipp-ipp-operator-7d9f-0", endpoint: "metrics" },
     },
-  ]);
+  ], { ruleFiles: [join(dir, "alerts.yaml")] });
   await prom.waitForScrapes(2);
 
   // A malformed message on the registration socket: counted as a bad message, nothing else.
@@ -117,6 +159,7 @@ after(async () => {
   await stopLocal();
   await operator?.stop();
   await api?.stop();
+  await rig?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -131,7 +174,7 @@ test("the workload ran through the controller", () => {
 test("promtool accepts the generated Prometheus config and both targets are up", async () => {
   assert.match(promtoolCheckConfig(prom!.configPath), /SUCCESS/);
   const targets = await prom!.targets();
-  assert.deepEqual(targets.map((t) => [t.labels.job, t.health]).sort(), [["ipp-controller", "up"], ["ipp-operator", "up"]]);
+  assert.deepEqual(targets.map((t) => [t.labels.job, t.labels.ipp_cluster ?? "", t.health]).sort(), [["ipp-controller", "gone", "down"], ["ipp-controller", EC_NAME, "up"], ["ipp-operator", "", "up"]]);
 });
 
 const dashboards = loadDashboards();
@@ -204,4 +247,29 @@ test("the panels show what happened", async () => {
   assert.ok((await value(`sum(ipp_operator_reconcile_total{${op}})`))[0]! >= 1, "the operator reconciled");
   assert.deepEqual(await value(`sum(ipp_operator_engineclusters{${op}})`), [1], "one EngineCluster, in some phase");
   assert.deepEqual(await value(`ipp_operator_enginecluster_engines{${op}, cluster_namespace="${EC_NAMESPACE}", cluster="${EC_NAME}", state="desired"}`), [ENGINES]);
+});
+
+test("every alert of the chart's PrometheusRule fires on what really happened", async () => {
+  const want: Record<string, Record<string, string>> = {
+    IppControllerDown: { namespace: EC_NAMESPACE, ipp_cluster: "gone" },
+    IppEnginesBelowDesired: { cluster_namespace: EC_NAMESPACE, cluster: EC_NAME },
+    IppEngineClusterStuck: { cluster_namespace: EC_NAMESPACE, cluster: EC_NAME },
+    IppSshLinkDown: { state: "backoff" },
+    IppQstatErrors: { command: "qstat" },
+    IppHeartbeatMissesRising: { namespace: EC_NAMESPACE, ipp_cluster: EC_NAME },
+    IppBadMessages: { namespace: EC_NAMESPACE, ipp_cluster: EC_NAME },
+  };
+  const matches = (a: { labels: Record<string, string> }, labels: Record<string, string>) => Object.entries(labels).every(([k, v]) => a.labels[k] === v);
+  const deadline = Date.now() + 120_000;
+  let missing: string[] = [];
+  for (;;) {
+    const firing = (await prom!.alerts()).filter((a) => a.state === "firing");
+    missing = Object.entries(want).filter(([name, labels]) => !firing.some((a) => a.labels.alertname === name && matches(a, labels))).map(([n]) => n);
+    if (missing.length === 0) break;
+    if (Date.now() > deadline) break;
+    await sleep(1000);
+  }
+  assert.deepEqual(missing, [], `alerts not firing: ${JSON.stringify(await prom!.alerts())}`);
+  const down = (await prom!.alerts()).find((a) => a.labels.alertname === "IppSshLinkDown");
+  assert.match(down!.labels.host!, /^[^@]+@127\.0\.0\.1:\d+$/, "the link of the host nobody answers on");
 });
