@@ -98,10 +98,11 @@ test("pbs: a missing credentials Secret is looked for again with backoff; Secret
 
 test("a ResourceQuota exceeded (403): Degraded/QuotaExceeded and a Warning Event, retried with backoff until the quota allows it", async () => {
   // the quota controller (not run here) would fill in status; write what it would
-  const quota = await api.client.request<KubeObject>("POST", collectionPath(resourceType("v1", "ResourceQuota"), NS), {
+  const quotas = `/api/v1/namespaces/${NS}/resourcequotas`;
+  const quota = await api.client.request<KubeObject>("POST", quotas, {
     body: { apiVersion: "v1", kind: "ResourceQuota", metadata: { name: "no-services", namespace: NS }, spec: { hard: { services: "0" } } },
   });
-  await api.client.request("PUT", objectPath(resourceType("v1", "ResourceQuota"), NS, "no-services", "status"), {
+  await api.client.request("PUT", `${quotas}/no-services/status`, {
     body: { ...quota, status: { hard: { services: "0" }, used: { services: "0" } } },
   });
   await createEc("quota", mpiSpec);
@@ -112,7 +113,7 @@ test("a ResourceQuota exceeded (403): Degraded/QuotaExceeded and a Warning Event
   assert.match(ev.message, /exceeded quota/);
   // retried, not dropped: the same Event's count grows
   await waitFor("a retry", async () => ((await warnings("quota")).find((e) => e.reason === "QuotaExceeded")?.count ?? 0) >= 2, 60_000, 250);
-  await api.client.request("DELETE", objectPath(resourceType("v1", "ResourceQuota"), NS, "no-services"));
+  await api.client.request("DELETE", `${quotas}/no-services`);
   await waitFor("recovered after the quota went", async () => {
     const e = await getEc("quota");
     return cond(e, "Degraded")?.status === "False" && (await getOrUndefined(api.client, objectPath(resourceType("apps/v1", "StatefulSet"), NS, "quota-worker"))) !== undefined;
@@ -120,17 +121,17 @@ test("a ResourceQuota exceeded (403): Degraded/QuotaExceeded and a Warning Event
 });
 
 test("a ValidatingAdmissionPolicy denial (403): Degraded/AdmissionDenied and a Warning Event, retried until the policy goes", async () => {
-  const VAP = resourceType("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicy");
-  const VAPB = resourceType("admissionregistration.k8s.io/v1", "ValidatingAdmissionPolicyBinding");
-  await api.client.request("POST", collectionPath(VAP), { body: {
+  const VAP = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies";
+  const VAPB = "/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings";
+  await api.client.request("POST", VAP, { body: {
     apiVersion: "admissionregistration.k8s.io/v1", kind: "ValidatingAdmissionPolicy", metadata: { name: "no-statefulsets" },
     spec: {
       failurePolicy: "Fail",
       matchConstraints: { resourceRules: [{ apiGroups: ["apps"], apiVersions: ["v1"], operations: ["CREATE", "UPDATE"], resources: ["statefulsets"] }] },
-      validations: [{ expression: "false", message: "StatefulSets are not allowed here" }],
+      validations: [{ expression: "false", message: "StatefulSets are not allowed here", reason: "Forbidden" }],
     },
   } });
-  await api.client.request("POST", collectionPath(VAPB), { body: {
+  await api.client.request("POST", VAPB, { body: {
     apiVersion: "admissionregistration.k8s.io/v1", kind: "ValidatingAdmissionPolicyBinding", metadata: { name: "no-statefulsets" },
     spec: { policyName: "no-statefulsets", validationActions: ["Deny"], matchResources: { namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": NS } } } },
   } });
@@ -146,12 +147,12 @@ test("a ValidatingAdmissionPolicy denial (403): Degraded/AdmissionDenied and a W
       } catch { return true; }
     }, 30_000, 250);
     await createEc("denied", mpiSpec);
-    const ec = await waitFor("AdmissionDenied", async () => { const e = await getEc("denied"); return cond(e, "Degraded")?.reason === "AdmissionDenied" && e; }, 60_000);
+    const ec = await waitFor("AdmissionDenied", async () => { const e = await getEc("denied"); return cond(e, "Degraded")?.reason === "AdmissionDenied" && e; }, 60_000).catch(async (err) => { throw new Error(`${err}: ${JSON.stringify(cond(await getEc("denied"), "Degraded"))}`); });
     assert.match(cond(ec, "Degraded")!.message, /StatefulSets are not allowed here/);
     await waitFor("AdmissionDenied Event", async () => (await warnings("denied")).some((e) => e.reason === "AdmissionDenied"));
   } finally {
-    await api.client.request("DELETE", objectPath(VAPB, undefined, "no-statefulsets"));
-    await api.client.request("DELETE", objectPath(VAP, undefined, "no-statefulsets"));
+    await api.client.request("DELETE", `${VAPB}/no-statefulsets`);
+    await api.client.request("DELETE", `${VAP}/no-statefulsets`);
   }
   await waitFor("recovered", async () => cond(await getEc("denied"), "Degraded")?.status === "False", 120_000, 250);
 });
