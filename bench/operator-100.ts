@@ -5,7 +5,9 @@
  *
  *   node --import tsx bench/operator-100.ts [--clusters 100] [--workers 16]
  *
- * Targets: ≤ 10 s for 100 clusters, peak RSS ≤ 150 MB. Needs scripts/setup/kube.sh.
+ * Targets: ≤ 10 s and peak RSS ≤ 150 MB for 100 clusters; ≤ 60 s and ≤ 200 MB for 1,000. The
+ * API server's Service range (test/support/apiserver.ts, a /16) holds the 1,000 controller
+ * Services. Needs scripts/setup/kube.sh.
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -22,6 +24,9 @@ const arg = (name: string, dflt: number) => {
 const N = arg("clusters", 100);
 const WORKERS = arg("workers", 16);
 const NS = "bench";
+const TARGET = N > 100 ? { seconds: 60, rssMB: 200 } : { seconds: 10, rssMB: 150 };
+// listing every owned kind is not free: poll less often when there are many objects
+const POLL_MS = N > 100 ? 1000 : 100;
 
 function manifest(i: number) {
   return {
@@ -79,8 +84,8 @@ async function main() {
         if (current && !expectedKinds && kinds.length > 0) expectedKinds = kinds;
         if (current && expectedKinds && kinds.join() === expectedKinds.join()) done++;
       }
-      if (performance.now() - t0 > 120_000) throw new Error(`only ${done}/${N} clusters converged after 120 s`);
-      if (done < N) await new Promise((r) => setTimeout(r, 100));
+      if (performance.now() - t0 > 600_000) throw new Error(`only ${done}/${N} clusters converged after 600 s`);
+      if (done < N) await new Promise((r) => setTimeout(r, POLL_MS));
     }
     const elapsed = (performance.now() - t0) / 1000;
     await new Promise((r) => setTimeout(r, 1000));
@@ -98,7 +103,7 @@ async function main() {
       operatorIdleRssMB: +(rssIdle / 2 ** 20).toFixed(1),
       reconciles, apiWrites, events,
     }, null, 2));
-    console.log(`targets: converge ≤ 10 s → ${elapsed <= 10 ? "met" : "MISSED"}; peak RSS ≤ 150 MB → ${rssPeak <= 150 * 2 ** 20 ? "met" : "MISSED"}`);
+    console.log(`targets: converge ≤ ${TARGET.seconds} s → ${elapsed <= TARGET.seconds ? "met" : "MISSED"}; peak RSS ≤ ${TARGET.rssMB} MB → ${rssPeak <= TARGET.rssMB * 2 ** 20 ? "met" : "MISSED"}`);
   } finally {
     op.kill("SIGTERM");
     await new Promise((r) => op.once("exit", r));

@@ -13,7 +13,7 @@ import type { EventRecorder } from "./events.ts";
 import { deepEqual, keepTransitionTimes } from "./status.ts";
 import { realClock, type Clock } from "./clock.ts";
 import { isConflict, isNotFound, isPermanent, KubeApiError, type KubeClient } from "./kube/client.ts";
-import { ENGINECLUSTER, collectionPath, objectKey, objectPath, resourceType, splitKey, type KubeObject } from "./kube/resources.ts";
+import { ENGINECLUSTER, objectKey, objectPath, resourceType, splitKey, type KubeObject } from "./kube/resources.ts";
 import type { OperatorMetrics, ReconcileResult } from "../metrics/operator.ts";
 import { silentLogger, type Logger } from "../util/log.ts";
 
@@ -348,20 +348,15 @@ export class Reconciler {
     this.d.metrics?.apiRequest("apply", "200");
   }
 
-  /** Creates `desired` unless it exists; an existing object is left untouched (the informer brings it). */
+  /**
+   * Applies `desired` only if the API server has no such object. Asked of the server, not the
+   * cache: the cache is what may lag. One key is reconciled by one worker at a time, so nothing
+   * creates it between the read and the apply. An existing object is left as it is; the informer
+   * brings it, and later reconciles apply it with what it holds.
+   */
   private async createIfAbsent(desired: KubeObject): Promise<void> {
-    const t = resourceType(desired.apiVersion ?? "", desired.kind ?? "");
-    const body = {
-      ...desired,
-      metadata: { ...desired.metadata, annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hashOf(desired) } },
-    };
-    try {
-      await this.d.client.request("POST", collectionPath(t, desired.metadata?.namespace), { query: { fieldManager: FIELD_MANAGER }, body });
-      this.d.metrics?.apiRequest("create", "201");
-    } catch (err) {
-      if (!isConflict(err)) throw err;
-      this.d.metrics?.apiRequest("create", "409");
-    }
+    const exists = await this.exists(desired.apiVersion ?? "", desired.kind ?? "", desired.metadata?.namespace ?? "", desired.metadata?.name ?? "");
+    if (!exists) await this.apply(desired, []);
   }
 
   private async remove(ref: ObjectRef, propagationPolicy = "Background"): Promise<void> {

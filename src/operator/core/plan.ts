@@ -55,7 +55,7 @@ export interface Observed {
 export type Action =
   | { type: "addFinalizer" } | { type: "removeFinalizer" }
   | { type: "apply"; object: KubeObject }
-  /** Create only if absent (an existing object is left as it is): key Secrets not yet seen in the cache. */
+  /** Apply only if the API server has no such object (an existing one is left as it is): key Secrets not yet seen in the cache. */
   | { type: "create"; object: KubeObject }
   | { type: "delete"; ref: ObjectRef; propagationPolicy?: "Background" | "Foreground" | "Orphan" }
   | { type: "event"; eventType: "Normal" | "Warning"; reason: string; message: string }
