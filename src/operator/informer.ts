@@ -41,6 +41,8 @@ export interface InformerOptions {
 
 export class Informer {
   private readonly store = new Map<string, KubeObject>();
+  /** Cached objects by the uid of each owner they name: a reconcile finds its owned objects without scanning them all. */
+  private readonly owned = new Map<string, Map<string, KubeObject>>();
   private readonly handlers: InformerHandlers[] = [];
   private readonly abort = new AbortController();
   private readonly clock: Clock;
@@ -65,6 +67,31 @@ export class Informer {
 
   get(key: string): KubeObject | undefined { return this.store.get(key); }
   list(): KubeObject[] { return [...this.store.values()]; }
+  /** Cached objects whose ownerReferences name `uid`. */
+  ownedBy(uid: string): KubeObject[] { return [...(this.owned.get(uid)?.values() ?? [])]; }
+
+  private put(key: string, obj: KubeObject, old: KubeObject | undefined): void {
+    if (old !== undefined) this.unindex(key, old);
+    this.store.set(key, obj);
+    for (const r of obj.metadata?.ownerReferences ?? []) {
+      let m = this.owned.get(r.uid);
+      if (m === undefined) this.owned.set(r.uid, (m = new Map()));
+      m.set(key, obj);
+    }
+  }
+
+  private drop(key: string, old: KubeObject | undefined): void {
+    if (old !== undefined) this.unindex(key, old);
+    this.store.delete(key);
+  }
+
+  private unindex(key: string, old: KubeObject): void {
+    for (const r of old.metadata?.ownerReferences ?? []) {
+      const m = this.owned.get(r.uid);
+      m?.delete(key);
+      if (m?.size === 0) this.owned.delete(r.uid);
+    }
+  }
   get lastResourceVersion(): string { return this.resourceVersion; }
   get hasSynced(): boolean { return this.synced; }
 
@@ -133,11 +160,11 @@ export class Informer {
     const key = objectKey(obj);
     const old = this.store.get(key);
     if (ev.type === "DELETED") {
-      this.store.delete(key);
+      this.drop(key, old);
       this.emitDelete(old ?? obj);
       return;
     }
-    this.store.set(key, obj);
+    this.put(key, obj, old);
     if (old) this.emitUpdate(old, obj);
     else this.emitAdd(obj);
   }
@@ -148,13 +175,13 @@ export class Informer {
       const key = objectKey(obj);
       seen.add(key);
       const old = this.store.get(key);
-      this.store.set(key, obj);
+      this.put(key, obj, old);
       if (!old) this.emitAdd(obj);
       else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emitUpdate(old, obj);
     }
     for (const [key, obj] of this.store) {
       if (seen.has(key)) continue;
-      this.store.delete(key);
+      this.drop(key, obj);
       this.emitDelete(obj);
     }
   }

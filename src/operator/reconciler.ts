@@ -180,7 +180,7 @@ export class Reconciler {
     }
     let cluster: KubeObject = { apiVersion: ENGINECLUSTER.apiVersion, kind: ENGINECLUSTER.kind, ...cached };
     const uid = cluster.metadata?.uid ?? "";
-    const owned = ownedBy(uid, this.d.owned.flatMap((i) => i.list()));
+    const owned = this.d.owned.flatMap((i) => i.ownedBy(uid));
     if (this.d.pods && this.d.podLabel) {
       const cname = cluster.metadata?.name;
       const cns = cluster.metadata?.namespace;

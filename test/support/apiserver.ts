@@ -32,6 +32,8 @@ export interface ApiServer {
   client: KubeClient;
   /** The apiserver's log file (read it when a test fails). */
   logPath: string;
+  /** Process ids of etcd and kube-apiserver (benchmarks read their CPU time). */
+  pids: { etcd: number; apiserver: number };
   stop(): Promise<void>;
 }
 
@@ -195,7 +197,7 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
     }
 
     return {
-      kubeconfigPath, server, token, client, logPath,
+      kubeconfigPath, server, token, client, logPath, pids: { etcd: etcd.pid!, apiserver: api.pid! },
       async stop() { client.close(); await stop(); },
     };
   } catch (err) {
