@@ -3,14 +3,17 @@
  * until every cluster has all its owned objects and a current status (observedGeneration equal to
  * its generation, conditions set), and the operator process's peak RSS (VmHWM).
  *
- *   node --import tsx bench/operator-100.ts [--clusters 100] [--workers 16]
+ *   node --import tsx bench/operator-100.ts [--clusters 100] [--workers 16] [--apiserver-profile FILE]
+ *
+ * --apiserver-profile writes a 30 s CPU profile of kube-apiserver (its /debug/pprof/profile),
+ * taken from the first create on; read it with `go tool pprof -top FILE`.
  *
  * Targets: ≤ 10 s and peak RSS ≤ 150 MB for 100 clusters; ≤ 60 s and ≤ 200 MB for 1,000. The
  * API server's Service range (test/support/apiserver.ts, a /16) holds the 1,000 controller
  * Services. Needs scripts/setup/kube.sh.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createNamespace, freePort, startApiServer } from "../test/support/apiserver.ts";
 import { REPO_ROOT } from "../test/support/paths.ts";
@@ -22,6 +25,8 @@ const arg = (name: string, dflt: number) => {
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
 };
 const N = arg("clusters", 100);
+const profileAt = process.argv.indexOf("--apiserver-profile");
+const PROFILE = profileAt > 0 ? process.argv[profileAt + 1] : undefined;
 const WORKERS = arg("workers", 16);
 const NS = "bench";
 const TARGET = N > 100 ? { seconds: 60, rssMB: 200 } : { seconds: 10, rssMB: 150 };
@@ -68,6 +73,20 @@ async function main() {
     const cpu0 = { operator: cpuSeconds(op.pid!), apiserver: cpuSeconds(api.pids.apiserver), etcd: cpuSeconds(api.pids.etcd), bench: process.cpuUsage() };
     const load0 = loadAverage();
     const t0 = performance.now();
+    const profiled = PROFILE === undefined ? undefined : (async () => {
+      const { request } = await import("node:https");
+      const body = await new Promise<Buffer>((resolve, reject) => {
+        const req = request(`${api.server}/debug/pprof/profile?seconds=30`, { headers: { Authorization: `Bearer ${api.token}` }, rejectUnauthorized: false }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => resolve(Buffer.concat(chunks)));
+          res.on("error", reject);
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      writeFileSync(PROFILE, body);
+    })();
     const ecPath = collectionPath(ENGINECLUSTER, NS);
     for (let i = 0; i < N; i += 20) {
       await Promise.all(Array.from({ length: Math.min(20, N - i) }, (_, j) => client.request("POST", ecPath, { body: manifest(i + j) })));
@@ -105,6 +124,7 @@ async function main() {
       if (done < N) await new Promise((r) => setTimeout(r, POLL_MS));
     }
     const elapsed = (performance.now() - t0) / 1000;
+    await profiled;
     const benchCpu = process.cpuUsage(cpu0.bench);
     const cpu = {
       operator: +(cpuSeconds(op.pid!) - cpu0.operator).toFixed(1),

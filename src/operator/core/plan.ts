@@ -708,7 +708,7 @@ export function planPbsDeletion(observed: Observed, ec: EngineCluster, prev: Eng
     const expired = Number.isFinite(deadline) && observed.now.getTime() >= deadline;
     if (byUser || expired) {
       const because = byUser ? `the annotation ${ABANDON_JOBS_ANNOTATION}=true is set` : `the grace period of ${graceSec} s is over`;
-      const message = `${because} and ${pbs.user}@${pbs.host} can't be reached (${why}): removing the finalizer without qdel; ${jobs} may still be running there`;
+      const message = `${because} and the login host can't be reached (${why}): removing the finalizer without qdel; ${jobs} may still be running on ${pbs.user}@${pbs.host}`;
       actions.push({ type: "event", eventType: "Warning", reason: "JobsAbandoned", message });
       submitted = { type: "Submitted", status: "False", reason: "JobsAbandoned", message };
       requeueAfterMs = 1;
