@@ -182,7 +182,7 @@ test("mpi: a reconcile whose cache doesn't show the connection Secret never over
     const reconciler = new Reconciler({
       client: api.client, clusters, owned: stale, planner: corePlanner,
       recorder: createEventRecorder({ client: api.client, component: "test" }),
-      generate: () => ({ hmacKey: "a-key-nobody-runs-with", sshPrivateKey: "x", sshPublicKey: "ssh-ed25519 AAAA x" }),
+      generate: () => ({ hmacKey: "a-key-nobody-runs-with", apiToken: "a-token-nobody-uses", sshPrivateKey: "x", sshPublicKey: "ssh-ed25519 AAAA x" }),
     });
     for (let i = 0; i < 2; i++) {
       const out = await reconciler.reconcile(`${NS}/keys`);
