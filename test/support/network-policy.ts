@@ -4,11 +4,13 @@
  * lists no ports) and some peer of its `from` matches the source (or `from` is empty). A peer with
  * only podSelector matches pods of the policy's namespace; only namespaceSelector, every pod of
  * the matching namespaces; both, pods matching both. Sources outside the cluster match only rules
- * without `from`. Selectors here are matchLabels only (the evaluator refuses anything else, so it
- * can't be silently wrong about a policy it doesn't understand).
+ * without `from`. Selectors: matchLabels and matchExpressions (In, NotIn, Exists, DoesNotExist),
+ * ANDed; anything else is refused, so the evaluator can't be silently wrong about a policy it
+ * doesn't understand.
  */
 type Labels = Record<string, string>;
-interface Selector { matchLabels?: Labels; matchExpressions?: unknown[] }
+interface Expression { key: string; operator: string; values?: string[] }
+interface Selector { matchLabels?: Labels; matchExpressions?: Expression[] }
 interface Peer { podSelector?: Selector; namespaceSelector?: Selector; ipBlock?: unknown }
 interface Rule { from?: Peer[]; ports?: Array<{ port?: number | string; protocol?: string; endPort?: number }> }
 export interface NetworkPolicyLike { metadata: { namespace?: string }; spec: { ingress?: Rule[]; policyTypes?: string[] } }
@@ -17,8 +19,17 @@ export type Source = { pod: { namespace: string; namespaceLabels: Labels; labels
 
 function selects(sel: Selector | undefined, labels: Labels): boolean {
   if (sel === undefined) return true;
-  if (sel.matchExpressions !== undefined && sel.matchExpressions.length > 0) throw new Error("matchExpressions are not evaluated here");
-  return Object.entries(sel.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+  const expression = (e: Expression): boolean => {
+    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
+    switch (e.operator) {
+      case "In": return has && (e.values ?? []).includes(labels[e.key]!);
+      case "NotIn": return !has || !(e.values ?? []).includes(labels[e.key]!);
+      case "Exists": return has;
+      case "DoesNotExist": return !has;
+      default: throw new Error(`matchExpressions operator ${e.operator} is not evaluated here`);
+    }
+  };
+  return Object.entries(sel.matchLabels ?? {}).every(([k, v]) => labels[k] === v) && (sel.matchExpressions ?? []).every(expression);
 }
 
 function peerMatches(peer: Peer, policyNamespace: string, source: Source): boolean {

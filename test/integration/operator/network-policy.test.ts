@@ -68,6 +68,11 @@ function sources(cluster: string): Record<string, Source> {
     "operator labels in the cluster's namespace": pod(NS, OPERATOR_LABELS),
     "client": pod(NS, { "ipp.dev/client": cluster }),
     "client label in another namespace": pod("tenant", { "ipp.dev/client": cluster }),
+    // the per-cluster key: any value; one pod can carry the keys of several clusters
+    "client key": pod(NS, { [`ipp.dev/client-${cluster}`]: "" }),
+    "client of two clusters": pod(NS, { [`ipp.dev/client-${cluster}`]: "true", "ipp.dev/client-other": "true" }),
+    "another cluster's client key": pod(NS, { "ipp.dev/client-other": "true" }),
+    "client key in another namespace": pod("tenant", { [`ipp.dev/client-${cluster}`]: "true" }),
     "worker": pod(NS, labels(cluster, "worker")),
     "launcher": pod(NS, labels(cluster, "launcher")),
     "another cluster's worker": pod(NS, { ...selector("other", "worker") }),
@@ -94,26 +99,27 @@ async function admitted(cluster: string): Promise<Record<string, string[]>> {
   return out;
 }
 
-const API = ["operator", "client"];
+const CLIENTS = ["client", "client key", "client of two clusters"];
+const API = ["operator", ...CLIENTS];
 const METRICS = ["prometheus"];
 
 test("mpi: engines (this cluster's launcher and workers) reach only the engine ports; the API: clients and the operator from its namespace; metrics: the scrapers", async () => {
   const engines = ["worker", "launcher"];
   assert.deepEqual(await admitted("mpi1"), {
-    registration: ["client", ...engines], engine: engines, heartbeat: engines, client: ["client"], notification: ["client"], api: API, metrics: METRICS,
+    registration: [...CLIENTS, ...engines], engine: engines, heartbeat: engines, client: CLIENTS, notification: CLIENTS, api: API, metrics: METRICS,
   });
 });
 
 test("pbs direct: engines on compute nodes (outside the cluster, any address) reach the engine ports and nothing else", async () => {
   const everyone = Object.keys(sources("direct1"));
   assert.deepEqual(await admitted("direct1"), {
-    registration: everyone, engine: everyone, heartbeat: everyone, client: ["client"], notification: ["client"], api: API, metrics: METRICS,
+    registration: everyone, engine: everyone, heartbeat: everyone, client: CLIENTS, notification: CLIENTS, api: API, metrics: METRICS,
   });
 });
 
 test("pbs sshTunnel: only the operator (which forwards the login host's ports) reaches the engine ports", async () => {
   assert.deepEqual(await admitted("tunnel1"), {
-    registration: ["operator", "client"], engine: ["operator"], heartbeat: ["operator"], client: ["client"], notification: ["client"], api: API, metrics: METRICS,
+    registration: ["operator", ...CLIENTS], engine: ["operator"], heartbeat: ["operator"], client: CLIENTS, notification: CLIENTS, api: API, metrics: METRICS,
   });
 });
 
