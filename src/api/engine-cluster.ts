@@ -189,6 +189,9 @@ export const ControllerSpec = z.object({
   curve: z.boolean().default(false).meta({ description: "Encrypt ZeroMQ traffic with CurveZMQ." }),
   apiAuth: z.enum(["token", "kubernetes"]).default("token").meta({ description: "Who may call the controller's JSON API. token: holders of the cluster's API token (key `api-token` of the connection Secret). kubernetes: also any Kubernetes user or ServiceAccount allowed `create` on `engineclusters/api` (group ipp.dev) of this EngineCluster, e.g. through the chart's aggregated ClusterRole; the controller checks the caller's bearer token with a SelfSubjectAccessReview." }),
   clients: z.array(ClientPeer).min(1).max(16).optional().meta({ description: "Who may connect as a client (the NetworkPolicy's peers for the client ports and the API). Default: pods in the cluster's namespace labelled `ipp.dev/client-<cluster>` (any value) or `ipp.dev/client: <cluster>`. When set, exactly these peers; list the default too to keep it." }),
+  maxMessageBytes: z.int().min(1024).max(2 ** 32).optional().meta({
+    description: "Largest message a client or engine may send, in bytes (ipp-operator controller --max-message-size); a peer that announces a larger frame is disconnected before the controller allocates it. Default when unset: 1073741824 (1 GiB).",
+  }),
 }).meta({ description: "The per-cluster controller." });
 
 // ---------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import {
 } from "../controller/ipcontroller-args.ts";
 import { apiTokenFileName, connectionFileNames, connectionFilePaths, ensureProfileDirs, resolveProfile, type ConnectionFileNames, type ProfileLocation } from "../controller/profile.ts";
 import { readReusedConnection, type ReusedConnection } from "../controller/reuse.ts";
-import { startController, type ChannelName, type ControllerConfig, type ControllerHandle } from "../controller/controller.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES, startController, type ChannelName, type ControllerConfig, type ControllerHandle } from "../controller/controller.ts";
 import { writeConnectionFile, type ClientConnectionInfo, type EngineConnectionInfo } from "../controller/connection-files.ts";
 import { startHttpServer, type HttpServerHandle } from "../controller/http/server.ts";
 import { delegatedReviewer, kubernetesAuth, newApiToken, tokenAuth, type ApiAuth, type TokenReviewer } from "../controller/http/auth.ts";
@@ -210,6 +210,7 @@ function showConfig(o: ControllerOptions, metrics: MetricsListener, loc: Profile
     profile: loc.name, profileDir: loc.dir, connectionFiles: paths, clusterId: o.clusterId, ip: o.ip,
     location: o.location ?? hostname(), ports: o.ports, heartbeatPeriodMs: o.heartbeatPeriodMs,
     maxHeartbeatMisses: o.maxHeartbeatMisses, taskScheme: o.taskScheme, hwm: o.hwm, broadcastDepth: o.broadcastDepth,
+    maxMessageBytes: o.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
     reuse: o.reuse, restore: o.restore, enableCurve: o.enableCurve,
     db: o.db === "sqlitedb" ? { sqlite: join(o.sqlite.location ?? loc.dir, o.sqlite.filename), table: o.sqlite.table } : "dictdb",
     key: o.key !== undefined ? "<given>" : o.keyFile !== undefined ? `<from ${o.keyFile}>` : "<random>",
@@ -419,6 +420,7 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, api: ApiLis
     ...(o.dbSizeLimit !== undefined ? { dbSizeLimitBytes: o.dbSizeLimit } : {}),
     ...(o.taskHistory !== undefined ? { taskHistory: o.taskHistory } : {}),
     ...(o.signatureHistory !== undefined ? { signatureHistory: o.signatureHistory } : {}),
+    ...(o.maxMessageBytes !== undefined ? { maxMessageBytes: o.maxMessageBytes } : {}),
     ...(rt.curve ? { curve: rt.curve } : {}),
     engineState: { path: join(loc.logDir, `engines${o.clusterId}.json`), clusterId: o.clusterId, restore: o.restore },
     ...(o.db === "sqlitedb" ? { sqlite: { path: join(o.sqlite.location ?? loc.dir, o.sqlite.filename), table: o.sqlite.table } } : {}),

@@ -25,7 +25,16 @@ export interface ControllerConfig {
   signatureScheme?: "hmac-sha256";
   heartbeatPeriodMs: number;
   taskScheme: TaskScheme;
+  /**
+   * The largest message part a peer may send (libzmq's ZMQ_MAXMSGSIZE: a peer that announces a
+   * larger frame is disconnected before anything is allocated) and the largest whole message
+   * (checked before the signature; dropped as too_large). Default DEFAULT_MAX_MESSAGE_BYTES.
+   */
   maxMessageBytes?: number;
+  /** Messages queued per subscriber on the iopub, notification and heartbeat PUBs; past it a slow subscriber misses messages (counted). Default 10000. */
+  subscriberHwm?: number;
+  /** Replies queued per client on the client-facing ROUTERs; past it replies are dropped (counted). Default 100000. */
+  clientHwm?: number;
   /** Max outstanding load-balanced tasks per engine (0 = unlimited). Default 1, as upstream. */
   taskHwm?: number;
   /** Consecutive missed beats before an engine is declared dead. Default 10. */
@@ -69,6 +78,14 @@ export interface ControllerConfig {
   engineSshServer?: string;
 }
 
+/**
+ * 1 GiB: four times the largest message the benchmarks send (a 256 MiB array pushed whole to one
+ * engine; the 256 MiB scatter is 32 MiB per engine), as large as upstream's whole record store
+ * (DictDB.size_limit), and small enough that a peer without the key cannot make the controller
+ * allocate more than that per connection before the signature check.
+ */
+export const DEFAULT_MAX_MESSAGE_BYTES = 2 ** 30;
+
 export class ConfigError extends Error {
   readonly code = "invalid_config";
 }
@@ -80,8 +97,10 @@ export function validateConfig(config: ControllerConfig): void {
   if (!(config.heartbeatPeriodMs > 0)) throw new ConfigError("controller config: heartbeatPeriodMs must be > 0");
   if (!TASK_SCHEMES.includes(config.taskScheme)) throw new ConfigError(`controller config: unknown taskScheme ${String(config.taskScheme)}`);
   if ((config.signatureScheme ?? "hmac-sha256") !== "hmac-sha256") throw new ConfigError("controller config: only hmac-sha256 is supported");
-  if (config.maxMessageBytes !== undefined && !(config.maxMessageBytes > 0)) throw new ConfigError("controller config: maxMessageBytes must be > 0");
-  for (const k of ["taskHistory", "signatureHistory"] as const) {
+  if (config.maxMessageBytes !== undefined && !(Number.isSafeInteger(config.maxMessageBytes) && config.maxMessageBytes > 0)) {
+    throw new ConfigError("controller config: maxMessageBytes must be a positive integer");
+  }
+  for (const k of ["taskHistory", "signatureHistory", "subscriberHwm", "clientHwm"] as const) {
     const v = config[k];
     if (v !== undefined && !(Number.isSafeInteger(v) && v >= 1)) throw new ConfigError(`controller config: ${k} must be a positive integer`);
   }

@@ -17,7 +17,7 @@ import { leafCount } from "./core/broadcast.ts";
 import { createControllerMetrics } from "../metrics/controller.ts";
 import { readLoop } from "./socket-io.ts";
 import { connectionInfo, type ClientConnectionInfo, type EngineConnectionInfo } from "./connection-files.ts";
-import { validateConfig, type ControllerConfig } from "./config.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES, validateConfig, type ControllerConfig } from "./config.ts";
 import type { ControllerContext } from "./context.ts";
 import { allSockets, bindSockets, openOutlets } from "./sockets.ts";
 import { queueCounters, trafficCounters } from "./traffic.ts";
@@ -34,7 +34,7 @@ import { SqliteRecordStore } from "./sqlite-store.ts";
 import { EngineStateWriter, readEngineState } from "./engine-state.ts";
 
 export type { ClientConnectionInfo, EngineConnectionInfo } from "./connection-files.ts";
-export { ConfigError, validateConfig, type ChannelName, type ControllerConfig, type ControllerPorts } from "./config.ts";
+export { ConfigError, DEFAULT_MAX_MESSAGE_BYTES, validateConfig, type ChannelName, type ControllerConfig, type ControllerPorts } from "./config.ts";
 export type { EngineSummary } from "./engines.ts";
 
 export type ControllerEvent = "engine-registered" | "engine-unregistered";
@@ -85,13 +85,18 @@ export async function startController(config: ControllerConfig, deps: Controller
 
   const onSockErr = (channel: string) => (err: unknown) => log.error("socket error", err, { channel });
   const traffic = trafficCounters(metrics);
-  const outlets = openOutlets(sockets, traffic, onSockErr);
+  const dropCounter = (channel: string) => {
+    const hwm = metrics.messagesDropped.labels(channel, "hwm");
+    const unroutable = metrics.messagesDropped.labels(channel, "unroutable");
+    return (reason: "hwm" | "unroutable") => (reason === "hwm" ? hwm : unroutable).inc();
+  };
+  const outlets = openOutlets(sockets, traffic, onSockErr, dropCounter);
   const ctx: ControllerContext = {
     config, log, clock, startedAt, session, metrics, traffic,
     queues: queueCounters(metrics),
     out: outlets.outlets,
     bad: new BadMessages({
-      metrics, log, session, maxMessageBytes: config.maxMessageBytes ?? 2 ** 31, logIntervalMs: config.badMessageLogIntervalMs ?? 60_000,
+      metrics, log, session, maxMessageBytes: config.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES, logIntervalMs: config.badMessageLogIntervalMs ?? 60_000,
       ...(config.signatureHistory !== undefined ? { signatureHistory: config.signatureHistory } : {}),
     }),
     records: new HubRecords(metrics, {

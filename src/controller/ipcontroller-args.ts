@@ -86,6 +86,8 @@ export interface ControllerOptions {
   taskHistory?: number;
   /** Message signatures remembered to refuse replays (Session.digest_history_size). */
   signatureHistory?: number;
+  /** Largest message part accepted from a peer (libzmq ZMQ_MAXMSGSIZE) and largest message (ours). */
+  maxMessageBytes?: number;
   // security
   key?: string;               // explicit HMAC key ("" = no signing)
   keyFlag?: string;           // which option or variable set `key` (for error messages)
@@ -114,7 +116,7 @@ export interface ParseInput {
 // ---------------------------------------------------------------------------------------------
 // Values
 
-type Kind = "int" | "float" | "bool" | "str" | "ports" | "loglevel";
+type Kind = "int" | "float" | "bool" | "str" | "ports" | "loglevel" | "bytes";
 type Value = number | boolean | string | number[];
 
 function badValue(flag: string, raw: string, what: string): ControllerArgsError {
@@ -156,6 +158,13 @@ function parseValue(kind: Kind, flag: string, raw: string, home: string | undefi
       const s = raw.trim().replace(/_/g, "");
       if (!/^[+-]?\d+$/.test(s)) throw badValue(flag, raw, "an integer");
       return Number(s);
+    }
+    case "bytes": {
+      // an integer number of bytes, optionally with a unit: k/M/G (powers of 1000) or Ki/Mi/Gi (powers of 1024)
+      const m = /^\s*(\d+)\s*(k|K|M|G|Ki|Mi|Gi)?B?\s*$/.exec(unquote(raw, undefined));
+      if (!m) throw badValue(flag, raw, "a size in bytes (e.g. 1073741824, 512Mi, 1Gi)");
+      const unit = { k: 1e3, K: 1e3, M: 1e6, G: 1e9, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 }[m[2] ?? ""] ?? 1;
+      return Number(m[1]) * unit;
     }
     case "float": {
       const n = Number(raw.trim());
@@ -351,6 +360,7 @@ const SETTINGS: Record<string, Setting> = {
   // --- ours (not in ipcontroller)
   "IppOperator.http_port": { kind: "int", status: "supported", why: "serve /metrics, /healthz, /readyz and the JSON API on this port (0 = any free port; default: no HTTP server)", apply: (o, v, f) => { if (num(v) < 0 || num(v) > 65535) throw badValue(f, String(v), "a port in 0-65535"); o.httpPort = num(v); } },
   "IppOperator.http_host": { kind: "str", status: "supported", why: "address of the HTTP server (default 127.0.0.1)", apply: (o, v, f) => { if (!str(v)) throw badValue(f, "", "an address"); o.httpHost = str(v); } },
+  "IppOperator.max_message_size": { kind: "bytes", status: "supported", why: "largest message a peer may send, in bytes (k/M/G or Ki/Mi/Gi units); a larger frame disconnects the peer before anything is allocated (default 1Gi)", apply: (o, v, f) => { o.maxMessageBytes = positiveInt(f, num(v), 1024); if (o.maxMessageBytes > 2 ** 32) throw badValue(f, String(v), "at most 4Gi"); } },
   "IppOperator.task_history": { kind: "int", status: "supported", why: "finished tasks remembered by id for after/follow dependencies and result status, beyond the DictDB records (default 65536; upstream remembers all)", apply: (o, v, f) => { o.taskHistory = positiveInt(f, num(v)); } },
   "IppOperator.connection_dir": { kind: "str", status: "supported", why: "write the connection files here instead of <profile>/security (e.g. a volume the operator publishes)", apply: (o, v) => { o.connectionDir = str(v) || undefined; } },
 };
@@ -439,9 +449,10 @@ export const ALIASES: Record<string, string> = {
   "http-port": "IppOperator.http_port",
   "http-host": "IppOperator.http_host",
   "connection-dir": "IppOperator.connection_dir",
+  "max-message-size": "IppOperator.max_message_size",
 };
 /** Aliases that are ours, not ipcontroller's. */
-export const OUR_ALIASES = new Set(["engine-ports", "client-ports", "key-file", "http-port", "http-host", "connection-dir"]);
+export const OUR_ALIASES = new Set(["engine-ports", "client-ports", "key-file", "http-port", "http-host", "connection-dir", "max-message-size"]);
 
 interface Flag {
   /** traitlets-style assignments, applied in order; a function for the special ones. */

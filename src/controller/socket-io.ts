@@ -13,7 +13,7 @@ export class Outbox {
   private closed = false;
   private readonly onError: (err: unknown) => void;
 
-  constructor(private readonly sock: Socket & { send(frames: Frames): Promise<void> }, onError: (err: unknown) => void) {
+  constructor(protected readonly sock: Socket & { send(frames: Frames): Promise<void> }, onError: (err: unknown) => void) {
     this.onError = onError;
   }
 
@@ -38,7 +38,7 @@ export class Outbox {
           this.head = 0;
         }
         try {
-          await this.sock.send(frames);
+          await this.sendOne(frames);
         } catch (err) {
           if (this.closed || this.sock.closed) return;
           this.onError(err);
@@ -51,6 +51,11 @@ export class Outbox {
     } finally {
       this.draining = false;
     }
+  }
+
+  /** One send; subclasses decide what a refused send means (a full peer queue, a vanished peer). */
+  protected async sendOne(frames: Frames): Promise<void> {
+    await this.sock.send(frames);
   }
 
   close(): void {

@@ -1,11 +1,40 @@
 /**
  * The controller's ZeroMQ sockets: created on the copying context (see socket-io.ts), bound on the
  * configured ports, each with one writer (an Outbox that also counts what it sends).
+ *
+ * Memory a peer can make the controller hold is bounded here:
+ * - every socket refuses a frame larger than the message cap (ZMQ_MAXMSGSIZE: libzmq disconnects
+ *   the peer when the frame header announces it, before allocating), and the sockets that only
+ *   ever receive tiny frames (heartbeat pongs, subscriptions to the PUBs) a far smaller one;
+ * - every socket reads at most RECEIVE_HWM queued messages per peer before libzmq stops reading
+ *   that connection (TCP back-pressure, nothing lost);
+ * - the PUBs (iopub, notification, heartbeat ping), which anyone who can connect may subscribe
+ *   to without a key, queue at most `subscriberHwm` messages per subscriber; past that a slow
+ *   subscriber misses messages (the others do not), counted as dropped;
+ * - the client-facing ROUTERs queue at most `clientHwm` replies per client; past that a reply is
+ *   dropped and counted (the result stays in the hub's records for get_result).
+ * The engine-facing ROUTERs stay unlimited: what they queue is work for registered engines that
+ * key holders submitted, and dropping it would lose tasks silently.
  */
 import { Publisher, Router, Subscriber, type Socket } from "zeromq";
 import { copyingContext, Outbox, type Frames } from "./socket-io.ts";
 import { countOut, type ChannelCounters, type Traffic } from "./traffic.ts";
-import type { ControllerConfig, ControllerPorts } from "./config.ts";
+import { DEFAULT_MAX_MESSAGE_BYTES, type ControllerConfig, type ControllerPorts } from "./config.ts";
+
+/** Queued messages per subscriber on the PUBs by default (jupyter kernels use 1000 on iopub). */
+export const DEFAULT_SUBSCRIBER_HWM = 10_000;
+/** Queued replies per client on the client-facing ROUTERs by default. */
+export const DEFAULT_CLIENT_HWM = 100_000;
+/** Inbound messages queued per peer before libzmq stops reading from it (libzmq's default). */
+const RECEIVE_HWM = 1000;
+/** Cap on what a peer may send to a socket that only receives tiny frames (pongs, subscriptions). */
+const SMALL_FRAME_CAP = 64 * 1024;
+
+/** Why an outgoing message was not delivered (ipp_controller_messages_dropped_total's reason). */
+export type DropReason = "hwm" | "unroutable";
+
+/** Counts outgoing drops; bound per channel in controller.ts. */
+export type DropCounter = (reason: DropReason) => void;
 
 export interface ControllerSockets {
   reg: Router;
@@ -48,6 +77,72 @@ class CountingOutbox extends Outbox implements Outlet {
   }
 }
 
+const errCode = (err: unknown) => (err as { code?: string } | null)?.code;
+
+/**
+ * A client-facing ROUTER (ZMQ_ROUTER_MANDATORY, send timeout 0): a send the peer's full queue
+ * refuses (EAGAIN) or that names a peer that is gone (EHOSTUNREACH) is dropped and counted,
+ * and the outbox goes on with the next message, so one stalled client never holds up the others.
+ */
+class ClientRouterOutbox extends CountingOutbox {
+  constructor(sock: Router, onError: (err: unknown) => void, counters: ChannelCounters, private readonly dropped: DropCounter) {
+    super(sock, onError, counters);
+  }
+
+  protected override async sendOne(frames: Frames): Promise<void> {
+    try {
+      await this.sock.send(frames);
+    } catch (err) {
+      const code = errCode(err);
+      if (code === "EAGAIN") this.dropped("hwm");
+      else if (code === "EHOSTUNREACH") this.dropped("unroutable");
+      else throw err;
+    }
+  }
+}
+
+/**
+ * ZMQ_XPUB_NODROP is read by libzmq at every send, so it can be flipped on a bound socket; zeromq.js
+ * does not know that and warns "will not take effect until next connect/bind" on each change,
+ * which here would be false and repeated. The warning is swallowed for this one synchronous call.
+ */
+function setNoDrop(sock: Publisher, value: boolean): void {
+  const emitWarning = process.emitWarning;
+  process.emitWarning = () => {};
+  try {
+    sock.noDrop = value;
+  } finally {
+    process.emitWarning = emitWarning;
+  }
+}
+
+/**
+ * A PUB whose drops are counted. libzmq drops silently for a subscriber at its high-water mark, so
+ * each message is first offered with ZMQ_XPUB_NODROP: EAGAIN means at least one subscriber's queue
+ * is full. The message is then sent lossy — every other subscriber still gets it — and counted
+ * once as dropped (for one or more slow subscribers).
+ */
+class PublisherOutbox extends CountingOutbox {
+  constructor(private readonly pub: Publisher, onError: (err: unknown) => void, counters: ChannelCounters, private readonly dropped: DropCounter) {
+    super(pub, onError, counters);
+  }
+
+  protected override async sendOne(frames: Frames): Promise<void> {
+    try {
+      await this.pub.send(frames);
+    } catch (err) {
+      if (errCode(err) !== "EAGAIN") throw err;
+      this.dropped("hwm");
+      setNoDrop(this.pub, false);
+      try {
+        await this.pub.send(frames);
+      } finally {
+        setNoDrop(this.pub, true);
+      }
+    }
+  }
+}
+
 /** Upstream names the scheduler sockets; engines see these routing ids on broadcast replies. */
 export function leafName(i: number, depth: number): string {
   return `sub_scheduler_${i.toString(2).padStart(depth + 1, "0")}`;
@@ -67,25 +162,34 @@ export function allSockets(s: ControllerSockets): Socket[] {
 export async function bindSockets(config: ControllerConfig, leafCount: number): Promise<{ sockets: ControllerSockets; ports: BoundPorts }> {
   const depth = config.broadcastDepth ?? 1;
   const context = copyingContext();
-  const curveOpts = { context, ...(config.curve ? { curveServer: true, curveSecretKey: config.curve.secretKey, curvePublicKey: config.curve.publicKey } : {}) };
-  const router = (routingId?: string) => new Router({ sendHighWaterMark: 0, receiveHighWaterMark: 0, linger: 0, ...(routingId ? { routingId } : {}), ...curveOpts });
-  const iopubIn = new Subscriber({ linger: 0, receiveHighWaterMark: 0, ...curveOpts });
+  const maxMessageSize = config.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const common = { context, linger: 0, receiveHighWaterMark: RECEIVE_HWM, ...(config.curve ? { curveServer: true, curveSecretKey: config.curve.secretKey, curvePublicKey: config.curve.publicKey } : {}) };
+  const clientHwm = config.clientHwm ?? DEFAULT_CLIENT_HWM;
+  const subscriberHwm = config.subscriberHwm ?? DEFAULT_SUBSCRIBER_HWM;
+  /** Client-facing: replies to key holders, bounded per client. */
+  const clientRouter = (routingId?: string) => new Router({
+    ...common, maxMessageSize, sendHighWaterMark: clientHwm, mandatory: true, sendTimeout: 0, ...(routingId ? { routingId } : {}),
+  });
+  /** Engine-facing: work for registered engines, unbounded (see above). */
+  const engineRouter = (routingId: string) => new Router({ ...common, maxMessageSize, sendHighWaterMark: 0, routingId });
+  const publisher = () => new Publisher({ ...common, maxMessageSize: SMALL_FRAME_CAP, sendHighWaterMark: subscriberHwm, noDrop: true, sendTimeout: 0 });
+  const iopubIn = new Subscriber({ ...common, maxMessageSize });
   iopubIn.subscribe();
   const s: ControllerSockets = {
-    reg: router(),
-    notif: new Publisher({ linger: 0, sendHighWaterMark: 0, ...curveOpts }),
-    muxIn: router("mux_in"),
-    muxOut: router("mux_out"),
-    ctlIn: router("control_in"),
-    ctlOut: router("control_out"),
-    taskIn: router("task_in"),
-    taskOut: router("task_out"),
-    bcastIn: router("sub_scheduler_0"),
-    leaves: Array.from({ length: leafCount }, (_, i) => router(leafName(i, depth))),
+    reg: clientRouter(),
+    notif: publisher(),
+    muxIn: clientRouter("mux_in"),
+    muxOut: engineRouter("mux_out"),
+    ctlIn: clientRouter("control_in"),
+    ctlOut: engineRouter("control_out"),
+    taskIn: clientRouter("task_in"),
+    taskOut: engineRouter("task_out"),
+    bcastIn: clientRouter("sub_scheduler_0"),
+    leaves: Array.from({ length: leafCount }, (_, i) => engineRouter(leafName(i, depth))),
     iopubIn,
-    iopubOut: new Publisher({ linger: 0, sendHighWaterMark: 0, ...curveOpts }),
-    hbPing: new Publisher({ linger: 0, ...curveOpts }),
-    hbPong: router(),
+    iopubOut: publisher(),
+    hbPing: publisher(),
+    hbPong: new Router({ ...common, maxMessageSize: SMALL_FRAME_CAP }),
   };
   const wanted = config.ports ?? {};
   const bindOne = async (sock: { bind(a: string): Promise<void>; readonly lastEndpoint: string | null }, port?: number): Promise<number> => {
@@ -118,22 +222,26 @@ export async function bindSockets(config: ControllerConfig, leafCount: number): 
   }
 }
 
-/** One counting writer per sending socket. */
-export function openOutlets(s: ControllerSockets, traffic: Traffic, onError: (channel: string) => (err: unknown) => void): { outlets: Outlets; close(): void } {
+/** One counting writer per sending socket; `dropped(channel)` counts what a bounded socket refused. */
+export function openOutlets(
+  s: ControllerSockets, traffic: Traffic, onError: (channel: string) => (err: unknown) => void, dropped: (channel: string) => DropCounter,
+): { outlets: Outlets; close(): void } {
   const box = (sock: ConstructorParameters<typeof Outbox>[0], channel: string, counters: ChannelCounters) => new CountingOutbox(sock, onError(channel), counters);
+  const client = (sock: Router, channel: string, counters: ChannelCounters) => new ClientRouterOutbox(sock, onError(channel), counters, dropped(channel));
+  const pub = (sock: Publisher, channel: string, counters: ChannelCounters) => new PublisherOutbox(sock, onError(channel), counters, dropped(channel));
   const outlets = {
-    reg: box(s.reg, "registration", traffic.registration),
-    notif: box(s.notif, "notification", traffic.notification),
-    muxIn: box(s.muxIn, "mux", traffic.mux),
+    reg: client(s.reg, "registration", traffic.registration),
+    notif: pub(s.notif, "notification", traffic.notification),
+    muxIn: client(s.muxIn, "mux", traffic.mux),
     muxOut: box(s.muxOut, "engine_mux", traffic.mux),
-    ctlIn: box(s.ctlIn, "control", traffic.control),
+    ctlIn: client(s.ctlIn, "control", traffic.control),
     ctlOut: box(s.ctlOut, "engine_control", traffic.control),
-    taskIn: box(s.taskIn, "task", traffic.task),
+    taskIn: client(s.taskIn, "task", traffic.task),
     taskOut: box(s.taskOut, "engine_task", traffic.task),
-    bcastIn: box(s.bcastIn, "broadcast", traffic.broadcast),
+    bcastIn: client(s.bcastIn, "broadcast", traffic.broadcast),
     leaves: s.leaves.map((l, i) => box(l, `engine_broadcast_${i}`, traffic.broadcast)),
-    iopubOut: box(s.iopubOut, "iopub", traffic.iopub),
-    hbPing: box(s.hbPing, "hb_ping", traffic.heartbeat),
+    iopubOut: pub(s.iopubOut, "iopub", traffic.iopub),
+    hbPing: pub(s.hbPing, "hb_ping", traffic.heartbeat),
   };
   const all = [outlets.reg, outlets.notif, outlets.muxIn, outlets.muxOut, outlets.ctlIn, outlets.ctlOut, outlets.taskIn, outlets.taskOut, outlets.bcastIn, ...outlets.leaves, outlets.iopubOut, outlets.hbPing];
   return { outlets, close: () => { for (const o of all) o.close(); } };

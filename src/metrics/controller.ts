@@ -18,6 +18,7 @@ export interface ControllerMetrics {
   taskLatency: Histogram<"queue">;
   queueDepth: Gauge<"engine">;
   badMessages: Counter<"channel" | "reason">;
+  messagesDropped: Counter<"channel" | "reason">;
   timeToFirstEngine: Gauge<string>;
   registrations: Counter<"result">;
   unregistrations: Counter<"reason">;
@@ -44,6 +45,11 @@ export function createControllerMetrics(registry: Registry): ControllerMetrics {
     }),
     queueDepth: new Gauge({ name: "ipp_controller_queue_depth", help: "Outstanding requests per engine id (mux + task)", labelNames: ["engine"], registers }),
     badMessages: new Counter({ name: "ipp_controller_bad_messages_total", help: "Dropped malformed messages by channel and reason", labelNames: ["channel", "reason"], registers }),
+    messagesDropped: new Counter({
+      name: "ipp_controller_messages_dropped_total",
+      help: "Outgoing messages not delivered, by channel and reason (hwm: a client's or subscriber's queue was full; unroutable: the client is gone)",
+      labelNames: ["channel", "reason"], registers,
+    }),
     timeToFirstEngine: new Gauge({ name: "ipp_controller_time_to_first_engine_seconds", help: "Seconds from controller start to the first registered engine", registers }),
     registrations: new Counter({ name: "ipp_controller_registrations_total", help: "Engine registration attempts by result", labelNames: ["result"], registers }),
     unregistrations: new Counter({ name: "ipp_controller_unregistrations_total", help: "Engines that left, by reason", labelNames: ["reason"], registers }),

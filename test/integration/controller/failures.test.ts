@@ -69,7 +69,9 @@ describe("malformed multipart messages on every socket (ipyparallel 9)", { timeo
       ["control", [Buffer.from(engineUuid), DELIMITER, Buffer.alloc(64, 0x61), Buffer.from("{}")]],
       ["engine_task", good.build("apply_reply", { status: "ok" }, { ids: [Buffer.from("client")], metadata: { status: "ok" } })],
       ["hb_pong", [Buffer.from("a"), Buffer.from("b"), Buffer.from("c")]],
-      ["mux", [Buffer.from(engineUuid), ...good.build("execute_request", { code: "1" }, { buffers: [Buffer.alloc(2 << 20)] })]],
+      // each frame under the 1 MiB cap (a larger frame never becomes a message: libzmq disconnects
+      // the peer), the message over it
+      ["mux", [Buffer.from(engineUuid), ...good.build("execute_request", { code: "1" }, { buffers: [Buffer.alloc(600 << 10), Buffer.alloc(600 << 10)] })]],
     ];
     for (const [t, frames] of fixed) await dealers[t].send(frames);
     await iopub.send([Buffer.from("engine.0.stream"), ...evil.build("stream", { name: "stdout", text: "spoofed" })]);

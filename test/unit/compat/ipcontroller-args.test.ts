@@ -426,3 +426,16 @@ test("the catalogue classifies every alias, flag and class option once", () => {
   assert.equal(cat.find((c) => c.spellings.includes("--mongodb"))?.status, "rejected");
   assert.equal(cat.find((c) => c.spellings.includes("--usethreads"))?.status, "meaningless");
 });
+
+test("--max-message-size takes bytes with k/M/G or Ki/Mi/Gi units; history sizes are positive integers", () => {
+  assert.equal(parse(["--max-message-size=1073741824"]).maxMessageBytes, 2 ** 30);
+  assert.equal(parse(["--max-message-size", "512Mi"]).maxMessageBytes, 512 * 2 ** 20);
+  assert.equal(parse(["--IppOperator.max_message_size=2G"]).maxMessageBytes, 2e9);
+  assert.equal(parse([]).maxMessageBytes, undefined);
+  fails(["--max-message-size=lots"], "IPP_ARGS_BAD_VALUE", "--max-message-size");
+  fails(["--max-message-size=10"], "IPP_ARGS_BAD_VALUE", "--max-message-size");
+  fails(["--max-message-size=5Gi"], "IPP_ARGS_BAD_VALUE", "--max-message-size");
+  assert.equal(parse(["--Session.digest_history_size=100"]).signatureHistory, 100);
+  assert.equal(parse(["--IppOperator.task_history=5000"]).taskHistory, 5000);
+  fails(["--IppOperator.task_history=0"], "IPP_ARGS_BAD_VALUE", "--IppOperator.task_history");
+});

@@ -216,6 +216,7 @@ export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: Build
       "--api-auth=kubernetes", `--api-auth-cluster=${ref.namespace}/${ref.name}`, "--api-auth-review=self",
       `--api-auth-ca=${PATHS.kubeCaDir}/${KUBE_ROOT_CA.key}`,
     ] : []),
+    ...(c.maxMessageBytes !== undefined ? [`--max-message-size=${c.maxMessageBytes}`] : []),
   ];
 }
 

@@ -315,3 +315,10 @@ test("every pod is restricted-PSS compliant", () => {
     }
   }
 });
+
+test("controller args: spec.controller.maxMessageBytes becomes --max-message-size (absent: the controller's default)", () => {
+  const ec = cluster(mpiSpec({}, 8, { maxMessageBytes: 536870912 }));
+  assert.equal(controllerArgs(clusterRef(ec), ec, DEFAULT_BUILD_CONFIG).filter((a) => a.startsWith("--max-message-size")).join(), "--max-message-size=536870912");
+  const plain = cluster(mpiSpec());
+  assert.equal(controllerArgs(clusterRef(plain), plain, DEFAULT_BUILD_CONFIG).some((a) => a.startsWith("--max-message-size")), false);
+});
