@@ -421,6 +421,8 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, api: ApiLis
     ...(o.taskHistory !== undefined ? { taskHistory: o.taskHistory } : {}),
     ...(o.signatureHistory !== undefined ? { signatureHistory: o.signatureHistory } : {}),
     ...(o.maxMessageBytes !== undefined ? { maxMessageBytes: o.maxMessageBytes } : {}),
+    ...(o.subscriberHwm !== undefined ? { subscriberHwm: o.subscriberHwm } : {}),
+    ...(o.clientHwm !== undefined ? { clientHwm: o.clientHwm } : {}),
     ...(rt.curve ? { curve: rt.curve } : {}),
     engineState: { path: join(loc.logDir, `engines${o.clusterId}.json`), clusterId: o.clusterId, restore: o.restore },
     ...(o.db === "sqlitedb" ? { sqlite: { path: join(o.sqlite.location ?? loc.dir, o.sqlite.filename), table: o.sqlite.table } } : {}),

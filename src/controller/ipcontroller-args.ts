@@ -86,6 +86,10 @@ export interface ControllerOptions {
   taskHistory?: number;
   /** Message signatures remembered to refuse replays (Session.digest_history_size). */
   signatureHistory?: number;
+  /** Messages queued per subscriber on the PUBs (ours). */
+  subscriberHwm?: number;
+  /** Replies queued per client on the client-facing ROUTERs (ours). */
+  clientHwm?: number;
   /** Largest message part accepted from a peer (libzmq ZMQ_MAXMSGSIZE) and largest message (ours). */
   maxMessageBytes?: number;
   // security
@@ -361,6 +365,8 @@ const SETTINGS: Record<string, Setting> = {
   "IppOperator.http_port": { kind: "int", status: "supported", why: "serve /metrics, /healthz, /readyz and the JSON API on this port (0 = any free port; default: no HTTP server)", apply: (o, v, f) => { if (num(v) < 0 || num(v) > 65535) throw badValue(f, String(v), "a port in 0-65535"); o.httpPort = num(v); } },
   "IppOperator.http_host": { kind: "str", status: "supported", why: "address of the HTTP server (default 127.0.0.1)", apply: (o, v, f) => { if (!str(v)) throw badValue(f, "", "an address"); o.httpHost = str(v); } },
   "IppOperator.max_message_size": { kind: "bytes", status: "supported", why: "largest message a peer may send, in bytes (k/M/G or Ki/Mi/Gi units); a larger frame disconnects the peer before anything is allocated (default 1Gi)", apply: (o, v, f) => { o.maxMessageBytes = positiveInt(f, num(v), 1024); if (o.maxMessageBytes > 2 ** 32) throw badValue(f, String(v), "at most 4Gi"); } },
+  "IppOperator.subscriber_hwm": { kind: "int", status: "supported", why: "messages queued per subscriber on the iopub, notification and heartbeat PUBs; past it a slow subscriber misses messages, counted in ipp_controller_messages_dropped_total (default 10000)", apply: (o, v, f) => { o.subscriberHwm = positiveInt(f, num(v)); } },
+  "IppOperator.client_hwm": { kind: "int", status: "supported", why: "replies queued per client on the client-facing sockets; past it replies are dropped and counted, results stay in the task records (default 100000)", apply: (o, v, f) => { o.clientHwm = positiveInt(f, num(v)); } },
   "IppOperator.task_history": { kind: "int", status: "supported", why: "finished tasks remembered by id for after/follow dependencies and result status, beyond the DictDB records (default 65536; upstream remembers all)", apply: (o, v, f) => { o.taskHistory = positiveInt(f, num(v)); } },
   "IppOperator.connection_dir": { kind: "str", status: "supported", why: "write the connection files here instead of <profile>/security (e.g. a volume the operator publishes)", apply: (o, v) => { o.connectionDir = str(v) || undefined; } },
 };

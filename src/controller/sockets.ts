@@ -163,17 +163,17 @@ export async function bindSockets(config: ControllerConfig, leafCount: number): 
   const depth = config.broadcastDepth ?? 1;
   const context = copyingContext();
   const maxMessageSize = config.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-  const common = { context, linger: 0, receiveHighWaterMark: RECEIVE_HWM, ...(config.curve ? { curveServer: true, curveSecretKey: config.curve.secretKey, curvePublicKey: config.curve.publicKey } : {}) };
+  const common = { context, linger: 0, ...(config.curve ? { curveServer: true, curveSecretKey: config.curve.secretKey, curvePublicKey: config.curve.publicKey } : {}) };
   const clientHwm = config.clientHwm ?? DEFAULT_CLIENT_HWM;
   const subscriberHwm = config.subscriberHwm ?? DEFAULT_SUBSCRIBER_HWM;
   /** Client-facing: replies to key holders, bounded per client. */
   const clientRouter = (routingId?: string) => new Router({
-    ...common, maxMessageSize, sendHighWaterMark: clientHwm, mandatory: true, sendTimeout: 0, ...(routingId ? { routingId } : {}),
+    ...common, maxMessageSize, receiveHighWaterMark: RECEIVE_HWM, sendHighWaterMark: clientHwm, mandatory: true, sendTimeout: 0, ...(routingId ? { routingId } : {}),
   });
   /** Engine-facing: work for registered engines, unbounded (see above). */
-  const engineRouter = (routingId: string) => new Router({ ...common, maxMessageSize, sendHighWaterMark: 0, routingId });
+  const engineRouter = (routingId: string) => new Router({ ...common, maxMessageSize, receiveHighWaterMark: RECEIVE_HWM, sendHighWaterMark: 0, routingId });
   const publisher = () => new Publisher({ ...common, maxMessageSize: SMALL_FRAME_CAP, sendHighWaterMark: subscriberHwm, noDrop: true, sendTimeout: 0 });
-  const iopubIn = new Subscriber({ ...common, maxMessageSize });
+  const iopubIn = new Subscriber({ ...common, maxMessageSize, receiveHighWaterMark: RECEIVE_HWM });
   iopubIn.subscribe();
   const s: ControllerSockets = {
     reg: clientRouter(),
@@ -189,7 +189,7 @@ export async function bindSockets(config: ControllerConfig, leafCount: number): 
     iopubIn,
     iopubOut: publisher(),
     hbPing: publisher(),
-    hbPong: new Router({ ...common, maxMessageSize: SMALL_FRAME_CAP }),
+    hbPong: new Router({ ...common, maxMessageSize: SMALL_FRAME_CAP, receiveHighWaterMark: RECEIVE_HWM }),
   };
   const wanted = config.ports ?? {};
   const bindOne = async (sock: { bind(a: string): Promise<void>; readonly lastEndpoint: string | null }, port?: number): Promise<number> => {

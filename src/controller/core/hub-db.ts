@@ -141,8 +141,11 @@ export interface RecordStore {
   get(msgId: string): TaskRecord | undefined;
   /** Insert (or replace) a record; may cull the oldest ones. */
   add(rec: TaskRecord): void;
-  /** Merge fields into a record (creating an empty one if needed); may cull. */
-  update(msgId: string, fields: Partial<TaskRecord>): TaskRecord;
+  /**
+   * Merge fields into an existing record; may cull. A record that is gone (culled or purged) is
+   * not recreated, as upstream's update_record refuses a culled id: returns undefined.
+   */
+  update(msgId: string, fields: Partial<TaskRecord>): TaskRecord | undefined;
   /** Append stream text to an existing record (no-op if there is none); may cull. */
   appendText(msgId: string, stream: StreamName, text: string): void;
   drop(msgId: string): void;
@@ -219,14 +222,9 @@ export class HubDb implements RecordStore {
     this.maybeCull();
   }
 
-  /** Merge fields into a record (creating an empty one if needed). */
-  update(msgId: string, fields: Partial<TaskRecord>): TaskRecord {
-    let rec = this.records.get(msgId);
-    if (!rec) {
-      rec = emptyRecord(msgId);
-      this.records.set(msgId, rec);
-      this.sizes.set(msgId, 0);
-    }
+  update(msgId: string, fields: Partial<TaskRecord>): TaskRecord | undefined {
+    const rec = this.records.get(msgId);
+    if (!rec) return undefined;
     let delta = 0;
     for (const k of SIZED_FIELDS) if (k in fields) delta += fieldBytes(fields, k) - fieldBytes(rec, k);
     Object.assign(rec, fields);

@@ -143,9 +143,11 @@ for (const major of [9, 8] as IppMajor[]) {
     test("shutdown(hub=True): engines leave, the hub replies and notifies other clients", async () => {
       let requested = false;
       rig.controller.on("shutdown-requested", () => { requested = true; });
-      const r = await rig.driver("shutdown.py", ["6"], 60_000);
+      const r = await rig.driver("shutdown.py", ["6"], 90_000);
       assert.equal(r.error, null);
       assert.equal(requested, true);
+      assert.deepEqual(r.other_client_notified, [{ msg_type: "shutdown_notification", content: { status: "ok" } }], "the other client got the hub's notification");
+      assert.equal(r.other_client_closed, true, "and closed itself, as ipyparallel's client does on it");
       const t0 = Date.now();
       while (rig.controller.engines().length > 0 && Date.now() - t0 < 20_000) await sleep(200);
       assert.equal(rig.controller.engines().length, 0, "every engine unregistered after shutdown");
