@@ -9,7 +9,10 @@
  *
  *   npx tsx bench/controller/soak.ts [--tasks 1000000] [--every 100000] [--engines 8] [--window 64]
  *                                    [--no-build] [--source DIR] [--controller-args="..."]
+ *                                    [--node-flags="--max-semi-space-size=2"]
  *
+ * The controller runs with the V8 flags bin/ipp-operator gives it (--max-semi-space-size=2) unless
+ * --node-flags says otherwise (--node-flags= for none).
  * --source DIR runs DIR/src/cli.ts through tsx (e.g. a worktree of an older commit, for a before/after).
  */
 import { parseArgs } from "node:util";
@@ -26,6 +29,7 @@ const { values: opts } = parseArgs({
     "no-build": { type: "boolean", default: false },
     source: { type: "string" },
     "controller-args": { type: "string" },
+    "node-flags": { type: "string", default: "--max-semi-space-size=2" },
   },
 });
 const TASKS = Number(opts.tasks);
@@ -36,6 +40,7 @@ const WINDOW = Number(opts.window);
 async function main(): Promise<void> {
   const ctl = await startControllerUnderTest({
     noBuild: opts["no-build"], ...(opts.source ? { source: opts.source } : {}),
+    nodeFlags: (opts["node-flags"] ?? "").split(/\s+/).filter(Boolean),
     args: (opts["controller-args"] ?? "").split(/\s+/).filter(Boolean),
   });
   const closers: Array<() => void> = [];
@@ -59,7 +64,7 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     const cpu0 = cpuMs(ctl.pid);
     const rows: Array<{ tasks: number; rssMb: number; seconds: number }> = [];
-    console.log(`soak: ${TASKS} tasks (half load-balanced, half direct), ${ENGINES} fake engines, window ${WINDOW} per channel, controller ${opts.source ? `from ${opts.source} (tsx)` : opts["no-build"] ? "from source (tsx)" : "compiled (dist/)"}`);
+    console.log(`soak: ${TASKS} tasks (half load-balanced, half direct), ${ENGINES} fake engines, window ${WINDOW} per channel, controller ${opts.source ? `from ${opts.source} (tsx)` : opts["no-build"] ? "from source (tsx)" : "compiled (dist/)"}, node flags "${opts["node-flags"]}"`);
     console.log(`${"tasks".padStart(9)} ${"RSS MB".padStart(8)} ${"vs first".padStart(9)} ${"seconds".padStart(8)} ${"tasks/s".padStart(8)}`);
     const report = () => {
       const rss = rssMb(ctl.pid, "VmRSS");
