@@ -1,9 +1,12 @@
 /**
  * A login host: its SSH link, its scheduler dialect, one batched qstat shared by every EngineCluster
- * on the host (single flight, cached for `pollIntervalMs`), and qsub/qdel. `reconcilePbs` runs one
+ * on the host (single flight, cached for `pollIntervalMs`), and qsub/qdel. The qstat asks only for
+ * the login user's jobs plus the ids the clusters track (their recorded jobs, so finished ones are
+ * read from the history); a cluster whose ids the cached answer did not cover polls afresh. `reconcilePbs` runs one
  * pbs planner step against it: poll → plan → (fresh poll and re-plan before any qsub, so a job
  * submitted by an earlier reconcile whose status write was lost is found by name) → qdel → qsub.
  */
+import { createHash } from "node:crypto";
 import type { PbsBackend } from "../../api/engine-cluster.ts";
 import type { PbsMetrics } from "../../metrics/operator.ts";
 import type { Logger } from "../../util/log.ts";
@@ -40,8 +43,14 @@ export class PbsHost {
   private pollP: Promise<PollResult> | undefined;
   private pollAt = 0;
   private lastPoll: PollResult | undefined;
+  /** the ids the cached answer asked for */
+  private lastPollIds = new Set<string>();
+  /** job ids each cluster (by key) wants polled besides the user's live jobs */
+  private readonly tracked = new Map<string, readonly string[]>();
   /** how many qstat commands ran (one per poll interval, whatever the number of clusters) */
   polls = 0;
+  /** bytes of qstat output parsed by the last poll */
+  lastPollBytes = 0;
   private readonly clock: () => Date;
 
   constructor(readonly target: SshTarget, private readonly opts: PbsHostOptions) {
@@ -63,16 +72,40 @@ export class PbsHost {
     return this.dialectP;
   }
 
-  /** All jobs on the host, at most one qstat per poll interval (`fresh` forces one). */
+  /** `owner` (a cluster) wants these job ids polled too (its recorded jobs); [] forgets them. */
+  track(owner: string, ids: readonly string[]): void {
+    if (ids.length === 0) this.tracked.delete(owner);
+    else this.tracked.set(owner, [...ids]);
+  }
+
+  private trackedIds(): string[] {
+    const all = new Set<string>();
+    for (const ids of this.tracked.values()) for (const id of ids) all.add(id);
+    return [...all].sort();
+  }
+
+  /**
+   * The login user's jobs and the tracked ones, at most one qstat per poll interval (`fresh`
+   * forces one; so does a tracked id the cached answer did not ask for).
+   */
   async poll(dialect: Dialect, fresh = false): Promise<PollResult> {
     const interval = this.opts.pollIntervalMs ?? 2_000;
-    if (!fresh && this.lastPoll !== undefined && Date.now() - this.pollAt < interval) return this.lastPoll;
-    if (this.pollP !== undefined) return this.pollP;
+    const ids = this.trackedIds();
+    const covered = (): boolean => ids.every((id) => this.lastPollIds.has(id));
+    // join a poll in flight when it asked for our ids (the answer must cover them, or a recorded
+    // job would look gone)
+    while (this.pollP !== undefined) {
+      const inFlight = await this.pollP.then((r) => r, () => undefined);
+      if (inFlight !== undefined && covered()) return inFlight;
+    }
+    if (!fresh && covered() && this.lastPoll !== undefined && Date.now() - this.pollAt < interval) return this.lastPoll;
     const p = (async (): Promise<PollResult> => {
       const started = Date.now();
       try {
         this.polls++;
-        const r = await this.link.exec(dialect.pollCommand(), { timeoutMs: this.timeout, label: "qstat" });
+        const command = dialect.pollCommand({ user: this.target.user, ids });
+        const r = await this.link.exec(command, { timeoutMs: this.timeout, label: "qstat" });
+        this.lastPollBytes = Buffer.byteLength(r.stdout);
         const parsed = dialect.parsePoll(r.stdout, r.code);
         if (!parsed.ok) this.metrics?.commandError("qstat");
         else {
@@ -81,6 +114,7 @@ export class PbsHost {
           this.metrics?.jobs(this.key, byState);
         }
         this.lastPoll = parsed;
+        this.lastPollIds = new Set(ids);
         this.pollAt = started;
         return parsed;
       } catch (e) {
@@ -138,25 +172,65 @@ export class PbsHost {
   }
 }
 
-/** One PbsHost per user@host:port (and key), shared by every EngineCluster that names it. */
+/**
+ * The key of a link: user@host:port and the credentials. Two clusters naming one user@host with
+ * different Secrets get a link each instead of resetting each other's; the digest only tells
+ * credentials apart and is never logged.
+ */
+export function credentialKey(target: SshTarget): string {
+  const digest = createHash("sha256").update(String(target.privateKey)).update("\0").update(target.knownHosts).digest("hex").slice(0, 16);
+  return `${linkKey(target)}#${digest}`;
+}
+
+/**
+ * One PbsHost per user@host:port and credentials, shared by every EngineCluster that names them.
+ * Users (clusters) are counted: a link no cluster uses any more (its Secret rotated, the cluster
+ * went away) is closed.
+ */
 export class PbsHosts {
-  private readonly hosts = new Map<string, { host: PbsHost; fingerprint: string }>();
+  private readonly hosts = new Map<string, { host: PbsHost; users: Set<string> }>();
+  /** which link each user holds */
+  private readonly holding = new Map<string, string>();
   constructor(private readonly opts: PbsHostOptions) {}
 
-  get(target: SshTarget): PbsHost {
-    const key = linkKey(target);
-    const fp = `${String(target.privateKey)}\n${target.knownHosts}`;
-    const have = this.hosts.get(key);
-    if (have !== undefined && have.fingerprint === fp) return have.host;
-    have?.host.close(); // credentials changed: a new link
-    const host = new PbsHost(target, { ...this.opts, logger: this.opts.logger.with({ pbsHost: key }) });
-    this.hosts.set(key, { host, fingerprint: fp });
-    return host;
+  /** The link for `target`; `user` (a cluster key) now holds it, and lets go of any other. */
+  get(target: SshTarget, user = "default"): PbsHost {
+    const key = credentialKey(target);
+    const held = this.holding.get(user);
+    if (held !== undefined && held !== key) this.release(user);
+    let have = this.hosts.get(key);
+    if (have === undefined) {
+      const host = new PbsHost(target, { ...this.opts, logger: this.opts.logger.with({ pbsHost: linkKey(target) }) });
+      have = { host, users: new Set() };
+      this.hosts.set(key, have);
+    }
+    have.users.add(user);
+    this.holding.set(user, key);
+    return have.host;
   }
+
+  /** `user` no longer needs its link; the last user's going closes it. */
+  release(user: string): void {
+    const key = this.holding.get(user);
+    if (key === undefined) return;
+    this.holding.delete(user);
+    const have = this.hosts.get(key);
+    if (have === undefined) return;
+    have.users.delete(user);
+    have.host.track(user, []);
+    if (have.users.size === 0) {
+      this.hosts.delete(key);
+      have.host.close();
+    }
+  }
+
+  /** How many links are open (for tests and the benchmark). */
+  get size(): number { return this.hosts.size; }
 
   closeAll(): void {
     for (const { host } of this.hosts.values()) host.close();
     this.hosts.clear();
+    this.holding.clear();
   }
 }
 

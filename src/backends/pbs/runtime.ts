@@ -19,7 +19,13 @@ export const CREDENTIAL_KEYS = { privateKey: "ssh-privatekey", knownHosts: "know
 
 export type ObservedPbs = { dialect: DialectName; jobs: QstatJob[] } | { error: string };
 
-interface ClusterLike { metadata?: { namespace?: string; name?: string; uid?: string }; spec?: unknown }
+interface ClusterLike { metadata?: { namespace?: string; name?: string; uid?: string }; spec?: unknown; status?: unknown }
+
+/** The job ids a cluster recorded in status.pbs.jobs: polled by id, so finished ones are seen too. */
+function recordedIds(cluster: ClusterLike): string[] {
+  const jobs = (cluster.status as { pbs?: { jobs?: Array<{ id?: unknown }> } } | undefined)?.pbs?.jobs;
+  return Array.isArray(jobs) ? jobs.map((j) => j.id).filter((id): id is string => typeof id === "string") : [];
+}
 
 export interface PbsRuntimeDeps extends PbsHostOptions {
   /** A Secret's decoded data, or undefined when it does not exist. */
@@ -55,7 +61,8 @@ export class PbsOperatorRuntime {
     if (privateKey === undefined || knownHosts === undefined) {
       throw new PbsRuntimeError(`Secret ${ns}/${pbs.credentialsSecret} needs keys ${CREDENTIAL_KEYS.privateKey} and ${CREDENTIAL_KEYS.knownHosts}`);
     }
-    const host = this.hosts.get({ host: pbs.host, port: pbs.port, user: pbs.user, privateKey, knownHosts });
+    // one link per user@host and credentials: two clusters with different Secrets never reset each other's
+    const host = this.hosts.get({ host: pbs.host, port: pbs.port, user: pbs.user, privateKey, knownHosts }, tunnelKey(cluster));
     if (host.link.state !== "connected") await host.link.waitConnected(this.d.connectWaitMs ?? 5_000);
     return { host, pbs };
   }
@@ -64,6 +71,7 @@ export class PbsOperatorRuntime {
   async observe(cluster: ClusterLike): Promise<ObservedPbs> {
     try {
       const { host, pbs } = await this.resolve(cluster);
+      host.track(tunnelKey(cluster), recordedIds(cluster));
       const dialect = await host.dialect(pbs.dialect);
       const polled = await host.poll(dialect);
       const t = this.tunnels.get(tunnelKey(cluster))?.forwarder;
@@ -101,13 +109,17 @@ export class PbsOperatorRuntime {
     this.tunnels.set(key, { forwarder, channels: want, host });
   }
 
-  /** The cluster is gone: close its forwards. */
+  /** The cluster is gone: close its forwards, and its link when no other cluster uses it. */
   async release(cluster: ClusterLike): Promise<void> {
     const key = tunnelKey(cluster);
     const have = this.tunnels.get(key);
     this.tunnels.delete(key);
     await have?.forwarder.close();
+    this.hosts.release(key);
   }
+
+  /** How many SSH links are open. */
+  get links(): number { return this.hosts.size; }
 
   close(): void {
     for (const t of this.tunnels.values()) void t.forwarder.close();

@@ -33,7 +33,7 @@ test("right host key: commands run and report exit codes; metrics record the lin
     assert.ok(await link.waitConnected(15_000), `not connected: ${link.lastError}`);
     const r = await link.exec("echo hi; echo err >&2; exit 3", { label: "probe" });
     assert.deepEqual([r.stdout, r.stderr, r.code], ["hi\n", "err\n", 3]);
-    const q = await link.exec(dialects.slurm.pollCommand(), { label: "qstat" });
+    const q = await link.exec(dialects.slurm.pollCommand({ user: rig.user, ids: [] }), { label: "qstat" });
     assert.equal(dialects.slurm.parsePoll(q.stdout, q.code).ok, true, q.stdout + q.stderr);
     const text = await registry.metrics();
     assert.match(text, new RegExp(`ipp_operator_ssh_connection_state\\{host="${rig.user}@127.0.0.1:${rig.port}",state="connected"\\} 1`));

@@ -5,7 +5,8 @@
  *
  * Differences that matter (see docs/pbs.md):
  * - job ids: PBS Pro / Torque print `123.server`, Slurm's wrapper a bare `123`;
- * - status: PBS Pro `qstat -f -F json`; Torque `qstat -f` text (4-space indents, wrapped values);
+ * - status: PBS Pro `qstat -f -F json -x` (without `-x` a finished job is never listed, so a
+ *   walltime kill would go unseen); Torque `qstat -f` text (4-space indents, wrapped values);
  *   Slurm's wrapper `qstat -f` text with TAB indents, `mtime` = start, `ctime` = end, no exit
  *   status, states only Q/R/S/C, and an empty queue exits 153 with no output (PBS: 0);
  * - pending reasons: PBS Pro and Torque put them in `comment`; Slurm's wrapper has none, so the
@@ -14,6 +15,12 @@
  *   state); Slurm's wrapper exits 1 with no message;
  * - the Slurm wrapper ignores `#PBS -o/-e/-j` in the script (it always passes its own on the sbatch
  *   line), so output options are always given on the qsub command line.
+ *
+ * Polling asks only for the login user's jobs, in one remote command per host: the ids come from
+ * `qselect -u <user>` (PBS Pro, Torque) or `squeue -u <user> -t all` (Slurm), plus on PBS the ids
+ * the clusters have recorded (finished jobs, which qselect does not list, are read from the job
+ * history with `-x`); `qstat -f` then gets that id list, never the whole site. The shell runs with
+ * globbing off (`set -f`): array ids like `12[]` are words, not patterns.
  */
 import { shJoin, shQuote } from "./quote.ts";
 
@@ -44,14 +51,42 @@ export interface QstatJob {
 
 export type PollResult = { ok: true; jobs: QstatJob[] } | { ok: false; error: string };
 
+/** What one poll asks for: the login user's jobs, and jobs known by id (recorded in status). */
+export interface PollScope {
+  user: string;
+  ids: readonly string[];
+}
+
+/** Thrown for a user or id that is not a plain word: it never goes onto a command line. */
+export class PollScopeError extends Error {
+  readonly code = "invalid_poll_scope";
+}
+
+const SCOPE_WORD = /^[A-Za-z0-9_.@%+=:,[\]-]+$/;
+function scopeWords(scope: PollScope): { user: string; ids: string[] } {
+  if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/.test(scope.user)) throw new PollScopeError(`login user ${JSON.stringify(scope.user)} is not a plain user name`);
+  for (const id of scope.ids) if (!SCOPE_WORD.test(id)) throw new PollScopeError(`job id ${JSON.stringify(id)} is not a plain word`);
+  return { user: scope.user, ids: [...new Set(scope.ids)] };
+}
+
+/**
+ * `set -f; ids=$(<list>) || exit; set -- $ids <tracked ids>; [ $# -gt 0 ] && <qstat> "$@"`: the
+ * user's job ids and the tracked ones, in one qstat; nothing at all (not the whole site) when both
+ * are empty. `empty` is printed instead of qstat's output then.
+ */
+function scopedQstat(list: string[], tracked: readonly string[], qstat: string[], empty: string): string {
+  return `set -f; ids=$(${shJoin(list)}) || exit $?; set -- $ids${tracked.length > 0 ? " " + shJoin(tracked) : ""}; `
+    + `if [ $# -gt 0 ]; then ${shJoin(qstat)} "$@"; else printf '%s' ${shQuote(empty)}; fi`;
+}
+
 export interface Dialect {
   readonly name: DialectName;
   /** qsub reading the script from stdin; output and error joined into `output` (relative to $HOME). */
   submitArgv(output: string): string[];
   /** The job id in qsub's stdout, or undefined. */
   parseJobId(stdout: string): string | undefined;
-  /** One remote command line listing every job on the host (one call per poll, never per job). */
-  pollCommand(): string;
+  /** One remote command line listing the login user's jobs and the tracked ids (one call per poll, never per job). */
+  pollCommand(scope: PollScope): string;
   parsePoll(stdout: string, exitCode: number): PollResult;
   qdelArgv(ids: readonly string[]): string[];
   /** qdel's exit code (with its output) means every listed job was already gone. */
@@ -222,7 +257,9 @@ export const QSTAT_UNKNOWN_JOB = 153;
 
 function textPoll(dialect: DialectName) {
   return (stdout: string, exitCode: number): PollResult => {
-    if (exitCode !== 0 && !(exitCode === QSTAT_UNKNOWN_JOB && stdout.trim() === "")) {
+    // 153: an id asked for is unknown (ended and forgotten between the listing and qstat); the
+    // others are still printed
+    if (exitCode !== 0 && exitCode !== QSTAT_UNKNOWN_JOB) {
       return { ok: false, error: `qstat -f exited ${exitCode}: ${stdout.trim().slice(0, 500)}` };
     }
     return { ok: true, jobs: [...parseQstatFText(stdout)].map(([id, a]) => jobFromText(id, a, dialect)) };
@@ -234,12 +271,17 @@ const pbspro: Dialect = {
   // PBS Pro and Torque read the script from stdin when no file is named
   submitArgv: (output) => ["qsub", "-j", "oe", "-o", output],
   parseJobId: (stdout) => ID_WITH_SERVER.exec(stdout)?.[1],
-  pollCommand: () => shJoin(["qstat", "-f", "-F", "json"]),
+  // -x: finished jobs too (from the job history), or a walltime kill is never seen
+  pollCommand: (scope) => {
+    const { user, ids } = scopeWords(scope);
+    return scopedQstat(["qselect", "-u", user], ids, ["qstat", "-f", "-F", "json", "-x"], '{"Jobs":{}}');
+  },
   parsePoll: (stdout, exitCode) => {
-    if (exitCode !== 0 && !(exitCode === QSTAT_UNKNOWN_JOB && stdout.trim() === "")) {
-      return { ok: false, error: `qstat -f -F json exited ${exitCode}: ${stdout.trim().slice(0, 500)}` };
-    }
-    return stdout.trim() === "" ? { ok: true, jobs: [] } : parseQstatJson(stdout);
+    // a tracked id that left the history makes qstat exit 153 ("Unknown Job Id" on stderr) while
+    // it still prints the others: JSON on stdout is the answer whatever the exit code
+    if (stdout.trim().startsWith("{")) return parseQstatJson(stdout);
+    if (exitCode === QSTAT_UNKNOWN_JOB && stdout.trim() === "") return { ok: true, jobs: [] };
+    return { ok: false, error: `qstat -f -F json -x exited ${exitCode}: ${stdout.trim().slice(0, 500)}` };
   },
   qdelArgv: (ids) => ["qdel", ...ids],
   qdelGone: (code) => code === 153 || code === 35 || code === 170,
@@ -252,7 +294,10 @@ const torque: Dialect = {
   name: "torque",
   submitArgv: (output) => ["qsub", "-j", "oe", "-o", output],
   parseJobId: (stdout) => ID_WITH_SERVER.exec(stdout)?.[1],
-  pollCommand: () => shJoin(["qstat", "-f"]),
+  pollCommand: (scope) => {
+    const { user, ids } = scopeWords(scope);
+    return scopedQstat(["qselect", "-u", user], ids, ["qstat", "-f"], "");
+  },
   parsePoll: textPoll("torque"),
   qdelArgv: (ids) => ["qdel", ...ids],
   qdelGone: (code) => code === 153 || code === 170,
@@ -269,8 +314,15 @@ const slurm: Dialect = {
   // the wrapper with no file prints its usage; `-` is passed to sbatch as a file name
   submitArgv: (output) => ["qsub", "-j", "oe", "-o", output, "/dev/stdin"],
   parseJobId: (stdout) => /^\s*(\d+)\s*$/m.exec(stdout)?.[1],
-  // one remote command: the wrapper's qstat, then Slurm's pending reasons (the wrapper shows none)
-  pollCommand: () => `${shJoin(["qstat", "-f"])}; echo ${shQuote(SLURM_REASONS_MARK)} "$?"; ${shJoin(["squeue", "-h", "-o", "%i|%r"])} 2>/dev/null || true`,
+  // one remote command: the user's job ids and pending reasons from squeue (the wrapper shows no
+  // reasons; `-t all` keeps finished jobs while slurmctld remembers them), then the wrapper's
+  // qstat -f for exactly those ids
+  pollCommand: (scope) => {
+    const { user } = scopeWords(scope);
+    return `set -f; reasons=$(${shJoin(["squeue", "-h", "-u", user, "-t", "all", "-o", "%i|%r"])}) || exit $?; `
+      + `set -- $(printf '%s\n' "$reasons" | cut -d'|' -f1); `
+      + `if [ $# -gt 0 ]; then ${shJoin(["qstat", "-f"])} "$@"; fi; echo ${shQuote(SLURM_REASONS_MARK)} "$?"; printf '%s\n' "$reasons"`;
+  },
   parsePoll: (stdout, exitCode) => {
     const at = stdout.lastIndexOf(SLURM_REASONS_MARK);
     if (at < 0) return textPoll("slurm")(stdout, exitCode);

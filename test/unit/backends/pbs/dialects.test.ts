@@ -9,6 +9,7 @@ import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import {
+  PollScopeError,
   DETECT_COMMAND, dialects, parseDetect, parseDuration, parseQstatDate, parseQstatFText,
 } from "../../../../src/backends/pbs/core/dialects.ts";
 import { endedByWalltime } from "../../../../src/backends/pbs/core/plan.ts";
@@ -89,9 +90,17 @@ test("slurm: an empty queue exits 153 with no output; other failures are errors"
   assert.match(!bad.ok ? bad.error : "", /exited 255.*configuration source/);
 });
 
-test("slurm poll command: qstat and squeue in one remote command", () => {
-  const cmd = dialects.slurm.pollCommand();
-  assert.match(cmd, /^qstat -f; echo @@ipp-squeue-reasons "\$\?"; squeue -h -o '%i\|%r'/);
+test("poll commands ask only for the login user's jobs (and tracked ids), in one remote command", () => {
+  const slurm = dialects.slurm.pollCommand({ user: "alice", ids: ["7"] });
+  assert.match(slurm, /^set -f; reasons=\$\(squeue -h -u alice -t all -o '%i\|%r'\) \|\| exit \$\?; /);
+  assert.match(slurm, /if \[ \$# -gt 0 \]; then qstat -f "\$@"; fi; echo @@ipp-squeue-reasons "\$\?"/);
+  const pro = dialects.pbspro.pollCommand({ user: "alice", ids: ["1041.pbs01", "1039.pbs01", "1041.pbs01"] });
+  assert.equal(pro, `set -f; ids=$(qselect -u alice) || exit $?; set -- $ids 1041.pbs01 1039.pbs01; if [ $# -gt 0 ]; then qstat -f -F json -x "$@"; else printf '%s' '{"Jobs":{}}'; fi`);
+  assert.match(dialects.torque.pollCommand({ user: "alice", ids: [] }), /^set -f; ids=\$\(qselect -u alice\) \|\| exit \$\?; set -- \$ids; if .* then qstat -f "\$@"; else printf '%s' ''; fi$/);
+  // nothing unquoted from outside: a user or id that is not a plain word is refused
+  assert.throws(() => dialects.pbspro.pollCommand({ user: "a;b", ids: [] }), PollScopeError);
+  assert.throws(() => dialects.pbspro.pollCommand({ user: "alice", ids: ["1$(x)"] }), PollScopeError);
+  assert.throws(() => dialects.slurm.pollCommand({ user: "alice bob", ids: [] }), PollScopeError);
 });
 
 test("pbspro qstat -f -F json (documented format)", () => {
@@ -110,7 +119,10 @@ test("pbspro qstat -f -F json (documented format)", () => {
   assert.ok(endedByWalltime(fin, dialects.pbspro));
   assert.deepEqual(dialects.pbspro.parsePoll('{"timestamp":1,"pbs_version":"2022.1.1","pbs_server":"s"}', 0), { ok: true, jobs: [] });
   assert.equal(dialects.pbspro.parsePoll("not json", 0).ok, false);
-  assert.equal(dialects.pbspro.pollCommand(), "qstat -f -F json");
+  // an empty scope answers {"Jobs":{}}; a tracked id gone from the history exits 153 but the JSON counts
+  assert.deepEqual(dialects.pbspro.parsePoll('{"Jobs":{}}', 0), { ok: true, jobs: [] });
+  assert.equal(dialects.pbspro.parsePoll(fixture("pbspro-qstat-f-json.json"), 153).ok, true);
+  assert.equal(dialects.pbspro.parsePoll("qstat: cannot connect to server", 2).ok, false);
 });
 
 test("torque qstat -f text (documented format): wrapped values, exit_status, comment", () => {
