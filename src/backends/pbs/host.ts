@@ -1,19 +1,16 @@
 /**
  * A login host: its SSH link, its scheduler dialect, one batched qstat shared by every EngineCluster
- * on the host (single flight, cached for `pollIntervalMs`), and qsub/qdel. The qstat asks only for
+ * on the host (single flight, cached for `pollIntervalMs`), and qsub/qdel; the operator's pbs
+ * runtime (runtime.ts) drives it. The qstat asks only for
  * the login user's jobs plus the ids the clusters track (their recorded jobs, so finished ones are
- * read from the history); a cluster whose ids the cached answer did not cover polls afresh. `reconcilePbs` runs one
- * pbs planner step against it: poll → plan → (fresh poll and re-plan before any qsub, so a job
- * submitted by an earlier reconcile whose status write was lost is found by name) → qdel → qsub.
+ * read from the history); a cluster whose ids the cached answer did not cover polls afresh.
  */
 import { createHash } from "node:crypto";
 import type { PbsBackend } from "../../api/engine-cluster.ts";
 import type { PbsMetrics } from "../../metrics/operator.ts";
-import type { Logger } from "../../util/log.ts";
 import { DETECT_COMMAND, dialects, parseDetect, type Dialect, type DialectName, type PollResult } from "./core/dialects.ts";
-import { planPbs, submittedRecord, type PbsJobRecord, type PbsStep } from "./core/plan.ts";
 import { shJoin } from "./core/quote.ts";
-import { clusterTag, jobName, outputFile, renderScript, type JobInput } from "./core/script.ts";
+import { outputFile } from "./core/script.ts";
 import { SshLink, linkKey, type SshLinkOptions, type SshTarget } from "./ssh.ts";
 
 export class PbsCommandError extends Error {
@@ -224,6 +221,12 @@ export class PbsHosts {
     }
   }
 
+  /** The link `user` holds, if any. */
+  heldBy(user: string): PbsHost | undefined {
+    const key = this.holding.get(user);
+    return key === undefined ? undefined : this.hosts.get(key)?.host;
+  }
+
   /** How many links are open (for tests and the benchmark). */
   get size(): number { return this.hosts.size; }
 
@@ -231,65 +234,5 @@ export class PbsHosts {
     for (const { host } of this.hosts.values()) host.close();
     this.hosts.clear();
     this.holding.clear();
-  }
-}
-
-export interface PbsReconcileInput {
-  cluster: { namespace: string; name: string; uid: string };
-  engines: number;
-  pbs: PbsBackend;
-  engineConnection: string;
-  engineArgs?: string[];
-  recorded: readonly PbsJobRecord[];
-  generation: number;
-  observedGeneration?: number;
-  deleting: boolean;
-}
-
-export interface PbsReconcileResult {
-  step: PbsStep;
-  jobs: PbsJobRecord[];
-  name: string;
-  /** a transport or scheduler failure: the caller reports it (Degraded/SSHUnavailable) and retries */
-  error?: string;
-}
-
-/** One pbs reconcile against a login host. Never throws: failures come back in `error`. */
-export async function reconcilePbs(host: PbsHost, input: PbsReconcileInput, logger: Logger, now: () => Date = () => new Date()): Promise<PbsReconcileResult> {
-  const job: JobInput = { engines: input.engines, pbs: input.pbs, engineConnection: input.engineConnection, ...(input.engineArgs !== undefined ? { engineArgs: input.engineArgs } : {}) };
-  const tag = clusterTag(input.cluster);
-  const name = jobName(tag, job);
-  const stepFor = (observed: Parameters<typeof planPbs>[0]["observed"], recorded: readonly PbsJobRecord[], dialect: Dialect) => planPbs({
-    pbs: input.pbs, dialect, tag, name, observed, recorded, generation: input.generation, deleting: input.deleting, now: now(),
-    ...(input.observedGeneration !== undefined ? { observedGeneration: input.observedGeneration } : {}),
-  });
-  let dialect: Dialect | undefined;
-  try {
-    dialect = await host.dialect(input.pbs.dialect);
-    let polled = await host.poll(dialect);
-    let step = stepFor(polled.ok ? polled.jobs : { error: polled.error }, input.recorded, dialect);
-    if (step.actions.some((a) => a.type === "submit")) {
-      // look again with a fresh qstat before submitting: never two jobs for one spec
-      polled = await host.poll(dialect, true);
-      step = stepFor(polled.ok ? polled.jobs : { error: polled.error }, input.recorded, dialect);
-    }
-    if (!polled.ok) return { step, jobs: step.jobs, name, error: polled.error };
-    const jobs = [...step.jobs];
-    for (const a of step.actions) {
-      if (a.type === "qdel") {
-        logger.info("pbs qdel", { ids: a.ids.join(","), why: a.why, job: name });
-        await host.qdel(dialect, a.ids);
-      } else {
-        const script = renderScript(dialect, name, job, `${input.cluster.namespace}/${input.cluster.name}`);
-        const id = await host.submit(dialect, name, script);
-        logger.info("pbs qsub", { id, job: name });
-        jobs.unshift(submittedRecord(id, input.pbs.queue, now()));
-      }
-    }
-    return { step, jobs, name };
-  } catch (e) {
-    const error = (e as Error).message;
-    const step = stepFor({ error }, input.recorded, dialect ?? dialects.slurm);
-    return { step, jobs: step.jobs, name, error };
   }
 }

@@ -118,6 +118,9 @@ export class PbsOperatorRuntime {
     this.hosts.release(key);
   }
 
+  /** The login host a cluster uses (after its first observe), for tests and the benchmark. */
+  hostOf(cluster: ClusterLike): PbsHost | undefined { return this.hosts.heldBy(tunnelKey(cluster)); }
+
   /** How many SSH links are open. */
   get links(): number { return this.hosts.size; }
 

@@ -16,7 +16,7 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { Registry } from "prom-client";
 import { PbsBackend } from "../../../src/api/engine-cluster.ts";
-import { PbsHost, reconcilePbs, type PbsReconcileInput } from "../../../src/backends/pbs/host.ts";
+import { PbsHost } from "../../../src/backends/pbs/host.ts";
 import { clusterTag } from "../../../src/backends/pbs/core/script.ts";
 import { sshServer, tunnelChannels, tunnelledConnection, tunnelPortBase } from "../../../src/backends/pbs/core/tunnel.ts";
 import { TunnelForwarder } from "../../../src/backends/pbs/tunnel.ts";
@@ -26,6 +26,7 @@ import { writeConnectionFiles } from "../../../src/controller/connection-files.t
 import { createPbsMetrics, createTunnelMetrics } from "../../../src/metrics/operator.ts";
 import { createLogger } from "../../../src/util/log.ts";
 import { python } from "../../support/paths.ts";
+import { reconcileOnce, type DriverInput } from "../../support/pbs-driver.ts";
 import { startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
 
 const run = promisify(execFile);
@@ -98,8 +99,10 @@ test("engines register through the login host's forwards, psum = 496; after an s
     nodes: 1, ppn: ENGINES, setup: [`source ${join(rig.venv, "bin", "activate")}`, "export OMPI_MCA_btl=self,vader,tcp"],
     network: { mode: "sshTunnel" },
   });
-  const input: PbsReconcileInput = { cluster, engines: ENGINES, pbs, engineConnection: text, recorded: [], generation: 1, observedGeneration: 1, deleting: false };
-  const first = await reconcilePbs(host, input, logger);
+  const input: DriverInput = { cluster, engines: ENGINES, pbs, engineConnection: text, recorded: [], generation: 1, observedGeneration: 1, deleting: false };
+  const runtime = new PbsOperatorRuntime({ logger, pollIntervalMs: 500, connectWaitMs: 15_000, readSecret: async () => ({ "ssh-privatekey": rig.privateKey, known_hosts: rig.knownHosts }) });
+  const first = await reconcileOnce(runtime, input);
+  runtime.close();
   assert.equal(first.error, undefined);
   const id = first.jobs[0]!.id;
   submittedIds.push(id);
