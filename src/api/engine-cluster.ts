@@ -265,7 +265,13 @@ export const EngineClusterStatus = z.object({
     readyWorkers: z.int().min(0).optional(),
     relaunches: z.int().min(0).optional().meta({ description: "How many times the MPI world was relaunched after a spec change." }),
   }).optional(),
-  pbs: z.object({ jobs: z.array(PbsJobStatus).max(64).optional() }).optional(),
+  pbs: z.object({
+    jobs: z.array(PbsJobStatus).max(64).optional(),
+    tunnel: z.object({
+      portBase: z.int().min(1).max(65535).optional().meta({ description: "First port of the block forwarded on the login host's loopback (network.mode sshTunnel); the job's connection info names these ports." }),
+      skippedBlocks: z.array(z.int().min(1).max(65535)).max(16).optional().meta({ description: "Blocks tried first and found taken on the login host (other users or clusters held a port)." }),
+    }).optional(),
+  }).optional(),
 }).meta({ description: "Observed state of an EngineCluster, written by the operator." });
 
 // ---------------------------------------------------------------------------------------------

@@ -75,7 +75,12 @@ export class PbsOperatorRuntime {
       const dialect = await host.dialect(pbs.dialect);
       const polled = await host.poll(dialect);
       const t = this.tunnels.get(tunnelKey(cluster))?.forwarder;
-      const tunnel = t === undefined ? {} : { tunnel: { state: t.state, ...(t.lastError !== undefined ? { error: t.lastError } : {}) } };
+      const tunnel = t === undefined ? {} : {
+        tunnel: {
+          state: t.state, ...(t.lastError !== undefined ? { error: t.lastError } : {}),
+          ...(t.portBase !== undefined ? { portBase: t.portBase, skippedBlocks: [...t.skippedBlocks] } : {}),
+        },
+      };
       return polled.ok ? { dialect: dialect.name, jobs: polled.jobs, ...tunnel } : { error: polled.error };
     } catch (e) {
       return { error: (e as Error).message };
@@ -103,7 +108,8 @@ export class PbsOperatorRuntime {
     const { host } = await this.resolve(cluster);
     const want = JSON.stringify(channels);
     const have = this.tunnels.get(key);
-    if (have !== undefined && have.channels === want && have.host === host) return;
+    // the planner asks for the block the forwarder fell back to once status records it: same forwards
+    if (have !== undefined && have.host === host && (have.channels === want || JSON.stringify(have.forwarder.boundChannels()) === want)) return;
     if (have !== undefined) await have.forwarder.close();
     const forwarder = new TunnelForwarder(host.link, channels, { logger: this.d.logger, cluster: key, ...(this.d.tunnelMetrics ? { metrics: this.d.tunnelMetrics } : {}) });
     this.tunnels.set(key, { forwarder, channels: want, host });

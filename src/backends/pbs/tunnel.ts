@@ -2,14 +2,16 @@
  * network.mode sshTunnel, the adapter: a TunnelForwarder keeps one remote forward per controller
  * port open on the login host's loopback over the host's existing SshLink, and pipes every
  * incoming channel to the controller. After the link reconnects (sshd restarted, network blip)
- * every forward is asked again for the same port; `close()` cancels them. States: `pending`
- * (not all forwards bound yet), `forwarding`, `down` (link lost or a forward refused; retried on
- * the next connect or after `retryMs`), `closed`.
+ * every forward is asked again for the same port; `close()` cancels them. When a port of the
+ * cluster's block is taken on the login host, the forwarder gives back what it bound and tries the
+ * next block (MAX_BLOCK_TRIES in all); `portBase` says which block it got. States: `pending`
+ * (not all forwards bound yet), `forwarding`, `down` (link lost or no block could be bound;
+ * retried on the next connect or after `retryMs`), `closed`.
  */
 import { connect, type Socket } from "node:net";
 import type { TunnelMetrics } from "../../metrics/operator.ts";
 import type { Logger } from "../../util/log.ts";
-import { TUNNEL_BIND, type TunnelChannel } from "./core/tunnel.ts";
+import { MAX_BLOCK_TRIES, TUNNEL_BIND, rebase, shiftedBase, type TunnelChannel } from "./core/tunnel.ts";
 import type { ForwardedHandler, SshLink } from "./ssh.ts";
 
 export type TunnelState = "pending" | "forwarding" | "down" | "closed";
@@ -35,8 +37,14 @@ export class TunnelForwarder {
   private waiters: Array<() => void> = [];
   /** how many times every forward got bound (1 + re-establishments) */
   establishments = 0;
+  /** the block asked for first: the preferred one, then the one bound last */
+  private preferredBase: number;
+  private boundBase: number | undefined;
+  /** blocks skipped because a port was taken, in the last establishment */
+  private _skipped: number[] = [];
 
   constructor(private readonly link: SshLink, private readonly channels: TunnelChannel[], private readonly o: TunnelForwarderOptions) {
+    this.preferredBase = channels[0]?.remotePort ?? 0;
     this.offConnected = link.onConnected(() => { void this.establish(); });
     this.offDisconnected = link.onDisconnected(() => {
       if (this._state === "closed") return;
@@ -54,6 +62,17 @@ export class TunnelForwarder {
 
   /** Channel name → port bound on the login host (empty until first forwarding). */
   ports(): ReadonlyMap<string, number> { return new Map(this.bound); }
+
+  /** The first port of the block bound (undefined until forwarding; the login host's choice when asked for 0). */
+  get portBase(): number | undefined { return this.boundBase; }
+
+  /** The blocks tried and found taken before `portBase` (empty when the preferred block was free). */
+  get skippedBlocks(): readonly number[] { return this._skipped; }
+
+  /** The channels as bound (for comparing with what a planner asks for). */
+  boundChannels(): TunnelChannel[] | undefined {
+    return this.boundBase === undefined ? undefined : this.channels.map((c) => ({ ...c, remotePort: this.bound.get(c.name) ?? c.remotePort }));
+  }
 
   /** Resolves true once every forward is bound, false after `timeoutMs`. */
   waitForwarding(timeoutMs: number): Promise<boolean> {
@@ -81,33 +100,58 @@ export class TunnelForwarder {
     // forwards die with the connection they were asked on: whatever was counted is gone
     if (this.counted > 0) { this.o.metrics?.forwards(this.link.key, -this.counted); this.counted = 0; }
     this.setState("pending");
+    // ports chosen by the login host (0) have no blocks to fall back on
+    const tries = this.preferredBase === 0 ? 1 : MAX_BLOCK_TRIES;
+    const skipped: number[] = [];
+    let lastError = "";
+    for (let i = 0; i < tries; i++) {
+      const base = this.preferredBase === 0 ? 0 : shiftedBase(this.preferredBase, i);
+      const want = base === 0 ? this.channels.map((c) => ({ ...c, remotePort: this.bound.get(c.name) ?? 0 })) : rebase(this.channels, base);
+      const r = await this.bindBlock(want);
+      if (this._state === "closed") return;
+      if (r === true) {
+        this.boundBase = base === 0 ? this.bound.get(this.channels[0]?.name ?? "") : base;
+        // a reconnect asks for this block first: the job's connection info names it
+        if (base !== 0) this.preferredBase = base;
+        this._skipped = skipped;
+        this.establishments++;
+        this._lastError = undefined;
+        this.o.logger.info("ssh tunnel forwarding", { host: this.link.key, cluster: this.o.cluster, forwards: this.channels.length, portBase: this.boundBase, skippedBlocks: skipped.join(","), establishments: this.establishments });
+        this.setState("forwarding");
+        return;
+      }
+      lastError = r;
+      if (this.link.state !== "connected") break; // the link went: the reconnect establishes again
+      skipped.push(base);
+      if (tries > 1) this.o.logger.info("ssh tunnel port block taken, trying the next", { host: this.link.key, cluster: this.o.cluster, portBase: base, error: r });
+    }
+    this._lastError = skipped.length > 1
+      ? `no free block of ${this.channels.length} ports on ${this.link.key}'s loopback: tried ${skipped.map((b) => `${b}-${b + this.channels.length - 1}`).join(", ")} (${lastError})`
+      : lastError;
+    this.o.logger.warn("ssh tunnel down", { host: this.link.key, cluster: this.o.cluster, error: this._lastError });
+    this.setState("down");
+    // the link reconnecting calls establish again; a refusal on a live link is retried here
+    if (this.link.state === "connected") this.retry = setTimeout(() => { void this.establish(); }, this.o.retryMs ?? 5_000).unref();
+  }
+
+  /** Bind every channel as given: true, or the error (what this attempt bound is given back). */
+  private async bindBlock(want: TunnelChannel[]): Promise<true | string> {
     const now: number[] = [];
     try {
-      for (const ch of this.channels) {
-        // after the first time, ask again for the very port that was bound (the job's connection info names it)
-        const want = this.bound.get(ch.name) ?? ch.remotePort;
-        const p = await this.link.forwardIn(TUNNEL_BIND, want, this.handler(ch));
+      for (const ch of want) {
+        const p = await this.link.forwardIn(TUNNEL_BIND, ch.remotePort, this.handler(ch));
         this.bound.set(ch.name, p);
         now.push(p);
         this.counted++;
         this.o.metrics?.forwards(this.link.key, 1);
-        if (this._state === "closed") return;
+        if (this._state === "closed") return true;
       }
-      this.establishments++;
-      this._lastError = undefined;
-      this.o.logger.info("ssh tunnel forwarding", { host: this.link.key, cluster: this.o.cluster, forwards: this.channels.length, establishments: this.establishments });
-      this.setState("forwarding");
+      return true;
     } catch (e) {
-      if (this._state === "closed") return;
-      this._lastError = (e as Error).message;
-      // give back what this attempt bound, so the retry can ask for the same ports again
       for (const p of now) await this.link.unforwardIn(TUNNEL_BIND, p).catch(() => undefined);
       this.o.metrics?.forwards(this.link.key, -this.counted);
       this.counted = 0;
-      this.o.logger.warn("ssh tunnel down", { host: this.link.key, cluster: this.o.cluster, error: this._lastError });
-      this.setState("down");
-      // the link reconnecting calls establish again; a refusal on a live link is retried here
-      if (this.link.state === "connected") this.retry = setTimeout(() => { void this.establish(); }, this.o.retryMs ?? 5_000).unref();
+      return (e as Error).message;
     }
   }
 

@@ -480,7 +480,9 @@ function planDeletion(observed: Observed, prev: EngineClusterStatus | undefined,
 
 /** What the runtime observed on the login host: its dialect and every job one qstat listed. */
 /** `tunnel`: the state of the cluster's remote forwards on the login host (network.mode sshTunnel). */
-export type ObservedPbs = { dialect: DialectName; jobs: QstatJob[]; tunnel?: { state: string; error?: string } } | { error: string };
+export type ObservedPbs = { dialect: DialectName; jobs: QstatJob[]; tunnel?: ObservedTunnel } | { error: string };
+/** The forwarder's state; `portBase` is the block it bound (it falls back to later blocks when one is taken). */
+export interface ObservedTunnel { state: string; error?: string; portBase?: number; skippedBlocks?: number[] }
 
 export type PbsPlanAction =
   /** qsub `script` as job `name`; the runtime appends `{ id, ...record }` to status.pbs.jobs. */
@@ -495,13 +497,22 @@ function configOf(observed: Observed): PlannerConfig {
   return { ...DEFAULT_BUILD_CONFIG, ...given };
 }
 
+/**
+ * sshTunnel: the block of forwarded ports the job is told about: the one the forwarder bound, else
+ * the one status recorded, else the cluster's hashed block.
+ */
+export function tunnelBase(ec: EngineCluster, prev: EngineClusterStatus | undefined, tunnel: ObservedTunnel | undefined): number {
+  if (tunnel?.state === "forwarding" && tunnel.portBase !== undefined) return tunnel.portBase;
+  return prev?.pbs?.tunnel?.portBase ?? tunnelPortBase(clusterTag(clusterRef(ec)));
+}
+
 /** The engines' connection info: the controller's engine file, pointed at the routable address. */
-export function pbsEngineConnection(ec: EngineCluster, material: ReturnType<typeof keyMaterial>, config: BuildConfig): string {
+export function pbsEngineConnection(ec: EngineCluster, material: ReturnType<typeof keyMaterial>, config: BuildConfig, portBase?: number): string {
   const pbs = ec.spec.backend.pbs!;
   if (pbs.network.mode === "sshTunnel") {
     // engines reach the login host's loopback ports that the operator forwards to the controller
     const engine = connectionFiles(clusterRef(ec), ec, material, config).engine as unknown as EnginePorts & Record<string, unknown>;
-    const ports = new Map(pbsTunnelChannels(ec, material, config).map((c) => [c.name, c.remotePort]));
+    const ports = new Map(pbsTunnelChannels(ec, material, config, portBase).map((c) => [c.name, c.remotePort]));
     return JSON.stringify(tunnelledConnection(engine, ports, sshServer(pbs.user, pbs.host, pbs.port)));
   }
   const address = pbs.network.address ?? dns.controller(clusterRef(ec), config.clusterDomain);
@@ -510,10 +521,10 @@ export function pbsEngineConnection(ec: EngineCluster, material: ReturnType<type
 }
 
 /** sshTunnel: one forward per controller port, from the cluster's port block on the login host to the controller Service. */
-export function pbsTunnelChannels(ec: EngineCluster, material: ReturnType<typeof keyMaterial>, config: BuildConfig): TunnelChannel[] {
+export function pbsTunnelChannels(ec: EngineCluster, material: ReturnType<typeof keyMaterial>, config: BuildConfig, portBase?: number): TunnelChannel[] {
   const ref = clusterRef(ec);
   const engine = connectionFiles(ref, ec, material, config).engine as unknown as EnginePorts;
-  return tunnelChannels(engine, dns.controller(ref, config.clusterDomain), tunnelPortBase(clusterTag(ref)));
+  return tunnelChannels(engine, dns.controller(ref, config.clusterDomain), portBase ?? tunnelPortBase(clusterTag(ref)));
 }
 
 function jobInput(ec: EngineCluster, engineConnection: string): JobInput {
@@ -558,7 +569,11 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   // as for mpi: the key Secret is created, not applied, until the cache shows it
   for (const d of desired) actions.push({ type: d.kind === "Secret" && d.metadata.name === connectionName && !keyObserved ? "create" : "apply", object: d });
 
-  const engineConnection = pbsEngineConnection(ec, material, config);
+  const tunnelled = pbs.network.mode === "sshTunnel";
+  const tunnelObserved = observed.pbs !== undefined && !("error" in observed.pbs) ? observed.pbs.tunnel : undefined;
+  const forwarding = tunnelObserved?.state === "forwarding";
+  const portBase = tunnelled ? tunnelBase(ec, prev, tunnelObserved) : undefined;
+  const engineConnection = pbsEngineConnection(ec, material, config, portBase);
   const job = jobInput(ec, engineConnection);
   const name = jobName(clusterTag(ref), job);
   let s = step(observed, ec, prev, generation, name, false);
@@ -567,21 +582,29 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   try { script(); } catch (e) { if (e instanceof ScriptError) scriptError = e.message; else throw e; }
 
   let submitted: CondSpec = { ...s.submitted };
-  if (scriptError !== undefined || !keyObserved) {
+  // sshTunnel: the job is told the forwarded ports, so it waits until its block is bound (a taken
+  // block moves the forwarder to the next one, which would change the job)
+  const waitingForTunnel = tunnelled && !forwarding;
+  if (scriptError !== undefined || !keyObserved || waitingForTunnel) {
     // hold back qsub (qdel of stale jobs still goes ahead when the script is fine)
     const held = s.actions.filter((a) => a.type !== "submit");
     s = { ...s, actions: scriptError !== undefined ? [] : held };
     if (scriptError !== undefined) submitted = { type: "Submitted", status: "False", reason: "InvalidJobScript", message: scriptError };
-    else if (s.phase === "Submitting") submitted = { type: "Submitted", status: "False", reason: "WaitingForConnectionSecret", message: `waiting for Secret ${names.connectionSecret(ref.name)} before submitting ${name}` };
+    else if (s.phase === "Submitting" && !keyObserved) submitted = { type: "Submitted", status: "False", reason: "WaitingForConnectionSecret", message: `waiting for Secret ${names.connectionSecret(ref.name)} before submitting ${name}` };
+    else if (s.phase === "Submitting") submitted = { type: "Submitted", status: "False", reason: "WaitingForTunnel", message: `waiting for the forwards on ${pbs.host} before submitting ${name}` };
   }
-  const tunnelled = pbs.network.mode === "sshTunnel";
-  if (tunnelled) actions.push({ type: "pbsTunnel", channels: pbsTunnelChannels(ec, material, config) });
+  // the forwarder is asked for the block status recorded (or the hashed one); it reports the one it got
+  if (tunnelled) actions.push({ type: "pbsTunnel", channels: pbsTunnelChannels(ec, material, config, prev?.pbs?.tunnel?.portBase) });
   actions.push(...pbsActions(s, script, pbs.queue, observed.now));
   actions.push(...s.events.map((e): Action => ({ type: "event", ...e })));
-  const tunnelObserved = observed.pbs !== undefined && !("error" in observed.pbs) ? observed.pbs.tunnel : undefined;
+  const skipped = tunnelObserved?.skippedBlocks ?? [];
+  const forwardedPorts = portBase !== undefined ? `ports ${portBase}-${portBase + pbsTunnelChannels(ec, material, config, portBase).length - 1}` : "";
   const tunnelCond: CondSpec | undefined = !tunnelled ? undefined
     : tunnelObserved === undefined ? { type: "TunnelReady", status: "Unknown", reason: "TunnelOpening", message: `opening forwards on ${pbs.user}@${pbs.host}` }
-      : tunnelObserved.state === "forwarding" ? { type: "TunnelReady", status: "True", reason: "Forwarding", message: `the controller's ports are forwarded on ${pbs.host}'s loopback` }
+      : forwarding ? {
+        type: "TunnelReady", status: "True", reason: skipped.length > 0 ? "ForwardingOnFallbackBlock" : "Forwarding",
+        message: `the controller's ports are forwarded on ${pbs.host}'s loopback, ${forwardedPorts}${skipped.length > 0 ? ` (block ${portBase} was used because ${skipped.join(", ")} ${skipped.length > 1 ? "were" : "was"} taken)` : ""}`,
+      }
         : { type: "TunnelReady", status: "False", reason: tunnelObserved.state === "down" ? "TunnelDown" : "TunnelOpening", message: tunnelObserved.error ?? `forwards on ${pbs.host}: ${tunnelObserved.state}` };
 
   const deploy = find(observed.owned, "Deployment", names.controller(ref.name));
@@ -637,7 +660,12 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
       connectionSecret: names.connectionSecret(ref.name),
       ...(ec.spec.controller.service.exposeApi ? { httpEndpoint: `http://${dns.controller(ref, config.clusterDomain)}:${HTTP_PORT}` } : {}),
     },
-    pbs: { jobs: s.jobs },
+    pbs: {
+      jobs: s.jobs,
+      ...(tunnelled && (forwarding || prev?.pbs?.tunnel?.portBase !== undefined) ? {
+        tunnel: { portBase: portBase!, ...(forwarding && skipped.length > 0 ? { skippedBlocks: skipped.slice(0, 16) } : !forwarding && prev?.pbs?.tunnel?.skippedBlocks !== undefined ? { skippedBlocks: prev.pbs.tunnel.skippedBlocks } : {}) },
+      } : {}),
+    },
   };
   return { actions, status, requeueAfterMs: ready ? REQUEUE_READY_MS : REQUEUE_STARTING_MS };
 }
@@ -682,7 +710,8 @@ export function planPbsDeletion(observed: Observed, ec: EngineCluster, prev: Eng
   // the job name only matters for classifying live jobs; qdel targets every live job of the cluster
   const secret = find(observed.owned, "Secret", names.connectionSecret(ref.name));
   const material = keyMaterial(ec, secret !== undefined ? [secret] : [], observed.generated);
-  const name = jobName(clusterTag(ref), jobInput(ec, pbsEngineConnection(ec, material, config)));
+  const portBase = ec.spec.backend.pbs!.network.mode === "sshTunnel" ? tunnelBase(ec, prev, undefined) : undefined;
+  const name = jobName(clusterTag(ref), jobInput(ec, pbsEngineConnection(ec, material, config, portBase)));
   const s = step(observed, ec, prev, generation, name, true);
   if (s.done) return { done: true, plan: { actions: [], status: undefined } };
   const actions: Action[] = [];

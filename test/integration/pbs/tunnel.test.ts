@@ -10,6 +10,7 @@
 import { strict as assert } from "node:assert";
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -18,7 +19,7 @@ import { Registry } from "prom-client";
 import { PbsBackend } from "../../../src/api/engine-cluster.ts";
 import { PbsHost } from "../../../src/backends/pbs/host.ts";
 import { clusterTag } from "../../../src/backends/pbs/core/script.ts";
-import { sshServer, tunnelChannels, tunnelledConnection, tunnelPortBase } from "../../../src/backends/pbs/core/tunnel.ts";
+import { rebase, shiftedBase, sshServer, tunnelChannels, tunnelledConnection, tunnelPortBase } from "../../../src/backends/pbs/core/tunnel.ts";
 import { TunnelForwarder } from "../../../src/backends/pbs/tunnel.ts";
 import { PbsOperatorRuntime } from "../../../src/backends/pbs/runtime.ts";
 import { startController, type ControllerHandle } from "../../../src/controller/controller.ts";
@@ -166,5 +167,26 @@ test("the operator's pbs runtime keeps one forwarder per cluster, reports its st
     assert.notEqual((await probe(channels[0]!.remotePort)).stdout.trim(), "open", "released forwards refuse connections");
   } finally {
     runtime.close();
+  }
+});
+
+test("a port of the cluster's block is taken on the login host (another user holds it): the forwarder binds the next free block and says which", async () => {
+  const cluster = { namespace: "default", name: "taken", uid: `uid-k-${process.pid}-${Date.now()}` };
+  const base = tunnelPortBase(clusterTag(cluster));
+  const channels = tunnelChannels(controller.engineConnection, "127.0.0.1", base);
+  // someone else listens on the block's third port on the login host's loopback
+  const squatter = createServer();
+  await new Promise<void>((resolve, reject) => { squatter.once("error", reject); squatter.listen(base + 2, "127.0.0.1", resolve); });
+  const f = new TunnelForwarder(host.link, channels, { logger, cluster: "default/taken", retryMs: 500 });
+  try {
+    assert.ok(await f.waitForwarding(20_000), `not forwarding: ${f.lastError}`);
+    assert.equal(f.portBase, shiftedBase(base, 1));
+    assert.deepEqual(f.skippedBlocks, [base]);
+    assert.deepEqual([...f.ports().values()], channels.map((_, i) => shiftedBase(base, 1) + i));
+    assert.equal((await probe(shiftedBase(base, 1))).stdout.trim(), "open", "the fallback block forwards to the controller");
+    assert.deepEqual(f.boundChannels(), rebase(channels, shiftedBase(base, 1)));
+  } finally {
+    await f.close();
+    await new Promise((r) => squatter.close(r));
   }
 });

@@ -128,7 +128,11 @@ test("sshTunnel: forwards from the cluster's port block to the controller Servic
   assert.ok(t.channels.every((ch) => /^psum-controller\.[a-z0-9-]+\.svc\./.test(ch.target.host)), JSON.stringify(t.channels[0]));
   const base = t.channels[0]!.remotePort;
   assert.deepEqual(t.channels.map((ch) => ch.remotePort), t.channels.map((_, i) => base + i));
-  const [s] = of(p, "pbsSubmit");
+  // nothing is submitted until the forwards are bound: the job names their ports
+  assert.equal(of(p, "pbsSubmit").length, 0);
+  assert.equal(cond(p, "Submitted").reason, "WaitingForTunnel");
+  const fwd = plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [], tunnel: { state: "forwarding", portBase: base, skippedBlocks: [] } } }));
+  const [s] = of(fwd, "pbsSubmit");
   assert.ok(s !== undefined);
   const info = JSON.parse(/^export IPP_CONNECTION_INFO='(.*)'$/m.exec(s.script)![1]!) as J;
   assert.equal(info.interface, "tcp://127.0.0.1");
@@ -144,16 +148,37 @@ test("sshTunnel: forwards from the cluster's port block to the controller Servic
 test("sshTunnel: the TunnelReady condition follows the forwarder; Ready needs it forwarding", () => {
   const c = withFinalizer(rawCluster(spec({ network: { mode: "sshTunnel" } })));
   const owned = plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })).actions.flatMap((a) => (a.type === "apply" || a.type === "create" ? [a.object] : []));
-  const name = of(plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } })), "pbsSubmit")[0]!.name;
-  const ready = (tunnel: { state: string; error?: string }) => {
+  const base = of(plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } })), "pbsTunnel")[0]!.channels[0]!.remotePort;
+  const name = of(plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [], tunnel: { state: "forwarding", portBase: base } } })), "pbsSubmit")[0]!.name;
+  const ready = (tunnel: { state: string; error?: string; portBase?: number }) => {
     const deploy = owned.map((o) => o.kind === "Deployment" ? { ...o, status: { availableReplicas: 1 } } : o);
     return plan(observe(c, deploy, { pbs: { dialect: "slurm", jobs: [job({ name })], tunnel }, controllerEngines: { registered: 4, alive: 4 } }));
   };
-  const up = ready({ state: "forwarding" });
+  const up = ready({ state: "forwarding", portBase: base });
   assert.equal(cond(up, "TunnelReady").status, "True");
   assert.equal((up.status as J).phase, "Ready");
   const down = ready({ state: "down", error: "ssh link alice@login01:22 lost" });
   assert.deepEqual([cond(down, "TunnelReady").status, cond(down, "TunnelReady").reason, cond(down, "TunnelReady").message], ["False", "TunnelDown", "ssh link alice@login01:22 lost"]);
   assert.notEqual((down.status as J).phase, "Ready");
   assert.deepEqual([cond(down, "Ready").status, cond(down, "Ready").reason], ["False", "TunnelDown"]);
+});
+
+test("sshTunnel: a taken block moves the job to the block the forwarder got; status and TunnelReady say which", () => {
+  const c = withFinalizer(rawCluster(spec({ network: { mode: "sshTunnel" } })));
+  const owned = plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })).actions.flatMap((a) => (a.type === "apply" || a.type === "create" ? [a.object] : []));
+  const hashed = of(plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } })), "pbsTunnel")[0]!.channels[0]!.remotePort;
+  const fallback = hashed + 16 <= 31584 ? hashed + 16 : 22000;
+  const p = plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [], tunnel: { state: "forwarding", portBase: fallback, skippedBlocks: [hashed] } } }));
+  const [s] = of(p, "pbsSubmit");
+  assert.ok(s !== undefined);
+  const info = JSON.parse(/^export IPP_CONNECTION_INFO='(.*)'$/m.exec(s.script)![1]!) as J;
+  assert.equal(info.registration, fallback, "the job names the fallback block's ports");
+  assert.deepEqual((p.status as J).pbs.tunnel, { portBase: fallback, skippedBlocks: [hashed] });
+  assert.equal(cond(p, "TunnelReady").reason, "ForwardingOnFallbackBlock");
+  assert.match(cond(p, "TunnelReady").message, new RegExp(`block ${fallback} was used because ${hashed} was taken`));
+  // with the block in status, the forwarder is asked for it first (a restarted operator binds what the job was told)
+  const withStatus = { ...c, status: p.status };
+  const again = plan(observe(withStatus as typeof c, owned, { pbs: { dialect: "slurm", jobs: [job({ name: s.name })] } }));
+  assert.equal(of(again, "pbsTunnel")[0]!.channels[0]!.remotePort, fallback);
+  assert.equal(of(again, "pbsSubmit").length + of(again, "pbsQdel").length, 0, "the running job is kept while the tunnel reopens");
 });

@@ -10,7 +10,10 @@
  *
  * Forwarded ports are deterministic per cluster (a block of PORT_BLOCK ports chosen by hashing the
  * cluster's tag), so a reconnect or an operator restart binds the same ports and the job's
- * connection info (hence its name) never changes.
+ * connection info (hence its name) never changes. When a port of the block is taken on the login
+ * host (another cluster's block collided, or another user holds it) the forwarder tries the next
+ * blocks, up to MAX_BLOCK_TRIES; the block it got is recorded in status (status.pbs.tunnel) and
+ * asked for first from then on, and the job is submitted only once its block is bound.
  */
 import { createHash } from "node:crypto";
 
@@ -48,6 +51,20 @@ export class TunnelError extends Error {
 }
 
 const SINGLE = ["registration", "control", "mux", "task", "iopub", "hb_ping", "hb_pong"] as const;
+
+/** How many blocks a forwarder tries, starting with the preferred one, before it reports TunnelDown. */
+export const MAX_BLOCK_TRIES = 8;
+
+/** The first port of the block `by` blocks after `base`'s, wrapping inside the range. */
+export function shiftedBase(base: number, by: number): number {
+  const block = Math.floor((base - PORT_BASE) / PORT_BLOCK);
+  return PORT_BASE + ((((block + by) % PORT_BLOCKS) + PORT_BLOCKS) % PORT_BLOCKS) * PORT_BLOCK;
+}
+
+/** The same channels on the block starting at `base` (channel i on base + i). */
+export function rebase(channels: readonly TunnelChannel[], base: number): TunnelChannel[] {
+  return channels.map((c, i) => ({ ...c, remotePort: base + i }));
+}
 
 /** The first port of the cluster's block on the login host. */
 export function tunnelPortBase(tag: string): number {

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { PbsBackend } from "../../../../src/api/engine-cluster.ts";
 import { dialects } from "../../../../src/backends/pbs/core/dialects.ts";
 import { renderScript, engineSsh } from "../../../../src/backends/pbs/core/script.ts";
-import { PORT_BASE, PORT_BLOCK, PORT_BLOCKS, TunnelError, sshServer, tunnelChannels, tunnelledConnection, tunnelPortBase } from "../../../../src/backends/pbs/core/tunnel.ts";
+import { MAX_BLOCK_TRIES, PORT_BASE, PORT_BLOCK, PORT_BLOCKS, TunnelError, rebase, shiftedBase, sshServer, tunnelChannels, tunnelledConnection, tunnelPortBase } from "../../../../src/backends/pbs/core/tunnel.ts";
 
 const engine = {
   ssh: "", interface: "tcp://ipp-psum.default.svc", registration: 10101, control: 10102, mux: 10103, task: 10104, iopub: 10105,
@@ -62,4 +62,18 @@ test("job script: with an ssh server in the connection info, engines tunnel with
   const r = spawnSync("bash", ["-c", `${keyLine}; printf %s "$IPP_SSH_KEY"`], { encoding: "utf8", env: { HOME: home, PATH: process.env.PATH } });
   spawnSync("rm", ["-rf", home]);
   assert.equal(r.stdout, `${home}/.ssh/id_ecdsa`);
+});
+
+test("fallback blocks: the next blocks after the preferred one, wrapping inside the range", () => {
+  assert.equal(shiftedBase(PORT_BASE, 1), PORT_BASE + PORT_BLOCK);
+  const last = PORT_BASE + (PORT_BLOCKS - 1) * PORT_BLOCK;
+  assert.equal(shiftedBase(last, 1), PORT_BASE, "wraps to the first block");
+  assert.equal(shiftedBase(last, 0), last);
+  const ch = tunnelChannels(engine, "h", 30000);
+  assert.deepEqual(rebase(ch, 30016).map((c) => c.remotePort), ch.map((_, i) => 30016 + i));
+  assert.deepEqual(rebase(ch, 30016).map((c) => c.target), ch.map((c) => c.target));
+  for (let i = 0; i < MAX_BLOCK_TRIES; i++) {
+    const b = shiftedBase(tunnelPortBase("abcde"), i);
+    assert.ok(b >= PORT_BASE && b + PORT_BLOCK <= PORT_BASE + PORT_BLOCKS * PORT_BLOCK && (b - PORT_BASE) % PORT_BLOCK === 0);
+  }
 });
