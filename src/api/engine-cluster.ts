@@ -96,17 +96,6 @@ const pbsResourceRules: CrossFieldRule<{ select?: string | undefined; nodes?: nu
     path: ["select"],
     check: (p) => !(p.select !== undefined && (p.nodes !== undefined || p.ppn !== undefined)),
   },
-  {
-    rule: "!has(self.network) || self.network.mode != 'direct' || has(self.network.address)",
-    message: "spec.backend.pbs.network.address is required when network.mode is direct",
-    fieldPath: ".network.address",
-    path: ["network", "address"],
-    reason: "FieldValueRequired",
-    check: (p) => {
-      const n = (p as { network?: { mode?: string; address?: string } }).network;
-      return n === undefined || n.mode !== "direct" || n.address !== undefined;
-    },
-  },
 ];
 
 export const PbsBackend = withRules(z.object({
@@ -126,7 +115,7 @@ export const PbsBackend = withRules(z.object({
   extraDirectives: z.array(str(256).regex(re(SHELL_LINE), { error: LINE_SAFE })).max(32).optional().meta({ description: "Extra #PBS directive arguments, e.g. `-m abe` or `-l mem=4gb`." }),
   network: z.object({
     mode: z.enum(["direct", "sshTunnel"]).default("sshTunnel").meta({ description: "direct: engines reach the controller at address; sshTunnel: through the login host." }),
-    address: matching(HOSTNAME, 253, "must be a host name or IPv4 address").optional().meta({ description: "Address of the controller as seen from compute nodes (mode direct)." }),
+    address: matching(HOSTNAME, 253, "must be a host name or IPv4 address").optional().meta({ description: "mode direct: the address compute nodes reach the controller at. With a NodePort controller Service, a node's address (the engines get the Service's node ports); with a LoadBalancer Service it may be left out (the Service's load-balancer address is used once it has one); with ClusterIP, an address routed to the Service. Changing it does not resubmit a running job." }),
   }).prefault({}).meta({ description: "How engines on compute nodes reach the controller." }),
   resubmitOnWalltime: z.boolean().default(true).meta({ description: "Resubmit jobs that end by reaching their walltime." }),
 }), pbsResourceRules, "Run engines as a batch job on a PBS Pro / Torque / Slurm (PBS wrappers) cluster over SSH. Every field that reaches the remote shell is restricted to shell-safe characters.");
@@ -197,7 +186,8 @@ export const ControllerSpec = z.object({
 // ---------------------------------------------------------------------------------------------
 // spec
 
-const specRules: CrossFieldRule<{ engines: number; backend: z.output<typeof Backend> }>[] = [{
+type SpecShape = { engines: number; backend: z.output<typeof Backend>; controller?: { service?: { type?: string } } };
+const specRules: CrossFieldRule<SpecShape>[] = [{
   rule: "!has(self.backend.mpi) || !has(self.backend.mpi.workers) || self.backend.mpi.workers * self.backend.mpi.slotsPerWorker >= self.engines",
   message: "spec.backend.mpi.workers × spec.backend.mpi.slotsPerWorker must be at least spec.engines",
   fieldPath: ".backend.mpi.workers",
@@ -205,6 +195,16 @@ const specRules: CrossFieldRule<{ engines: number; backend: z.output<typeof Back
   check: (s) => {
     const m = s.backend.mpi;
     return m === undefined || m.workers === undefined || m.workers * m.slotsPerWorker >= s.engines;
+  },
+}, {
+  rule: "!has(self.backend.pbs) || !has(self.backend.pbs.network) || self.backend.pbs.network.mode != 'direct' || has(self.backend.pbs.network.address) || (has(self.controller) && has(self.controller.service) && has(self.controller.service.type) && self.controller.service.type == 'LoadBalancer')",
+  message: "spec.backend.pbs.network.address is required when network.mode is direct, unless spec.controller.service.type is LoadBalancer",
+  fieldPath: ".backend.pbs.network.address",
+  path: ["backend", "pbs", "network", "address"],
+  reason: "FieldValueRequired",
+  check: (s) => {
+    const n = (s.backend.pbs as { network?: { mode?: string; address?: string } } | undefined)?.network;
+    return n === undefined || n.mode !== "direct" || n.address !== undefined || s.controller?.service?.type === "LoadBalancer";
   },
 }];
 

@@ -24,7 +24,8 @@ import {
   applyOrder, buildConnectionSecret, buildControllerDeployment, buildControllerService, buildMpiObjects, buildNetworkPolicy, connectionFiles, DEFAULT_BUILD_CONFIG,
   type BuildConfig, type KeyMaterial, type MpiObjects,
 } from "../../backends/mpi/core/builders.ts";
-import { CONNECTION_KEYS, HTTP_PORT, SSH_KEYS, WORLD_LABEL, clusterRef, dns, names } from "../../backends/mpi/core/names.ts";
+import { CONNECTION_KEYS, HTTP_PORT, SERVICE_PORTS, SSH_KEYS, WORLD_LABEL, clusterRef, dns, names } from "../../backends/mpi/core/names.ts";
+import { HOSTNAME, re } from "../../api/patterns.ts";
 import { dialects, type DialectName, type QstatJob } from "../../backends/pbs/core/dialects.ts";
 import { planPbs, type PbsJobRecord, type PbsStep } from "../../backends/pbs/core/plan.ts";
 import { clusterTag, jobName, renderScript, ScriptError, type JobInput } from "../../backends/pbs/core/script.ts";
@@ -506,8 +507,45 @@ export function tunnelBase(ec: EngineCluster, prev: EngineClusterStatus | undefi
   return prev?.pbs?.tunnel?.portBase ?? tunnelPortBase(clusterTag(clusterRef(ec)));
 }
 
+/**
+ * network.mode direct: where compute nodes reach the controller, from what is really reachable.
+ * - NodePort Service: `network.address` (a node's address) with the Service's node ports;
+ * - LoadBalancer Service without `network.address`: the load balancer's address from the
+ *   Service's status, once it has one;
+ * - otherwise `network.address` (or, without it, the Service's cluster DNS name) with the
+ *   Service's ports.
+ * `waiting` says what is missing; nothing is submitted until it is there.
+ */
+export type DirectEndpoint = { address: string; nodePorts?: ReadonlyMap<number, number> } | { waiting: string };
+
+export function directEndpoint(ec: EngineCluster, service: KubeObject | undefined, config: BuildConfig): DirectEndpoint {
+  const pbs = ec.spec.backend.pbs!;
+  const ref = clusterRef(ec);
+  const svcName = names.controllerService(ref.name);
+  const type = ec.spec.controller.service.type;
+  const given = pbs.network.address;
+  if (type === "NodePort") {
+    if (given === undefined) return { waiting: `set spec.backend.pbs.network.address to a node's address: the controller Service ${svcName} is a NodePort` };
+    const ports = new Map<number, number>();
+    for (const p of (obj(service?.spec).ports ?? []) as Array<{ port?: unknown; nodePort?: unknown }>) {
+      if (typeof p.port === "number" && typeof p.nodePort === "number") ports.set(p.port, p.nodePort);
+    }
+    const engine = SERVICE_PORTS.filter((p) => p.side === "engine" || p.side === "both");
+    if (service === undefined || engine.some((p) => !ports.has(p.port))) return { waiting: `waiting for the node ports of Service ${svcName}` };
+    return { address: given, nodePorts: ports };
+  }
+  if (type === "LoadBalancer" && given === undefined) {
+    const ingress = (obj(obj(service?.status).loadBalancer).ingress ?? []) as Array<{ ip?: unknown; hostname?: unknown }>;
+    const found = ingress.map((i) => (typeof i.ip === "string" ? i.ip : typeof i.hostname === "string" ? i.hostname : undefined)).find((a) => a !== undefined);
+    if (found === undefined) return { waiting: `waiting for Service ${svcName} to get a load-balancer address` };
+    if (!re(HOSTNAME).test(found) || found.length > 253) return { waiting: `Service ${svcName}'s load-balancer address ${JSON.stringify(found.slice(0, 64))} is not a host name or IPv4 address; set spec.backend.pbs.network.address` };
+    return { address: found };
+  }
+  return { address: given ?? dns.controller(ref, config.clusterDomain) };
+}
+
 /** The engines' connection info: the controller's engine file, pointed at the routable address. */
-export function pbsEngineConnection(ec: EngineCluster, material: ReturnType<typeof keyMaterial>, config: BuildConfig, portBase?: number): string {
+export function pbsEngineConnection(ec: EngineCluster, material: ReturnType<typeof keyMaterial>, config: BuildConfig, portBase?: number, direct?: DirectEndpoint): string {
   const pbs = ec.spec.backend.pbs!;
   if (pbs.network.mode === "sshTunnel") {
     // engines reach the login host's loopback ports that the operator forwards to the controller
@@ -515,9 +553,17 @@ export function pbsEngineConnection(ec: EngineCluster, material: ReturnType<type
     const ports = new Map(pbsTunnelChannels(ec, material, config, portBase).map((c) => [c.name, c.remotePort]));
     return JSON.stringify(tunnelledConnection(engine, ports, sshServer(pbs.user, pbs.host, pbs.port)));
   }
-  const address = pbs.network.address ?? dns.controller(clusterRef(ec), config.clusterDomain);
-  const engine = { ...connectionFiles(clusterRef(ec), ec, material, config).engine, interface: `tcp://${address}`, location: address };
-  return JSON.stringify(engine);
+  const to = direct !== undefined && "address" in direct ? direct : undefined;
+  const address = to?.address ?? pbs.network.address ?? dns.controller(clusterRef(ec), config.clusterDomain);
+  const engine = { ...connectionFiles(clusterRef(ec), ec, material, config).engine, interface: `tcp://${address}`, location: address } as unknown as EnginePorts & Record<string, unknown>;
+  const np = to?.nodePorts;
+  if (np === undefined) return JSON.stringify(engine);
+  // a NodePort Service: every engine-side port through its node port
+  const via = (p: number): number => np.get(p) ?? p;
+  return JSON.stringify({
+    ...engine, registration: via(engine.registration), control: via(engine.control), mux: via(engine.mux), task: via(engine.task), iopub: via(engine.iopub),
+    hb_ping: via(engine.hb_ping), hb_pong: via(engine.hb_pong), broadcast: engine.broadcast.map(via),
+  });
 }
 
 /** sshTunnel: one forward per controller port, from the cluster's port block on the login host to the controller Service. */
@@ -573,7 +619,9 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   const tunnelObserved = observed.pbs !== undefined && !("error" in observed.pbs) ? observed.pbs.tunnel : undefined;
   const forwarding = tunnelObserved?.state === "forwarding";
   const portBase = tunnelled ? tunnelBase(ec, prev, tunnelObserved) : undefined;
-  const engineConnection = pbsEngineConnection(ec, material, config, portBase);
+  const direct = tunnelled ? undefined : directEndpoint(ec, find(observed.owned, "Service", names.controllerService(ref.name)), config);
+  const waitingForAddress = direct !== undefined && "waiting" in direct ? direct.waiting : undefined;
+  const engineConnection = pbsEngineConnection(ec, material, config, portBase, direct);
   const job = jobInput(ec, engineConnection);
   const name = jobName(clusterTag(ref), job);
   let s = step(observed, ec, prev, generation, name, false);
@@ -585,12 +633,13 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   // sshTunnel: the job is told the forwarded ports, so it waits until its block is bound (a taken
   // block moves the forwarder to the next one, which would change the job)
   const waitingForTunnel = tunnelled && !forwarding;
-  if (scriptError !== undefined || !keyObserved || waitingForTunnel) {
+  if (scriptError !== undefined || !keyObserved || waitingForTunnel || waitingForAddress !== undefined) {
     // hold back qsub (qdel of stale jobs still goes ahead when the script is fine)
     const held = s.actions.filter((a) => a.type !== "submit");
     s = { ...s, actions: scriptError !== undefined ? [] : held };
     if (scriptError !== undefined) submitted = { type: "Submitted", status: "False", reason: "InvalidJobScript", message: scriptError };
     else if (s.phase === "Submitting" && !keyObserved) submitted = { type: "Submitted", status: "False", reason: "WaitingForConnectionSecret", message: `waiting for Secret ${names.connectionSecret(ref.name)} before submitting ${name}` };
+    else if (s.phase === "Submitting" && waitingForAddress !== undefined) submitted = { type: "Submitted", status: "False", reason: "WaitingForControllerAddress", message: `${waitingForAddress} before submitting ${name}` };
     else if (s.phase === "Submitting") submitted = { type: "Submitted", status: "False", reason: "WaitingForTunnel", message: `waiting for the forwards on ${pbs.host} before submitting ${name}` };
   }
   // the forwarder is asked for the block status recorded (or the hashed one); it reports the one it got
@@ -633,6 +682,7 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   let phase: Phase;
   if (problem !== undefined) phase = s.phase === "Failed" ? "Failed" : "Degraded";
   else if (ready) phase = "Ready";
+  else if (submitted.reason === "WaitingForControllerAddress") phase = "Pending";
   else phase = s.phase === "Submitting" || s.phase === "Queued" || s.phase === "Starting" ? s.phase : "Pending";
 
   const readyCond: CondSpec = ready ? { type: "Ready", status: "True", reason: "Ready", message: `all ${ec.spec.engines} engines registered` }
@@ -711,7 +761,8 @@ export function planPbsDeletion(observed: Observed, ec: EngineCluster, prev: Eng
   const secret = find(observed.owned, "Secret", names.connectionSecret(ref.name));
   const material = keyMaterial(ec, secret !== undefined ? [secret] : [], observed.generated);
   const portBase = ec.spec.backend.pbs!.network.mode === "sshTunnel" ? tunnelBase(ec, prev, undefined) : undefined;
-  const name = jobName(clusterTag(ref), jobInput(ec, pbsEngineConnection(ec, material, config, portBase)));
+  const direct = portBase === undefined ? directEndpoint(ec, find(observed.owned, "Service", names.controllerService(ref.name)), config) : undefined;
+  const name = jobName(clusterTag(ref), jobInput(ec, pbsEngineConnection(ec, material, config, portBase, direct)));
   const s = step(observed, ec, prev, generation, name, true);
   if (s.done) return { done: true, plan: { actions: [], status: undefined } };
   const actions: Action[] = [];

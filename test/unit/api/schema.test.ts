@@ -111,8 +111,10 @@ test("pbs cross-field rules", () => {
     field: "spec.backend.pbs.select", message: "spec.backend.pbs: set either select (PBS Pro) or nodes/ppn (Torque), not both",
   }]);
   assert.deepEqual(errorsOf(pbs({ network: { mode: "direct" } })), [{
-    field: "spec.backend.pbs.network.address", message: "spec.backend.pbs.network.address is required when network.mode is direct",
+    field: "spec.backend.pbs.network.address", message: "spec.backend.pbs.network.address is required when network.mode is direct, unless spec.controller.service.type is LoadBalancer",
   }]);
+  // a LoadBalancer Service gives the address itself
+  assert.equal(parseSpec({ ...pbs({ network: { mode: "direct" } }), controller: { service: { type: "LoadBalancer" } } }).ok, true);
   assert.deepEqual(errorsOf(pbs({ dialect: "lsf" })).map((e) => e.field), ["spec.backend.pbs.dialect"]);
 });
 

@@ -182,3 +182,49 @@ test("sshTunnel: a taken block moves the job to the block the forwarder got; sta
   assert.equal(of(again, "pbsTunnel")[0]!.channels[0]!.remotePort, fallback);
   assert.equal(of(again, "pbsSubmit").length + of(again, "pbsQdel").length, 0, "the running job is kept while the tunnel reopens");
 });
+
+const info = (p: Plan): J => JSON.parse(/^export IPP_CONNECTION_INFO='(.*)'$/m.exec(of(p, "pbsSubmit")[0]!.script)![1]!) as J;
+const withService = (owned: KubeObject[], f: (svc: J) => J) => owned.map((o) => (o.kind === "Service" ? (f(o as J) as KubeObject) : o));
+
+test("direct with a LoadBalancer Service: the job waits (Pending, WaitingForControllerAddress) until the Service has an address, then dials it", () => {
+  const c = withFinalizer(rawCluster({ ...spec({ network: { mode: "direct" } }), controller: { service: { type: "LoadBalancer" } } }));
+  const owned = of(plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })), "apply").map((a) => a.object);
+  const waiting = plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } }));
+  assert.equal(of(waiting, "pbsSubmit").length, 0);
+  assert.equal((waiting.status as J).phase, "Pending");
+  assert.equal(cond(waiting, "Submitted").reason, "WaitingForControllerAddress");
+  assert.match(cond(waiting, "Submitted").message, /waiting for Service psum-controller to get a load-balancer address/);
+  assert.equal(cond(waiting, "Ready").reason, "WaitingForControllerAddress");
+  const lb = withService(owned, (s) => ({ ...s, status: { loadBalancer: { ingress: [{ ip: "203.0.113.7" }] } } }));
+  const p = plan(observe(c, lb, { pbs: { dialect: "slurm", jobs: [] } }));
+  assert.equal(info(p).interface, "tcp://203.0.113.7");
+  const reg = ((owned.find((o) => o.kind === "Service") as J).spec.ports as J[]).find((x) => x.name === "registration")!.port as number;
+  assert.equal(info(p).registration, reg, "the Service's own ports behind a load balancer");
+  // the load balancer's address changes while the job runs: no resubmit
+  const name = of(p, "pbsSubmit")[0]!.name;
+  const moved = withService(owned, (s) => ({ ...s, status: { loadBalancer: { ingress: [{ hostname: "lb.example.org" }] } } }));
+  const later = plan(observe(c, moved, { pbs: { dialect: "slurm", jobs: [job({ name })] } }));
+  assert.equal(of(later, "pbsSubmit").length + of(later, "pbsQdel").length, 0, "the running job stays");
+  // a junk address from the Service never reaches a script
+  const junk = withService(owned, (s) => ({ ...s, status: { loadBalancer: { ingress: [{ hostname: "a b;c" }] } } }));
+  assert.equal(cond(plan(observe(c, junk, { pbs: { dialect: "slurm", jobs: [] } })), "Submitted").reason, "WaitingForControllerAddress");
+});
+
+test("direct with a NodePort Service: network.address is the node, the engines get the Service's node ports", () => {
+  const c = withFinalizer(rawCluster({ ...spec({ network: { mode: "direct", address: "192.0.2.10" } }), controller: { service: { type: "NodePort" } } }));
+  const owned = of(plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })), "apply").map((a) => a.object);
+  // as applied (no node ports yet): wait
+  const waiting = plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } }));
+  assert.equal(of(waiting, "pbsSubmit").length, 0);
+  assert.match(cond(waiting, "Submitted").message, /waiting for the node ports of Service psum-controller/);
+  // the API server assigned node ports
+  const assigned = withService(owned, (s) => ({ ...s, spec: { ...s.spec, ports: (s.spec.ports as J[]).map((p, i) => ({ ...p, nodePort: 30100 + i })) } }));
+  const svcPorts = ((assigned.find((o) => o.kind === "Service") as J).spec.ports as J[]);
+  const nodePort = (port: number) => svcPorts.find((p) => p.port === port)!.nodePort as number;
+  const p = plan(observe(c, assigned, { pbs: { dialect: "slurm", jobs: [] } }));
+  const i = info(p);
+  assert.equal(i.interface, "tcp://192.0.2.10");
+  for (const k of ["registration", "control", "mux", "task", "iopub", "hb_ping", "hb_pong"]) assert.ok(i[k] >= 30100 && i[k] < 30200, `${k} → a node port`);
+  for (const b of i.broadcast as number[]) assert.ok(b >= 30100 && b < 30200, "broadcast → a node port");
+  assert.equal(i.registration, nodePort(svcPorts.find((x) => x.name === "registration")!.port as number));
+});

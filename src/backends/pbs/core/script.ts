@@ -4,7 +4,8 @@
  * Name: `ipp-<cluster tag>-<job generation>` (15 characters, within every PBS flavour's limit):
  * the tag is a hash of the EngineCluster's namespace, name and uid (so jobs of one cluster are
  * recognisable in `qstat` after an operator crash), the generation a hash of everything that shapes
- * the job (engines, scheduler fields, setup, the controller's connection info). The same spec always
+ * the job (engines, scheduler fields, setup, the controller's connection info except the address
+ * engines dial). The same spec always
  * renders the same name and script, so the planner can look for an existing job before submitting.
  *
  * Script, in order: `#!/bin/bash`, `#PBS -V`, `-N`, queue, walltime, account, resources, extra
@@ -45,10 +46,24 @@ export interface JobInput {
   engineArgs?: string[];
 }
 
-/** The fields that shape the job (not where it is submitted from, nor the resubmit policy). */
+/**
+ * The connection info without the address engines dial (`interface`, `location`): a changed
+ * address (a load balancer's, a node's) is for the next submission; running engines keep their
+ * connections, so it does not make a new job.
+ */
+function withoutAddress(engineConnection: string): unknown {
+  try {
+    const { interface: _i, location: _l, ...rest } = JSON.parse(engineConnection) as Record<string, unknown>;
+    return rest;
+  } catch {
+    return engineConnection;
+  }
+}
+
+/** The fields that shape the job (not where it is submitted from, nor the resubmit policy, nor the controller's address). */
 function shape(j: JobInput): unknown {
-  const { host: _h, port: _p, user: _u, credentialsSecret: _c, dialect: _d, resubmitOnWalltime: _r, ...rest } = j.pbs;
-  return [j.engines, rest, j.engineConnection, j.engineArgs ?? null];
+  const { host: _h, port: _p, user: _u, credentialsSecret: _c, dialect: _d, resubmitOnWalltime: _r, network, ...rest } = j.pbs;
+  return [j.engines, rest, network.mode, withoutAddress(j.engineConnection), j.engineArgs ?? null];
 }
 
 export function jobName(tag: string, j: JobInput): string {

@@ -34,7 +34,10 @@ test("job name: deterministic, 15 characters, changes with the job's shape only"
   assert.equal(n.length, 15);
   assert.equal(jobName(tag, { ...j }), n);
   assert.notEqual(jobName(tag, { ...j, engines: 16 }), n, "scale change → new name");
-  assert.notEqual(jobName(tag, { ...j, engineConnection: conn + " " }), n, "new controller → new name");
+  const c = JSON.parse(conn) as Record<string, unknown>;
+  assert.notEqual(jobName(tag, { ...j, engineConnection: JSON.stringify({ ...c, key: "another-key" }) }), n, "new controller → new name");
+  assert.equal(jobName(tag, { ...j, engineConnection: JSON.stringify({ ...c, interface: "tcp://203.0.113.9", location: "203.0.113.9" }) }), n, "a new controller address is for the next job, not a reason to resubmit");
+  assert.equal(jobName(tag, { ...j, pbs: { ...j.pbs, network: { ...j.pbs.network, address: "10.9.9.9" } } }), n);
   assert.equal(jobName(tag, { ...j, pbs: { ...j.pbs, resubmitOnWalltime: false, port: 2222 } }), n, "where from and the resubmit policy don't shape the job");
 });
 
