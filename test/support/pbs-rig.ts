@@ -49,6 +49,11 @@ export interface PbsRig {
   jobState(id: string): Promise<string | undefined>;
   /** Whether that letter means the job is over (Slurm's wrapper: C; PBS: F). */
   isFinished(state: string | undefined): boolean;
+  /**
+   * Stop (false) or restart (true) starting jobs, as the scheduler's admin (root): new jobs stay
+   * queued, so a test can hold one before it runs (a hold does not stop a running job).
+   */
+  setScheduling(on: boolean): Promise<void>;
   sshdStop(): Promise<void>;
   sshdStart(): Promise<void>;
   stop(): Promise<void>;
@@ -135,6 +140,10 @@ export async function startPbsRig(scheduler: RigScheduler = "slurm"): Promise<Pb
       return new RegExp(`^${id}\\s.*\\s([A-Z])\\s+\\S+\\s*$`, "m").exec((await asUser(`qstat ${id}`)).stdout)?.[1];
     },
     isFinished: (state) => (openpbs ? state === "F" : state === "C"),
+    async setScheduling(on) {
+      if (openpbs) await run(`${need("OPENPBS_RIG_EXEC")}/bin/qmgr`, ["-c", `set server scheduling = ${on ? "True" : "False"}`], { env: userEnv, timeout: 30_000 });
+      else await run("scontrol", ["update", `PartitionName=${need("PBS_RIG_QUEUE")}`, `State=${on ? "UP" : "DOWN"}`], { env: slurmEnv, timeout: 30_000 });
+    },
     async sshdStop() { await run(RIG_SCRIPT, ["sshd-stop"], { timeout: 30_000 }); },
     async sshdStart() { await run(RIG_SCRIPT, ["sshd-start"], { timeout: 30_000 }); },
     async stop() {

@@ -139,12 +139,20 @@ for (const scheduler of RIG_SCHEDULERS) {
 
     test("a held job: status carries the scheduler's pending reason; released, it runs", async () => {
       const inp = input("held", spec({ select: "1:ncpus=1:mpiprocs=1", setup: ["sleep 300"], walltime: "00:05:00" }), 1);
-      const first = await reconcileOnce(runtime, inp);
-      assert.equal(first.error, undefined);
-      const id = first.jobs[0]!.id;
-      submittedIds.push(id);
-      const hold = await rig.asUser(`qhold ${id}`);
-      assert.equal(hold.code, 0, `qhold: ${hold.stdout}`);
+      // a hold only keeps a job from starting: keep it queued until it is held
+      await rig.setScheduling(false);
+      let id: string;
+      let first;
+      try {
+        first = await reconcileOnce(runtime, inp);
+        assert.equal(first.error, undefined);
+        id = first.jobs[0]!.id;
+        submittedIds.push(id);
+        const hold = await rig.asUser(`qhold ${id}`);
+        assert.equal(hold.code, 0, `qhold: ${hold.stdout}`);
+      } finally {
+        await rig.setScheduling(true);
+      }
       const held = await until("the hold in status", async () => {
         const r = await reconcileOnce(runtime, { ...inp, recorded: first.jobs });
         const reason = r.jobs.find((j) => j.id === id)?.reason ?? "";

@@ -353,13 +353,16 @@ export const dialects: Record<DialectName, Dialect> = { pbspro, torque, slurm };
 
 /**
  * Dialect detection for `dialect: auto`: one remote command whose output names the scheduler.
- * Slurm's wrapper has no `qstat --version` (usage, rc 2), so sbatch's presence decides first.
+ * The `qstat` first on the login user's PATH decides: PBS Pro prints `pbs_version = …`, Torque
+ * `Version: …`; Slurm's wrapper has no `qstat --version` (usage, rc 2), so sbatch's presence
+ * decides only when qstat named neither (a login host can have Slurm installed next to PBS: the
+ * rig does).
  */
-export const DETECT_COMMAND = "if command -v sbatch >/dev/null 2>&1; then echo dialect=slurm; fi; qstat --version 2>&1 | head -n 3";
+export const DETECT_COMMAND = "qstat --version 2>&1 | head -n 3; if command -v sbatch >/dev/null 2>&1; then echo dialect=slurm; fi";
 
 export function parseDetect(stdout: string): DialectName | undefined {
-  if (/^dialect=slurm$/m.test(stdout)) return "slurm";
   if (/pbs_version\s*=/.test(stdout)) return "pbspro";
   if (/^Version:\s*\d/m.test(stdout)) return "torque";
+  if (/^dialect=slurm$/m.test(stdout)) return "slurm";
   return undefined;
 }

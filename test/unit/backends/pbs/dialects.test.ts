@@ -156,5 +156,7 @@ test("dialect detection", () => {
   assert.equal(parseDetect("pbs_version = 2022.1.1\n"), "pbspro");
   assert.equal(parseDetect("Version: 6.1.3\nCommit: abc\n"), "torque");
   assert.equal(parseDetect("bash: qstat: command not found\n"), undefined);
+  // PBS's qstat first on PATH wins over an sbatch that is also installed (observed on the rig)
+  assert.equal(parseDetect("pbs_version = 23.06.06\ndialect=slurm\n"), "pbspro");
   assert.match(DETECT_COMMAND, /command -v sbatch/);
 });
