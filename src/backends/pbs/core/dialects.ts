@@ -5,8 +5,10 @@
  *
  * Differences that matter (see docs/pbs.md):
  * - job ids: PBS Pro / Torque print `123.server`, Slurm's wrapper a bare `123`;
- * - status: PBS Pro `qstat -f -F json -x` (without `-x` a finished job is never listed, so a
- *   walltime kill would go unseen); Torque `qstat -f` text (4-space indents, wrapped values);
+ * - status: PBS Pro `qstat -f -F dsv -x` (without `-x` a finished job is never listed, so a
+ *   walltime kill would go unseen; `-F json` prints only the first of several job ids, observed on
+ *   OpenPBS 23.06, so the one-line-per-job DSV form is read); Torque `qstat -f` text (4-space
+ *   indents, wrapped values);
  *   Slurm's wrapper `qstat -f` text with TAB indents, `mtime` = start, `ctime` = end, no exit
  *   status, states only Q/R/S/C, and an empty queue exits 153 with no output (PBS: 0);
  * - pending reasons: PBS Pro and Torque put them in `comment`; Slurm's wrapper has none, so the
@@ -205,6 +207,36 @@ function jobFromText(id: string, a: Record<string, string>, dialect: DialectName
   return job;
 }
 
+/**
+ * PBS Pro `qstat -f -F dsv`: one line per job, `Job Id: <id>|key=value|key=value...`, the
+ * delimiter escaped with a backslash inside values; nested resources as `Resource_List.walltime`.
+ */
+export function parseQstatDsv(text: string): Map<string, Record<string, string>> {
+  const out = new Map<string, Record<string, string>>();
+  for (const raw of text.split("\n")) {
+    const line = raw.replace(/\r$/, "");
+    if (!line.startsWith("Job Id:")) continue;
+    const fields: string[] = [];
+    let cur = "";
+    for (let i = 0; i < line.length; i++) {
+      const ch = line[i]!;
+      if (ch === "\\" && i + 1 < line.length) { cur += line[++i]; continue; }
+      if (ch === "|") { fields.push(cur); cur = ""; continue; }
+      cur += ch;
+    }
+    fields.push(cur);
+    const id = fields[0]!.slice("Job Id:".length).trim();
+    if (id === "") continue;
+    const attrs: Record<string, string> = {};
+    for (const f of fields.slice(1)) {
+      const eq = f.indexOf("=");
+      if (eq > 0) attrs[f.slice(0, eq)] = f.slice(eq + 1);
+    }
+    out.set(id, attrs);
+  }
+  return out;
+}
+
 /** PBS Pro `qstat -f -F json`: `{ "Jobs": { "<id>": { ... } } }` (no Jobs key when the queue is empty). */
 export function parseQstatJson(text: string): PollResult {
   let doc: unknown;
@@ -271,17 +303,19 @@ const pbspro: Dialect = {
   // PBS Pro and Torque read the script from stdin when no file is named
   submitArgv: (output) => ["qsub", "-j", "oe", "-o", output],
   parseJobId: (stdout) => ID_WITH_SERVER.exec(stdout)?.[1],
-  // -x: finished jobs too (from the job history), or a walltime kill is never seen
+  // -x: finished jobs too (from the job history), or a walltime kill is never seen; DSV because
+  // `-F json` with several ids prints only the first job (OpenPBS 23.06)
   pollCommand: (scope) => {
     const { user, ids } = scopeWords(scope);
-    return scopedQstat(["qselect", "-u", user], ids, ["qstat", "-f", "-F", "json", "-x"], '{"Jobs":{}}');
+    return scopedQstat(["qselect", "-u", user], ids, ["qstat", "-f", "-F", "dsv", "-x"], "");
   },
   parsePoll: (stdout, exitCode) => {
     // a tracked id that left the history makes qstat exit 153 ("Unknown Job Id" on stderr) while
-    // it still prints the others: JSON on stdout is the answer whatever the exit code
-    if (stdout.trim().startsWith("{")) return parseQstatJson(stdout);
-    if (exitCode === QSTAT_UNKNOWN_JOB && stdout.trim() === "") return { ok: true, jobs: [] };
-    return { ok: false, error: `qstat -f -F json -x exited ${exitCode}: ${stdout.trim().slice(0, 500)}` };
+    // it still prints the others
+    if (exitCode !== 0 && exitCode !== QSTAT_UNKNOWN_JOB) {
+      return { ok: false, error: `qstat -f -F dsv -x exited ${exitCode}: ${stdout.trim().slice(0, 500)}` };
+    }
+    return { ok: true, jobs: [...parseQstatDsv(stdout)].map(([id, a]) => jobFromText(id, a, "pbspro")) };
   },
   qdelArgv: (ids) => ["qdel", ...ids],
   qdelGone: (code) => code === 153 || code === 35 || code === 170,

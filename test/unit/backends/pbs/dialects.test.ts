@@ -10,6 +10,8 @@ import { fileURLToPath } from "node:url";
 import { test } from "node:test";
 import {
   PollScopeError,
+  parseQstatDsv,
+  parseQstatJson,
   DETECT_COMMAND, dialects, parseDetect, parseDuration, parseQstatDate, parseQstatFText,
 } from "../../../../src/backends/pbs/core/dialects.ts";
 import { endedByWalltime } from "../../../../src/backends/pbs/core/plan.ts";
@@ -95,7 +97,7 @@ test("poll commands ask only for the login user's jobs (and tracked ids), in one
   assert.match(slurm, /^set -f; reasons=\$\(squeue -h -u alice -t all -o '%i\|%r'\) \|\| exit \$\?; /);
   assert.match(slurm, /if \[ \$# -gt 0 \]; then qstat -f "\$@"; fi; echo @@ipp-squeue-reasons "\$\?"/);
   const pro = dialects.pbspro.pollCommand({ user: "alice", ids: ["1041.pbs01", "1039.pbs01", "1041.pbs01"] });
-  assert.equal(pro, `set -f; ids=$(qselect -u alice) || exit $?; set -- $ids 1041.pbs01 1039.pbs01; if [ $# -gt 0 ]; then qstat -f -F json -x "$@"; else printf '%s' '{"Jobs":{}}'; fi`);
+  assert.equal(pro, `set -f; ids=$(qselect -u alice) || exit $?; set -- $ids 1041.pbs01 1039.pbs01; if [ $# -gt 0 ]; then qstat -f -F dsv -x "$@"; else printf '%s' ''; fi`);
   assert.match(dialects.torque.pollCommand({ user: "alice", ids: [] }), /^set -f; ids=\$\(qselect -u alice\) \|\| exit \$\?; set -- \$ids; if .* then qstat -f "\$@"; else printf '%s' ''; fi$/);
   // nothing unquoted from outside: a user or id that is not a plain word is refused
   assert.throws(() => dialects.pbspro.pollCommand({ user: "a;b", ids: [] }), PollScopeError);
@@ -104,7 +106,7 @@ test("poll commands ask only for the login user's jobs (and tracked ids), in one
 });
 
 test("pbspro qstat -f -F json (documented format)", () => {
-  const r = dialects.pbspro.parsePoll(fixture("pbspro-qstat-f-json.json"), 0);
+  const r = parseQstatJson(fixture("pbspro-qstat-f-json.json"));
   assert.ok(r.ok);
   const by = new Map(r.jobs.map((j) => [j.id, j]));
   const run = by.get("1041.pbs01")!;
@@ -117,12 +119,40 @@ test("pbspro qstat -f -F json (documented format)", () => {
   assert.equal(fin.phase, "completed");
   assert.equal(fin.exitStatus, -29);
   assert.ok(endedByWalltime(fin, dialects.pbspro));
-  assert.deepEqual(dialects.pbspro.parsePoll('{"timestamp":1,"pbs_version":"2022.1.1","pbs_server":"s"}', 0), { ok: true, jobs: [] });
-  assert.equal(dialects.pbspro.parsePoll("not json", 0).ok, false);
-  // an empty scope answers {"Jobs":{}}; a tracked id gone from the history exits 153 but the JSON counts
-  assert.deepEqual(dialects.pbspro.parsePoll('{"Jobs":{}}', 0), { ok: true, jobs: [] });
-  assert.equal(dialects.pbspro.parsePoll(fixture("pbspro-qstat-f-json.json"), 153).ok, true);
-  assert.equal(dialects.pbspro.parsePoll("qstat: cannot connect to server", 2).ok, false);
+  assert.deepEqual(parseQstatJson('{"timestamp":1,"pbs_version":"2022.1.1","pbs_server":"s"}'), { ok: true, jobs: [] });
+  assert.equal(parseQstatJson("not json").ok, false);
+});
+
+test("pbspro poll: real OpenPBS 23.06 `qstat -f -F dsv -x` of running, queued, held, walltime-killed and deleted jobs", () => {
+  const r = dialects.pbspro.parsePoll(fixture("openpbs-23.06-qstat-f-dsv-x.txt"), 0);
+  assert.ok(r.ok);
+  const by = new Map(r.jobs.map((j) => [j.id, j]));
+  assert.deepEqual([...by.keys()], ["16.ipp-openpbs", "17.ipp-openpbs", "18.ipp-openpbs", "12.ipp-openpbs", "14.ipp-openpbs"]);
+  const run = by.get("16.ipp-openpbs")!;
+  assert.deepEqual([run.name, run.owner, run.state, run.phase, run.queue, run.walltimeLimitSec], ["ipp-fx000-run00", "ippbs", "R", "running", "workq", 600]);
+  assert.match(run.startedAt!, /^2026-12-07T04:53:\d\dZ$/);
+  assert.equal(by.get("17.ipp-openpbs")!.phase, "queued");
+  const held = by.get("18.ipp-openpbs")!;
+  assert.deepEqual([held.phase, held.reason], ["held", "Job held by ippbs on Mon Dec  7 04:53:35 2026"]);
+  const wall = by.get("12.ipp-openpbs")!;
+  assert.deepEqual([wall.phase, wall.exitStatus, wall.walltimeLimitSec, wall.walltimeUsedSec], ["completed", -29, 5, 10]);
+  assert.ok(endedByWalltime(wall, dialects.pbspro));
+  assert.match(wall.reason!, /exceeded resource walltime$/);
+  const deleted = by.get("14.ipp-openpbs")!;
+  assert.deepEqual([deleted.phase, deleted.exitStatus], ["completed", 271]);
+  assert.ok(!endedByWalltime(deleted, dialects.pbspro));
+  // a tracked id gone from the history: qstat exits 153 but prints the others; nothing asked: no output
+  assert.equal(dialects.pbspro.parsePoll(fixture("openpbs-23.06-qstat-f-dsv-x.txt"), 153).ok, true);
+  assert.deepEqual(dialects.pbspro.parsePoll("", 0), { ok: true, jobs: [] });
+  assert.equal(dialects.pbspro.parsePoll("qstat: cannot connect to server ipp-openpbs (errno=111)", 2).ok, false);
+  // a delimiter inside a value is escaped
+  assert.deepEqual(parseQstatDsv("Job Id: 1.s|Job_Name=a\\|b|comment=x=y\n").get("1.s"), { Job_Name: "a|b", comment: "x=y" });
+});
+
+test("pbspro JSON: the real OpenPBS 23.06 document (tabs) parses like the documented one", () => {
+  const r = parseQstatJson(fixture("openpbs-23.06-qstat-f-json-x-walltime.json"));
+  assert.ok(r.ok);
+  assert.deepEqual(r.jobs.map((j) => [j.id, j.state, j.exitStatus, j.walltimeLimitSec]), [["12.ipp-openpbs", "F", -29, 5]]);
 });
 
 test("torque qstat -f text (documented format): wrapped values, exit_status, comment", () => {
