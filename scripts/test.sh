@@ -10,7 +10,7 @@ source "$here/setup/lib.sh"
 set +e
 cd "$REPO_ROOT" || exit 1
 
-for step in system node python kube prometheus pbs-rig; do
+for step in system node python kube prometheus pbs-rig openpbs; do
   [ -f "$here/setup/$step.sh" ] || continue
   if ! bash "$here/setup/$step.sh"; then echo "set-up step $step failed"; echo "0 passed, 1 failed"; exit 1; fi
 done
