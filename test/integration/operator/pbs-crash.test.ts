@@ -1,10 +1,11 @@
 /**
  * The operator's own crash adoption, against a real kube-apiserver and both real schedulers: the
  * operator (`ipp-operator operator`, a child process) is killed with SIGKILL while it creates a pbs
- * EngineCluster's job, at a random moment, and started again. Half the trials kill at a random time
- * after the EngineCluster is created (before, during or after qsub); the other half kill at a
- * random few milliseconds after the operator logged the qsub's answer, which is before or just
- * after its status write. In every trial the restarted operator must end up with exactly one live
+ * EngineCluster's job, at a random moment, and started again. Half the trials kill a random few
+ * milliseconds after the operator logged the qsub's answer (just before or just after its status
+ * write), which also measures how long create → qsub takes; the other half kill at a random time up
+ * to 600 ms before that measured moment, so mostly while the qsub runs on the login host (the job
+ * then exists and status does not name it). In every trial the restarted operator must end up with exactly one live
  * job for the cluster and that job's id in status: never a duplicate. IPP_CRASH_TRIALS sets the
  * number of trials per scheduler (default 20).
  */
@@ -65,13 +66,15 @@ for (const scheduler of RIG_SCHEDULERS) {
 
     test(`${TRIALS} kills at random moments around qsub and the status write: never a duplicate job`, { timeout: TRIALS * 120_000 + 60_000 }, async () => {
       op = await spawnOperator(api, ["--namespace", NS, "--workers", "2"]);
+      let submitMs: number | undefined; // create → the qsub's answer, measured in after-qsub-log trials
       for (let trial = 0; trial < TRIALS; trial++) {
         const name = `crash${trial}`;
-        const mode = trial % 2 === 0 ? "after-create" : "after-qsub-log";
-        // after-create: anywhere in the first 4 s (the operator needs ~1-3 s to get to qsub);
-        // after-qsub-log: 0-40 ms after the line the operator logs between qsub and the status write
-        const delayMs = Math.floor(Math.random() * (mode === "after-create" ? 4_000 : 40));
+        const mode = trial % 2 === 1 && submitMs !== undefined ? "after-create" : "after-qsub-log";
+        // after-qsub-log: 0-40 ms after the line the operator logs between qsub and the status write;
+        // after-create: up to 600 ms before the measured create → qsub answer time
+        const delayMs = mode === "after-create" ? Math.max(0, submitMs! - Math.floor(Math.random() * 600)) : Math.floor(Math.random() * 40);
         const logBefore = op.output().length;
+        const createdAt = Date.now();
         const created = await api.client.request<EC>("POST", collectionPath(ENGINECLUSTER, NS), {
           body: {
             apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", metadata: { name, namespace: NS },
@@ -86,6 +89,7 @@ for (const scheduler of RIG_SCHEDULERS) {
         else {
           const current = op;
           await waitFor("the operator to log its qsub", () => current.output().slice(logBefore).includes("pbs job submitted"), 60_000, 2);
+          submitMs = Date.now() - createdAt;
           await sleep(delayMs);
         }
         await op.stop("SIGKILL");

@@ -104,7 +104,7 @@ test("CEL rules are present, with messages that name the field and fieldPaths", 
     assert.equal(typeof r.rule, "string");
     assert.match(r.message, /^(spec|metadata)\./, "message names the field");
   }
-  assert.deepEqual(spec["x-kubernetes-validations"].map((r: J) => r.fieldPath), [".backend.mpi.workers"]);
+  assert.deepEqual(spec["x-kubernetes-validations"].map((r: J) => r.fieldPath), [".backend.mpi.workers", ".backend.pbs.network.address"]);
   assert.ok(spec.properties.backend["x-kubernetes-validations"][0].rule.includes("has(self.mpi)"));
   assert.ok(root["x-kubernetes-validations"][0].rule.includes("self.metadata.name.size() <= 40"));
 });
