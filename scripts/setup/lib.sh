@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared helpers for the idempotent set-up scripts. Sourced, not run.
 set -euo pipefail
+# shellcheck disable=SC2034 # used by the scripts that source this file
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # Slow builds (Go binaries, venvs, OpenPBS, images) are cached outside the clone, keyed by version
 # or content, so a fresh clone (CI's included) reuses them; IPP_CACHE_DIR moves them.
