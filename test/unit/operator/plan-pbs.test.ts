@@ -188,7 +188,7 @@ const withService = (owned: KubeObject[], f: (svc: J) => J) => owned.map((o) => 
 
 test("direct with a LoadBalancer Service: the job waits (Pending, WaitingForControllerAddress) until the Service has an address, then dials it", () => {
   const c = withFinalizer(rawCluster({ ...spec({ network: { mode: "direct" } }), controller: { service: { type: "LoadBalancer" } } }));
-  const owned = of(plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })), "apply").map((a) => a.object);
+  const owned = plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })).actions.flatMap((a) => (a.type === "apply" || a.type === "create" ? [a.object] : []));
   const waiting = plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } }));
   assert.equal(of(waiting, "pbsSubmit").length, 0);
   assert.equal((waiting.status as J).phase, "Pending");
@@ -212,7 +212,7 @@ test("direct with a LoadBalancer Service: the job waits (Pending, WaitingForCont
 
 test("direct with a NodePort Service: network.address is the node, the engines get the Service's node ports", () => {
   const c = withFinalizer(rawCluster({ ...spec({ network: { mode: "direct", address: "192.0.2.10" } }), controller: { service: { type: "NodePort" } } }));
-  const owned = of(plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })), "apply").map((a) => a.object);
+  const owned = plan(observe(c, [], { pbs: { dialect: "slurm", jobs: [] } })).actions.flatMap((a) => (a.type === "apply" || a.type === "create" ? [a.object] : []));
   // as applied (no node ports yet): wait
   const waiting = plan(observe(c, owned, { pbs: { dialect: "slurm", jobs: [] } }));
   assert.equal(of(waiting, "pbsSubmit").length, 0);
