@@ -3,9 +3,12 @@
 # interpreter with --system-site-packages so they reuse Debian's mpi4py and numpy (built against
 # Debian's Open MPI). Usage: python.sh [--dir DIR] [9|8]...   (default: both, under ~/.cache/ipp-operator/venv)
 # Each venv is DIR/ipp<major>, stamped with its ipyparallel version so a second run is instant.
+# The 9.x venv also gets dask.distributed (rc.become_dask), under a stamp of its own so adding it
+# does not rebuild a venv that is in use.
 # shellcheck source=scripts/setup/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 declare -A IPP_VERSION=([9]=9.2.0 [8]=8.8.0)
+DISTRIBUTED_VERSION=2026.8.0
 venv_root="$CACHE_DIR/venv"
 if [ "${1:-}" = --dir ]; then
   [ -n "${2:-}" ] || { log "python.sh: --dir needs a directory"; exit 2; }
@@ -33,4 +36,14 @@ for major in "${versions[@]}"; do
   "$venv/bin/python" -c "import kubernetes, setuptools, yaml" 2>/dev/null && continue
   log "kubernetes client into $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes>=31" "setuptools>=61" pyyaml
+done
+for major in "${versions[@]}"; do
+  [ "$major" = 9 ] || continue
+  venv="$venv_root/ipp9"
+  extras="$venv/.ipp-operator-distributed-$DISTRIBUTED_VERSION"
+  [ -f "$extras" ] && continue
+  log "dask.distributed $DISTRIBUTED_VERSION in $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "distributed==$DISTRIBUTED_VERSION"
+  "$venv/bin/python" -c "import distributed; assert distributed.__version__ == '$DISTRIBUTED_VERSION', distributed.__version__"
+  touch "$extras"
 done

@@ -32,6 +32,7 @@ import { Relays } from "./relays.ts";
 import { Hub } from "./hub.ts";
 import { SqliteRecordStore } from "./sqlite-store.ts";
 import { EngineStateWriter, readEngineState } from "./engine-state.ts";
+import { DaskSchedulerProcess } from "./dask.ts";
 
 export type { ClientConnectionInfo, EngineConnectionInfo } from "./connection-files.ts";
 export { ConfigError, DEFAULT_MAX_MESSAGE_BYTES, validateConfig, type ChannelName, type ControllerConfig, type ControllerPorts } from "./config.ts";
@@ -122,8 +123,9 @@ export async function startController(config: ControllerConfig, deps: Controller
   const heart = new Heart(ctx, monitor, engines);
   const relays = new Relays(ctx, engines);
   const { key: _k, location: _l, ...engineInfo } = engineConnection;
+  const dask = new DaskSchedulerProcess(log);
   const hub = new Hub(ctx, {
-    engines, events, engineInfo,
+    engines, events, engineInfo, dask,
     pingSoon: () => heart.pingSoon(),
     submitTask: tasks.onSubmission,
     stop: () => void handle.stop(),
@@ -173,6 +175,7 @@ export async function startController(config: ControllerConfig, deps: Controller
       outlets.close();
       for (const s of allSockets(sockets)) s.close();
       await Promise.allSettled(loops);
+      dask.stop();
       store?.close();
       await stateWriter?.stop();
       log.info("controller stopped");

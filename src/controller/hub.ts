@@ -11,6 +11,7 @@ import type { EngineRegistry } from "./engines.ts";
 import type { Frames } from "./socket-io.ts";
 import { INTERNAL_CLIENT } from "./task-scheduler.ts";
 import { countIn } from "./traffic.ts";
+import type { DaskSchedulerProcess } from "./dask.ts";
 
 type QueryHandler = (clientId: Buffer, msg: Message) => void;
 
@@ -25,6 +26,8 @@ export interface HubDeps {
   stop(): void;
   /** The engine connection info sent in registration replies. */
   engineInfo: JsonObject;
+  /** The dask.distributed scheduler of become_dask / stop_distributed. */
+  dask: DaskSchedulerProcess;
 }
 
 /** An error that becomes a hub_error reply with this Python exception name. */
@@ -205,6 +208,19 @@ export class Hub {
         this.ctx.records.db.update(rec.msg_id, { resubmitted: fresh.msg_id });
       }
       this.reply(id, "resubmit_reply", { status: "ok", resubmitted }, msg.header);
+    },
+    become_dask_request: (id, msg) => {
+      const args = msg.content.scheduler_args;
+      const schedulerArgs = args !== null && typeof args === "object" && !Array.isArray(args) ? args as Record<string, unknown> : {};
+      // upstream awaits the scheduler's start inside the handler; the reply (or a hub_error) comes when it is up
+      this.deps.dask.start(schedulerArgs).then(
+        (s) => this.reply(id, "become_dask_reply", { status: "ok", ip: s.ip, address: s.address, port: s.port }, msg.header),
+        (err) => this.reply(id, "hub_error", wrapError(err), msg.header),
+      );
+    },
+    stop_distributed_request: (id, msg) => {
+      this.deps.dask.stop();
+      this.reply(id, "stop_distributed_reply", { status: "ok" }, msg.header);
     },
     shutdown_request: (id, msg) => {
       this.reply(id, "shutdown_reply", { status: "ok" }, msg.header);

@@ -8,6 +8,7 @@ import { createLogger } from "../../../src/util/log.ts";
 import { HeartMonitor } from "../../../src/controller/core/heartbeat.ts";
 import { BadMessages } from "../../../src/controller/bad-messages.ts";
 import { HubRecords } from "../../../src/controller/records.ts";
+import { DaskSchedulerProcess } from "../../../src/controller/dask.ts";
 import { emptyRecord } from "../../../src/controller/core/hub-db.ts";
 import { Timers } from "../../../src/controller/timers.ts";
 import { queueCounters, trafficCounters } from "../../../src/controller/traffic.ts";
@@ -38,7 +39,7 @@ function makeHub() {
   };
   const engines = new EngineRegistry(ctx, new HeartMonitor(), new EventEmitter(), { engineAdded: () => {}, engineRemoved: () => () => {} });
   let pings = 0;
-  const hub = new Hub(ctx, { engines, events: new EventEmitter(), engineInfo: {}, pingSoon: () => { pings++; }, submitTask: () => {}, stop: () => {} });
+  const hub = new Hub(ctx, { engines, events: new EventEmitter(), engineInfo: {}, pingSoon: () => { pings++; }, submitTask: () => {}, stop: () => {}, dask: new DaskSchedulerProcess(createLogger({ level: "error" }), "/nonexistent/python") });
   const ask = (msgType: string, content: JsonObject) => hub.onRegistration(session.build(msgType, content, { ids: [Buffer.from("client-1")] }));
   return { hub, engines, sent, ask, timers, pings: () => pings, ctx };
 }
