@@ -19,7 +19,7 @@ import { randomBytes } from "node:crypto";
 import { createWriteStream, type WriteStream } from "node:fs";
 import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { homedir, hostname } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { Registry } from "prom-client";
 import { curveKeyPair } from "zeromq";
 import { createLogger, type Logger } from "../util/log.ts";
@@ -27,6 +27,7 @@ import {
   ControllerArgsError, assignPorts, helpText, parseControllerArgs, type ControllerOptions, type PortAssignment,
 } from "../controller/ipcontroller-args.ts";
 import { apiTokenFileName, connectionFileNames, connectionFilePaths, ensureProfileDirs, resolveProfile, type ConnectionFileNames, type ProfileLocation } from "../controller/profile.ts";
+import { ConfigFileError, configFiles, configToArgv, loadConfigFiles } from "../controller/config-file.ts";
 import { readReusedConnection, type ReusedConnection } from "../controller/reuse.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, startController, type ChannelName, type ControllerConfig, type ControllerHandle } from "../controller/controller.ts";
 import { writeConnectionFile, type ClientConnectionInfo, type EngineConnectionInfo } from "../controller/connection-files.ts";
@@ -290,7 +291,27 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const loc = resolveProfile(o, { cwd: process.cwd(), home: homedir() });
+  let loc = resolveProfile(o, { cwd: process.cwd(), home: homedir() });
+  // the profile's ipcontroller_config.py: read by a Python helper, applied under the command line
+  const cfgFiles = configFiles(loc.dir);
+  if (cfgFiles.length > 0) {
+    try {
+      const argvFromConfig = configToArgv(await loadConfigFiles(cfgFiles));
+      const source = cfgFiles.map((f) => basename(f)).join("+");
+      o = parseControllerArgs({ argv: splitOwnArgs(argv).rest, env: process.env, home: homedir(), config: { argv: argvFromConfig, source } });
+      loc = resolveProfile(o, { cwd: process.cwd(), home: homedir() });
+    } catch (err) {
+      if (err instanceof ControllerArgsError) {
+        process.stderr.write(`${PROG}: error: ${err.message}\n`);
+        return 2;
+      }
+      if (err instanceof ConfigFileError) {
+        process.stderr.write(`${PROG}: error: ${err.message}\n`);
+        return 1;
+      }
+      throw err;
+    }
+  }
   const names = connectionFileNames(o.clusterId, {
     ...(o.clientJsonFile ? { client: o.clientJsonFile } : {}),
     ...(o.engineJsonFile ? { engine: o.engineJsonFile } : {}),

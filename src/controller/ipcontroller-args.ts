@@ -115,6 +115,13 @@ export interface ParseInput {
   env: Readonly<Record<string, string | undefined>>;
   /** For `~` expansion in paths (traitlets expands it in every string setting). */
   home?: string;
+  /**
+   * Settings from the profile's ipcontroller_config.py, as `--Class.trait=value` (see
+   * config-file.ts): applied after the environment and before the command line. Supported,
+   * meaningless and rejected as on the command line; an unknown class or trait is noted, not an
+   * error (traitlets ignores those in config files).
+   */
+  config?: { argv: readonly string[]; source: string };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,6 +586,19 @@ export function parseControllerArgs(input: ParseInput): ControllerOptions {
     const value = parseValue(setting.kind, flag, raw, home);
     setting.apply!(o, value, flag);
   };
+
+  for (const tok of input.config?.argv ?? []) {
+    const m = /^--([A-Za-z_]\w*\.[A-Za-z_]\w*)=(.*)$/s.exec(tok);
+    if (!m) continue;
+    const spelled = `${input.config!.source}: c.${m[1]}`;
+    try {
+      assign(resolveTrait(m[1]!, spelled), m[2]!, spelled);
+    } catch (err) {
+      if (err instanceof ControllerArgsError && err.code === "IPP_ARGS_UNKNOWN_OPTION") {
+        o.notes.push({ flag: spelled, reason: `not an ipcontroller setting; ignored (${err.message})` });
+      } else throw err;
+    }
+  }
 
   for (let i = 0; i < interpreted.length; i++) {
     const tok = interpreted[i]!;
