@@ -38,7 +38,7 @@ for major in "${versions[@]}"; do
   "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes>=31" "setuptools>=61" pyyaml
 done
 for major in "${versions[@]}"; do
-  [ "$major" = 9 ] || continue
+  [ "$major" = 9 ] && [ "$venv_root" = "$CACHE_DIR/venv" ] || continue
   venv="$venv_root/ipp9"
   extras="$venv/.ipp-operator-distributed-$DISTRIBUTED_VERSION"
   [ -f "$extras" ] && continue
