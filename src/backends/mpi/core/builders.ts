@@ -209,6 +209,11 @@ export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: Build
     `--metrics-port=${METRICS_PORT}`,
     "--metrics-host=0.0.0.0",
     `--connection-dir=${PATHS.controllerRunDir}`,
+    // profile (engine state file, task database) in the run volume, and --restore: a restarted
+    // controller container takes back the running engines with their ids (same ports and key anyway)
+    `--profile-dir=${PATHS.controllerRunDir}/profile`,
+    "--restore",
+    ...(c.taskRecords === "sqlite" ? ["--sqlitedb"] : []),
     ...(c.curve ? ["--enable-curve"] : []),
     // Kubernetes identities too: a SelfSubjectAccessReview with the caller's own token, so the
     // controller pod keeps running without a ServiceAccount token or RBAC of its own

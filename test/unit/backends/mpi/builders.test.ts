@@ -95,8 +95,10 @@ test("controller Deployment: args, fixed named ports, probes, restricted securit
     "controller", "--ip=0.0.0.0", "--location=psum-controller.science.svc.cluster.local",
     "--engine-ports=10101-10109", "--client-ports=10110-10115", "--keyfile=/etc/ipp/connection/hmac-key",
     "--ping=1500", "--scheme=lru", "--http-port=8080", "--http-host=0.0.0.0", "--api-token-file=/etc/ipp/connection/api-token",
-    "--metrics-port=8081", "--metrics-host=0.0.0.0", "--connection-dir=/var/run/ipp",
+    "--metrics-port=8081", "--metrics-host=0.0.0.0", "--connection-dir=/var/run/ipp", "--profile-dir=/var/run/ipp/profile", "--restore",
   ]);
+  const sqlite = cluster(mpiSpec({}, 8, { taskRecords: "sqlite" }));
+  assert.ok(controllerArgs(clusterRef(sqlite), sqlite, DEFAULT_BUILD_CONFIG).includes("--sqlitedb"), "spec.controller.taskRecords: sqlite");
   // the API token reaches the controller as a mounted file: never in args or env
   const token = MATERIAL.apiToken;
   assert.ok(!JSON.stringify(d).includes(token), "the token is not in the Deployment");
