@@ -39,6 +39,8 @@ async function submitAndQuery(major: IppMajor, profileDir: string, writer: "ours
     assert.deepEqual(sub.errors, {}, JSON.stringify(sub.errors));
     const ids = sub.ids as Record<string, unknown>;
     const seen = await runPython(major, "task_records.py", [files.client, "query", JSON.stringify(ids)]);
+    // upstream's SQLiteDB commits every 2 s and not when it is stopped: give it a commit first
+    if (writer === "upstream") await new Promise((r) => setTimeout(r, 3000));
     return { ids, seen };
   } finally {
     await engines?.stop("SIGKILL");
