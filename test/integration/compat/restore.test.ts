@@ -33,7 +33,12 @@ for (const major of [9, 8] as IppMajor[]) {
       assert.deepEqual(before.ids, [0, 1, 2, 3]);
       assert.equal(before.result, 42);
 
-      // the controller dies with a client connected and engines running
+      // the result is on disk (the store commits within 100 ms), then the controller dies with a
+      // client connected and engines running
+      const committed = () => spawnSync(python(major), ["-c",
+        "import sqlite3,sys; d=sqlite3.connect(sys.argv[1]); r=d.execute(\"select completed from 'ipython-tasks' where msg_id=?\", (sys.argv[2],)).fetchone(); print('yes' if r and r[0] else 'no')",
+        join(profile.dir, "tasks.db"), before.msg_id], { encoding: "utf8" }).stdout.trim() === "yes";
+      await waitUntil(committed, 30_000, "the result committed to tasks.db");
       await ctl.stop("SIGKILL");
       const state = JSON.parse(readFileSync(join(profile.dir, "log", "enginesrs.json"), "utf8")) as { engines: Record<string, string>; next_id: number; cluster_id: string };
       assert.deepEqual(Object.keys(state.engines).sort(), ["0", "1", "2", "3"]);
