@@ -66,6 +66,7 @@ let local: ChildProcess | undefined;
 let localOut = "";
 let prom: Prometheus | undefined;
 let rig: PbsRig | undefined;
+let registrationUrl = "";
 let workload: { ids: number[]; gathered: number; squares: number; failed: string | null; after_pause: number } | undefined;
 const dir = mkdtempSync(join(tmpdir(), "ipp-dashboards-"));
 
@@ -119,7 +120,8 @@ before(async () => {
   writeRulesFile(join(dir, "alerts.yaml"), renderAlertGroups(FAST_ALERTS));
   prom = await startPrometheus([
     {
-      job: "ipp-controller", address: `127.0.0.1:${await freeLoopbackPort()}`, down: true,
+      // a second controller's ServiceMonitor target, nothing listening: a controller that is down
+      job: "ipp-controller-gone", address: `127.0.0.1:${await freeLoopbackPort()}`, down: true,
       labels: { namespace: EC_NAMESPACE, ipp_cluster: "gone", service: "gone-controller", pod: "gone-controller-5c7d-q8w2", endpoint: "metrics" },
     },
     {
@@ -135,8 +137,9 @@ before(async () => {
 
   // A malformed message on the registration socket: counted as a bad message, nothing else.
   const client = JSON.parse(readFileSync(join(dir, "ipcontroller-client.json"), "utf8")) as { interface: string; registration: number };
+  registrationUrl = `${client.interface}:${client.registration}`;
   const dealer = new Dealer({ linger: 2000 });
-  dealer.connect(`${client.interface}:${client.registration}`);
+  dealer.connect(registrationUrl);
   await dealer.send(["<IDS|MSG>", "not-a-signature", "{not json", "{}", "{}", "{}"]);
   const counted = Date.now() + 15_000;
   while (!/^ipp_controller_bad_messages_total\{[^}]*\} [1-9]/m.test(await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text())) {
@@ -174,7 +177,7 @@ test("the workload ran through the controller", () => {
 test("promtool accepts the generated Prometheus config and both targets are up", async () => {
   assert.match(promtoolCheckConfig(prom!.configPath), /SUCCESS/);
   const targets = await prom!.targets();
-  assert.deepEqual(targets.map((t) => [t.labels.job, t.labels.ipp_cluster ?? "", t.health]).sort(), [["ipp-controller", "gone", "down"], ["ipp-controller", EC_NAME, "up"], ["ipp-operator", "", "up"]]);
+  assert.deepEqual(targets.map((t) => [t.labels.job, t.labels.ipp_cluster ?? "", t.health]).sort(), [["ipp-controller", EC_NAME, "up"], ["ipp-controller-gone", "gone", "down"], ["ipp-operator", "", "up"]]);
 });
 
 const dashboards = loadDashboards();
@@ -245,7 +248,7 @@ test("the panels show what happened", async () => {
   assert.ok((await value(`sum(ipp_controller_task_latency_seconds_count{${ctl}})`))[0]! >= 24);
   const op = `namespace="${NAMESPACE}"`;
   assert.ok((await value(`sum(ipp_operator_reconcile_total{${op}})`))[0]! >= 1, "the operator reconciled");
-  assert.deepEqual(await value(`sum(ipp_operator_engineclusters{${op}})`), [1], "one EngineCluster, in some phase");
+  assert.deepEqual(await value(`sum(ipp_operator_engineclusters{${op}})`), [3], "the mpi and the two pbs EngineClusters, each in some phase");
   assert.deepEqual(await value(`ipp_operator_enginecluster_engines{${op}, cluster_namespace="${EC_NAMESPACE}", cluster="${EC_NAME}", state="desired"}`), [ENGINES]);
 });
 
@@ -259,6 +262,12 @@ test("every alert of the chart's PrometheusRule fires on what really happened", 
     IppHeartbeatMissesRising: { namespace: EC_NAMESPACE, ipp_cluster: EC_NAME },
     IppBadMessages: { namespace: EC_NAMESPACE, ipp_cluster: EC_NAME },
   };
+  // the bad-message counter's series starts at 1 (the first malformed message created it): one more
+  // malformed message, now that Prometheus has the series, is a rate above 0
+  const dealer = new Dealer({ linger: 2000 });
+  dealer.connect(registrationUrl);
+  await dealer.send(["<IDS|MSG>", "not-a-signature", "{not json", "{}", "{}", "{}"]);
+  dealer.close();
   const matches = (a: { labels: Record<string, string> }, labels: Record<string, string>) => Object.entries(labels).every(([k, v]) => a.labels[k] === v);
   const deadline = Date.now() + 120_000;
   let missing: string[] = [];
