@@ -58,25 +58,7 @@ build_apiserver() {
   local mod="$KUBE_DIR/src/kube-apiserver-$KUBE_VERSION" tmp="$out.tmp"
   local staging="v0.${KUBE_VERSION#v1.}"
   rm -rf "$mod" "$tmp"; mkdir -p "$mod" "$tmp"
-  # kubernetes' own go.mod points every k8s.io/* staging module at ./staging; a module outside
-  # the tree replaces each with its published release of the same minor/patch.
-  local upstream
-  upstream="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
-  [ -f "$upstream" ] || { log "could not download k8s.io/kubernetes@$KUBE_VERSION"; return 1; }
-  {
-    echo "module ipp-operator.local/kube-apiserver"
-    echo
-    grep -E '^go [0-9]' "$upstream"
-    grep -E '^godebug' "$upstream" || true
-    sed -n '/^godebug (/,/^)/p' "$upstream"
-    echo
-    echo "require k8s.io/kubernetes $KUBE_VERSION"
-    echo
-    echo "replace ("
-    grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' "$upstream" \
-      | awk -v v="$staging" '{print "\t" $1 " => " $1 " " v}'
-    echo ")"
-  } >"$mod/go.mod"
+  kube_wrapper_gomod ipp-operator.local/kube-apiserver "$KUBE_VERSION" >"$mod/go.mod" || return 1
   log "$(grep -c '=> k8s.io' "$mod/go.mod") staging modules replaced with $staging"
   cat >"$mod/main.go" <<'GO'
 package main

@@ -27,3 +27,25 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# kube_wrapper_gomod <module> <k8s version>: prints the go.mod of a small module outside the
+# kubernetes tree that builds its cmd/ packages. kubernetes' own go.mod points every k8s.io/*
+# staging module at ./staging; the wrapper replaces each with its published release of the same
+# minor/patch (v1.M.P -> v0.M.P) and copies kubernetes' go and godebug lines.
+kube_wrapper_gomod() {
+  local module="$1" version="$2" upstream staging="v0.${2#v1.}"
+  upstream="$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  [ -f "$upstream" ] || { log "could not download k8s.io/kubernetes@$version"; return 1; }
+  echo "module $module"
+  echo
+  grep -E '^go [0-9]' "$upstream"
+  grep -E '^godebug' "$upstream" || true
+  sed -n '/^godebug (/,/^)/p' "$upstream"
+  echo
+  echo "require k8s.io/kubernetes $version"
+  echo
+  echo "replace ("
+  grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' "$upstream" \
+    | awk -v v="$staging" '{print "\t" $1 " => " $1 " " v}'
+  echo ")"
+}
