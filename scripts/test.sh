@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: provisions every real part it needs (Debian packages,
 # node modules, ipyparallel 9.2 and 8.8 virtualenvs, kube-apiserver/etcd/helm built from the Go
-# module proxy, all cached under ~/.cache/ipp-operator/ keyed by version), runs the static checks, then every
+# module proxy, the single-node cluster's binaries and images (scripts/setup/cluster.sh), all cached under
+# ~/.cache/ipp-operator/ keyed by version or content), runs the static checks, then every
 # unit and integration test. The last line is the summary: "N passed, N failed".
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,7 +11,7 @@ source "$here/setup/lib.sh"
 set +e
 cd "$REPO_ROOT" || exit 1
 
-for step in system node python kube prometheus pbs-rig openpbs; do
+for step in system node python kube cluster prometheus pbs-rig openpbs; do
   [ -f "$here/setup/$step.sh" ] || continue
   if ! bash "$here/setup/$step.sh"; then echo "set-up step $step failed"; echo "0 passed, 1 failed"; exit 1; fi
 done

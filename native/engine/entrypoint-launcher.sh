@@ -14,6 +14,8 @@
 #   IPP_ENGINE_ARGS       extra ipengine arguments, space separated (shell-safe by the API schema)
 #   IPP_FORWARD_ENV       comma-separated names of variables to export to every rank
 #   IPP_WAIT_TIMEOUT      seconds to wait for every worker's sshd              [300]
+#                         (spec.backend.mpi.workersReadyTimeoutSeconds); past it the launcher
+#                         exits 3 and says which workers it could not reach
 # Local mode, to run the same command on one machine (tests, laptops):
 #   IPP_LOCAL=1           no ssh: hosts are expected to be localhost; adds --oversubscribe, and
 #                         --allow-run-as-root when run as root (Open MPI)
@@ -23,6 +25,10 @@
 set -euo pipefail
 
 die() { echo "entrypoint-launcher: $*" >&2; exit 2; }
+# Exit codes the operator tells apart (the launcher container's last termination):
+#   2  bad environment or hostfile;  3  workers not reachable before IPP_WAIT_TIMEOUT;
+#   anything else: mpiexec's own exit status.
+EXIT_WORKERS_TIMEOUT=3
 
 engines="${IPP_ENGINES:?IPP_ENGINES is required}"
 hostfile="${IPP_HOSTFILE:?IPP_HOSTFILE is required}"
@@ -72,16 +78,30 @@ CONF
   export HYDRA_LAUNCHER=ssh
   export HYDRA_LAUNCHER_EXTRA_ARGS="-F $conf_dir/config"
 
-  # Wait until every worker's sshd accepts connections (pods start in parallel).
+  # Wait until every worker's sshd accepts connections (pods start in parallel), as the MPI
+  # Operator's WaitForWorkersReady does; past the deadline, give up naming the missing workers
+  # (also in the termination message Kubernetes reports in the pod's status).
+  [[ "$wait_timeout" =~ ^[0-9]+$ ]] || die "IPP_WAIT_TIMEOUT must be a number of seconds, got '$wait_timeout'"
   deadline=$((SECONDS + wait_timeout))
-  for h in "${hosts[@]}"; do
-    until (exec 3<>"/dev/tcp/$h/$ssh_port") 2>/dev/null; do
-      if (( SECONDS >= deadline )); then
-        die "worker $h:$ssh_port not reachable after ${wait_timeout}s"
+  pending=("${hosts[@]}")
+  while (( ${#pending[@]} > 0 )); do
+    still=()
+    for h in "${pending[@]}"; do
+      if (exec 3<>"/dev/tcp/$h/$ssh_port") 2>/dev/null; then
+        echo "entrypoint-launcher: $h:$ssh_port is up" >&2
+      else
+        still+=("$h")
       fi
-      sleep 1
     done
-    echo "entrypoint-launcher: $h:$ssh_port is up" >&2
+    pending=(${still[@]+"${still[@]}"})
+    (( ${#pending[@]} == 0 )) && break
+    if (( SECONDS >= deadline )); then
+      msg="workers not ready after ${wait_timeout}s: ${#pending[@]} of ${#hosts[@]} not reachable on port $ssh_port (${pending[*]})"
+      echo "entrypoint-launcher: $msg" >&2
+      echo "$msg" > "${IPP_TERMINATION_LOG:-/dev/termination-log}" 2>/dev/null || true
+      exit "$EXIT_WORKERS_TIMEOUT"
+    fi
+    sleep 1
   done
 fi
 

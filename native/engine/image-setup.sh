@@ -1,9 +1,10 @@
 #!/bin/sh
 # Runs inside the engine image's root filesystem once its Debian packages (packages.txt) are in,
 # in both image routes: `RUN` in native/engine/Dockerfile and a chroot hook of
-# scripts/setup/images.sh. $1 is the folder holding requirements.txt and the entrypoints.
+# scripts/setup/images.sh. $1 is the folder holding requirements.txt. The entrypoints come after,
+# as their own layer (they change more often than the packages).
 set -eu
-src="${1:?usage: image-setup.sh <folder with requirements.txt and the entrypoints>}"
+src="${1:?usage: image-setup.sh <folder with requirements.txt>}"
 
 # ipyparallel from PyPI into /usr/local, which is on the default PATH of ssh sessions too (orted
 # and ipengine run there on the workers).
@@ -17,7 +18,4 @@ useradd --uid 1000 --gid 1000 --create-home --home-dir /home/ipp --shell /bin/ba
 # key, so the image carries none.
 mkdir -p /run/sshd && chmod 0755 /run/sshd
 rm -f /etc/ssh/ssh_host_*
-
-install -d -m 0755 /opt/ipp
-install -m 0755 "$src/entrypoint-worker.sh" "$src/entrypoint-launcher.sh" /opt/ipp/
 rm -rf /var/lib/apt/lists/* /root/.cache /var/cache/apt/archives/*.deb

@@ -30,10 +30,11 @@ image_ref() {
 # Content key of an image: its input files (paths relative to the repository) and the text of the
 # functions that build it (`declare -f` prints them without comments, so only a change of what
 # runs makes a new key).
-image_key() { # image_key <build function> <file or folder>...
-  local fn="$1"; shift
+image_key() { # image_key "<build functions>" <file or folder>...
+  local fns="$1"; shift
   {
-    declare -f pack dockerfile_config packages "$fn"
+    # shellcheck disable=SC2086 # a list of function names
+    declare -f pack dockerfile_config packages $fns
     (cd "$REPO_ROOT" && find "$@" -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum)
   } | sha256sum | cut -c1-16
 }
@@ -41,7 +42,7 @@ image_key() { # image_key <build function> <file or folder>...
 image_path() {
   local key
   case "$1" in
-    engine) key="$(image_key build_engine native/engine)" ;;
+    engine) key="$(image_key "build_engine build_engine_base engine_base pip_wheels" native/engine)" ;;
     controller) key="$(image_key build_controller native/controller package.json package-lock.json tsconfig.json src bin crds)-node$(node --version)" ;;
     pause) key="$PAUSE_VERSION-$(image_key build_pause)" ;;
     *) log "unknown image: $1"; return 2 ;;
@@ -105,6 +106,15 @@ pack() {
   log "$name image ready: $out ($(image_ref "$name"), $(du -h "$out" | cut -f1))"
 }
 
+# The PyPI requirements are downloaded here, by Debian's own python3 (the interpreter the image
+# runs), and installed in the root filesystem from those files with --no-index: pip inside the
+# chroot reaches no index, so a site's proxy or CA set-up on this machine is all it takes.
+pip_wheels() { # pip_wheels <folder>
+  apt_install python3-pip
+  /usr/bin/python3 -m pip download --quiet --disable-pip-version-check --no-cache-dir \
+    -r "$REPO_ROOT/native/engine/requirements.txt" -d "$1" >&2
+}
+
 packages() { grep -vE '^\s*(#|$)' "$1" | paste -sd, -; }
 
 build_pause() {
@@ -121,18 +131,39 @@ build_pause() {
   rm -rf "$work"
 }
 
-build_engine() {
-  local out="$1" work
-  work="$(mktemp -d "$IMAGES_DIR/.rootfs-XXXX")"
+# The engine image in two layers, as the Dockerfile has them: the Debian packages and PyPI
+# requirements with image-setup.sh (cached on its own, keyed by those inputs: the slow part), then
+# the entrypoints.
+engine_base() { # engine_base: prints the cached root filesystem tar, building it when needed
+  local out
+  out="$IMAGES_DIR/engine-base-$(image_key "build_engine_base pip_wheels" native/engine/packages.txt native/engine/requirements.txt native/engine/image-setup.sh).tar"
+  [ -f "$out" ] || build_engine_base "$out" >&2 || return 1
+  echo "$out"
+}
+
+build_engine_base() {
+  local out="$1" wheels
+  wheels="$(mktemp -d)"
+  pip_wheels "$wheels/wheels" || { rm -rf "$wheels"; return 1; }
   log "engine image: mmdebstrap $SUITE with $(packages "$REPO_ROOT/native/engine/packages.txt")"
   # shellcheck disable=SC2016 # the hooks' $1 is the root filesystem, expanded by mmdebstrap
   mmdebstrap --quiet --variant=apt --include="$(packages "$REPO_ROOT/native/engine/packages.txt")" \
     --customize-hook='mkdir -p "$1/tmp/ipp-image"' \
-    --customize-hook="copy-in $REPO_ROOT/native/engine/requirements.txt $REPO_ROOT/native/engine/image-setup.sh $REPO_ROOT/native/engine/entrypoint-worker.sh $REPO_ROOT/native/engine/entrypoint-launcher.sh /tmp/ipp-image" \
-    --customize-hook='chroot "$1" sh /tmp/ipp-image/image-setup.sh /tmp/ipp-image' \
+    --customize-hook="copy-in $REPO_ROOT/native/engine/requirements.txt $REPO_ROOT/native/engine/image-setup.sh $wheels/wheels /tmp/ipp-image" \
+    --customize-hook='chroot "$1" env PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/ipp-image/wheels sh /tmp/ipp-image/image-setup.sh /tmp/ipp-image' \
     --customize-hook='rm -rf "$1/tmp/ipp-image"' \
-    "$SUITE" "$work/rootfs.tar" || { rm -rf "$work"; return 1; }
-  pack engine "$REPO_ROOT/native/engine/Dockerfile" "$out" "$work/rootfs.tar"
+    "$SUITE" "$out.tmp" || { rm -rf "$out.tmp" "$wheels"; return 1; }
+  rm -rf "$wheels"
+  mv "$out.tmp" "$out"
+}
+
+build_engine() {
+  local out="$1" base work
+  base="$(engine_base)" || return 1
+  work="$(mktemp -d "$IMAGES_DIR/.rootfs-XXXX")"
+  install -d -m 0755 "$work/entrypoints/opt/ipp"
+  install -m 0755 "$REPO_ROOT/native/engine/entrypoint-worker.sh" "$REPO_ROOT/native/engine/entrypoint-launcher.sh" "$work/entrypoints/opt/ipp/"
+  pack engine "$REPO_ROOT/native/engine/Dockerfile" "$out" "$base" "$work/entrypoints"
   rm -rf "$work"
 }
 

@@ -83,6 +83,7 @@ export const MpiBackend = z.object({
   nodeSelector: Labels.optional().meta({ description: "Node selector for worker and launcher pods." }),
   tolerations: z.array(Toleration).max(64).optional().meta({ description: "Tolerations for worker and launcher pods." }),
   engineArgs: z.array(matching(SHELL_WORD, 256, SHELL_SAFE)).max(32).optional().meta({ description: "Extra ipengine arguments, e.g. --log-level=WARN." }),
+  workersReadyTimeoutSeconds: z.int().min(10).max(86400).default(300).meta({ description: "How long the launcher waits for every worker's sshd before it gives up (exit 3, condition WorkersNotReadyTimeout); the launcher Job then retries within its backoff limit." }),
 }).meta({ description: "Run engines as Kubernetes pods: workers run sshd, a launcher Job runs mpiexec over a hostfile so all engines share one MPI world." });
 
 // ---------------------------------------------------------------------------------------------
@@ -264,7 +265,10 @@ export const EngineClusterStatus = z.object({
     launcherJob: z.string().optional(),
     workers: z.int().min(0).optional(),
     readyWorkers: z.int().min(0).optional(),
-    relaunches: z.int().min(0).optional().meta({ description: "How many times the MPI world was relaunched after a spec change." }),
+    relaunches: z.int().min(0).optional().meta({ description: "How many times the operator relaunched the MPI world (a spec change, or a replaced controller)." }),
+    worldEpoch: z.int().min(0).optional().meta({ description: "Bumped when the controller is replaced while engines run: the engines' registrations died with it, so the world is relaunched." }),
+    controllerPod: z.string().max(512).optional().meta({ description: "The controller pod (name/uid/restarts) the running world's engines registered with." }),
+    launcherRestarts: z.int().min(0).optional().meta({ description: "Restarts of the current launcher's mpiexec (a worker lost, mpiexec failed, workers not ready in time)." }),
   }).optional(),
   pbs: z.object({
     jobs: z.array(PbsJobStatus).max(64).optional(),

@@ -32,6 +32,8 @@ export interface Cluster {
   kubectl(...args: string[]): string;
   /** kubectl without throwing: exit status, stdout and stderr. */
   kubectlResult(...args: string[]): { status: number | null; stdout: string; stderr: string };
+  /** `kubectl apply -f -` of objects (JSON), throwing on failure. */
+  apply(...objects: unknown[]): string;
   helm(...args: string[]): string;
   /** The last lines of a component's log, for failure messages. */
   logTail(component: string, lines?: number): string;
@@ -68,10 +70,11 @@ export async function startCluster(): Promise<Cluster> {
   const kubectlPath = info("kubectl");
   const logDir = info("logs");
   const client = createKubeClient(await loadConnectionConfig({ kubeconfig: kubeconfigPath }));
-  const kubectlResult = (...args: string[]) => {
-    const r = spawnSync(kubectlPath, ["--kubeconfig", kubeconfigPath, ...args], { encoding: "utf8", timeout: 300_000, maxBuffer: 64 << 20 });
-    return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+  const kubectlWith = (input: string | undefined, args: string[]) => {
+    const r = spawnSync(kubectlPath, ["--kubeconfig", kubeconfigPath, ...args], { encoding: "utf8", timeout: 300_000, maxBuffer: 64 << 20, ...(input !== undefined ? { input } : {}) });
+    return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? String(r.error ?? "") };
   };
+  const kubectlResult = (...args: string[]) => kubectlWith(undefined, args);
   let stopped = false;
   return {
     kubeconfigPath, kubectlPath, logDir, client,
@@ -82,6 +85,11 @@ export async function startCluster(): Promise<Cluster> {
       return r.stdout;
     },
     kubectlResult,
+    apply: (...objects) => {
+      const r = kubectlWith(JSON.stringify({ apiVersion: "v1", kind: "List", items: objects }), ["apply", "-f", "-"]);
+      if (r.status !== 0) throw new Error(`kubectl apply (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
+      return r.stdout;
+    },
     helm: (...args) => {
       const r = spawnSync(helmPath(), [...args, "--kubeconfig", kubeconfigPath], { encoding: "utf8", timeout: 300_000 });
       if (r.status !== 0) throw new Error(`helm ${args.join(" ")} (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);

@@ -24,7 +24,7 @@ import {
   applyOrder, buildConnectionSecret, buildControllerDeployment, buildControllerService, buildMpiObjects, buildNetworkPolicy, connectionFiles, DEFAULT_BUILD_CONFIG,
   type BuildConfig, type KeyMaterial, type MpiObjects,
 } from "../../backends/mpi/core/builders.ts";
-import { CONNECTION_KEYS, HTTP_PORT, SERVICE_PORTS, SSH_KEYS, WORLD_LABEL, clusterRef, dns, names } from "../../backends/mpi/core/names.ts";
+import { COMPONENT_LABEL, CONNECTION_KEYS, HTTP_PORT, SERVICE_PORTS, SSH_KEYS, WORLD_LABEL, clusterRef, dns, names, type Component } from "../../backends/mpi/core/names.ts";
 import { HOSTNAME, re } from "../../api/patterns.ts";
 import { dialects, type DialectName, type QstatJob } from "../../backends/pbs/core/dialects.ts";
 import { planPbs, type PbsJobRecord, type PbsStep } from "../../backends/pbs/core/plan.ts";
@@ -274,8 +274,53 @@ function degradedOnly(observed: Observed, prev: EngineClusterStatus | undefined,
 
 interface Problem { reason: string; message: string; fatal?: boolean }
 
+/** entrypoint-launcher.sh's exit status when the workers were not reachable before its deadline. */
+export const LAUNCHER_EXIT_WORKERS_TIMEOUT = 3;
+const MAX_TERMINATION_MESSAGE = 600;
+
+/** Secret strings (the HMAC key) never reach a status or an Event, whatever a log line held. */
+function redact(text: string, secrets: string[]): string {
+  let out = text;
+  for (const s of secrets) if (s.length >= 8) out = out.split(s).join("[redacted]");
+  out = out.trim().replace(/\s+/g, " ");
+  return out.length > MAX_TERMINATION_MESSAGE ? `…${out.slice(-MAX_TERMINATION_MESSAGE)}` : out;
+}
+
+/** Live (not terminating) pods of one component, oldest first. */
+function componentPods(owned: KubeObject[], component: Component): KubeObject[] {
+  return owned.filter((p) => p.kind === "Pod" && p.metadata.labels?.[COMPONENT_LABEL] === component && p.metadata.deletionTimestamp === undefined)
+    .sort((a, b) => String(a.metadata.creationTimestamp ?? "").localeCompare(String(b.metadata.creationTimestamp ?? "")) || a.metadata.name.localeCompare(b.metadata.name));
+}
+
+const restartsOf = (pod: KubeObject): number => arr(obj(pod.status).containerStatuses).reduce((n, cs) => n + num(cs.restartCount), 0);
+
+/** The controller pod the engines talk to, as `name:restarts` (a restarted container lost its registrations too). */
+function controllerPodId(owned: KubeObject[]): string | undefined {
+  const pods = componentPods(owned, "controller");
+  const pod = pods[pods.length - 1];
+  return pod === undefined ? undefined : `${pod.metadata.name}:${restartsOf(pod)}`;
+}
+
+/** Restarts of the current world's launcher pods (the Job restarts mpiexec after it exits non-zero). */
+function launcherRestarts(owned: KubeObject[], world: string): number {
+  return componentPods(owned, "launcher").filter((p) => p.metadata.labels?.[WORLD_LABEL] === world).reduce((n, p) => n + restartsOf(p), 0);
+}
+
+/** How the current world's launcher last ended (exit status, termination message), if it did. */
+function lastLauncherTermination(owned: KubeObject[], world: string): { exitCode: number; message: string; restarts: number } | undefined {
+  for (const pod of componentPods(owned, "launcher").filter((p) => p.metadata.labels?.[WORLD_LABEL] === world).reverse()) {
+    for (const cs of arr(obj(pod.status).containerStatuses)) {
+      const st = obj(cs.state);
+      const ended = obj(st.terminated).exitCode !== undefined ? obj(st.terminated) : obj(obj(cs.lastState).terminated);
+      if (ended.exitCode === undefined || num(ended.exitCode) === 0) continue;
+      return { exitCode: num(ended.exitCode), message: typeof ended.message === "string" ? ended.message : String(ended.reason ?? ""), restarts: num(cs.restartCount) };
+    }
+  }
+  return undefined;
+}
+
 /** Diagnose the owned workloads and pods: what blocks the cluster, with a reason and a message. */
-function diagnose(o: MpiObjects, owned: KubeObject[], observed: Observed, ec: EngineCluster): Problem[] {
+function diagnose(o: MpiObjects, owned: KubeObject[], observed: Observed, ec: EngineCluster, enginesReady: boolean, secrets: string[]): Problem[] {
   const out: Problem[] = [];
   const missing = referencedSecrets(observed.cluster).filter((s) => observed.secrets?.[s] === false);
   if (missing.length > 0) out.push({ reason: "SecretNotFound", message: `Secret ${missing.join(", ")} referenced by spec.backend.mpi (env or imagePullSecrets) not found` });
@@ -300,6 +345,15 @@ function diagnose(o: MpiObjects, owned: KubeObject[], observed: Observed, ec: En
       out.push({ reason: "LauncherExited", message: `launcher Job ${o.launcher.metadata.name} completed: mpiexec exited, the MPI world is gone (change the spec or delete the Job to relaunch)`, fatal: true });
     }
   }
+  // The launcher's mpiexec (or its wait for the workers) ended and the Job restarts it: while the
+  // engines are not all back, say why it ended (the container's termination message).
+  const launcherEnded = enginesReady ? undefined : lastLauncherTermination(owned, o.world);
+  if (launcherEnded !== undefined) {
+    const detail = launcherEnded.message !== "" ? `: ${redact(launcherEnded.message, secrets)}` : "";
+    out.push(launcherEnded.exitCode === LAUNCHER_EXIT_WORKERS_TIMEOUT
+      ? { reason: "WorkersNotReadyTimeout", message: `the launcher gave up waiting for the workers after spec.backend.mpi.workersReadyTimeoutSeconds=${ec.spec.backend.mpi?.workersReadyTimeoutSeconds ?? ""}s (restart ${launcherEnded.restarts}, the Job retries within its backoff limit)${detail}` }
+      : { reason: "MpiexecFailed", message: `the launcher's mpiexec exited ${launcherEnded.exitCode} (restart ${launcherEnded.restarts}; a lost worker ends the whole MPI world, which the launcher relaunches)${detail}` });
+  }
   // Pods (when the runtime lists them): images that can't be pulled, containers that can't start.
   const pods = owned.filter((p) => p.kind === "Pod").sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
   const seen = new Set<string>();
@@ -308,6 +362,8 @@ function diagnose(o: MpiObjects, owned: KubeObject[], observed: Observed, ec: En
     for (const cs of [...arr(st.initContainerStatuses), ...arr(st.containerStatuses)]) {
       const waiting = obj(obj(cs.state).waiting);
       const reason = typeof waiting.reason === "string" ? waiting.reason : "";
+      // the launcher restarting after mpiexec ended is reported above, with why it ended
+      if (reason === "CrashLoopBackOff" && launcherEnded !== undefined && pod.metadata.labels?.[COMPONENT_LABEL] === "launcher") continue;
       let kind: string | undefined;
       if (["ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"].includes(reason)) kind = "ImagePullFailed";
       else if (["CreateContainerConfigError", "CreateContainerError"].includes(reason)) kind = "ContainerConfigError";
@@ -327,9 +383,16 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
   const given = Object.fromEntries(Object.entries(observed.config ?? {}).filter(([, v]) => v !== undefined));
   const config: BuildConfig = { ...DEFAULT_BUILD_CONFIG, ...given };
   const ref = clusterRef(ec);
-  const objects = buildMpiObjects(ec, keyMaterial(ec, managed, observed.generated), config);
-  const desired = applyOrder(objects);
   const owned = observed.owned;
+  // A replaced (or restarted) controller pod lost every engine registration, and ipyparallel
+  // engines never register again on their own: relaunch the world (a new epoch names a new
+  // launcher Job) so the engines register with the new controller.
+  const controllerPod = controllerPodId(owned) ?? prev?.mpi?.controllerPod;
+  const controllerReplaced = prev?.mpi?.controllerPod !== undefined && controllerPod !== prev.mpi.controllerPod && (prev.engines?.registered ?? 0) > 0;
+  const epoch = (prev?.mpi?.worldEpoch ?? 0) + (controllerReplaced ? 1 : 0);
+  const material = keyMaterial(ec, managed, observed.generated);
+  const objects = buildMpiObjects(ec, material, config, epoch);
+  const desired = applyOrder(objects);
 
   if (!desired.some((d) => find(managed, d.kind, d.metadata.name) !== undefined)) {
     actions.push({ type: "event", eventType: "Normal", reason: "Creating", message: `creating the controller, ${objects.shape.workers} worker(s) and a launcher for ${objects.shape.engines} engine(s)` });
@@ -354,9 +417,14 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
   const relaunched = prevWorld !== undefined && prevWorld !== objects.world;
   if (relaunched) {
     const prevDesired = prev?.engines?.desired;
-    const why = prevDesired !== undefined && prevDesired !== ec.spec.engines
-      ? `spec.engines changed ${prevDesired} → ${ec.spec.engines}`
-      : "the MPI world's shape or launcher pod changed (image, slots, workers, implementation, env or arguments)";
+    const why = controllerReplaced
+      ? `the controller pod was replaced (${prev?.mpi?.controllerPod ?? "?"} → ${controllerPod ?? "?"}) and the engines' registrations were lost with it`
+      : prevDesired !== undefined && prevDesired !== ec.spec.engines
+        ? `spec.engines changed ${prevDesired} → ${ec.spec.engines}`
+        : "the MPI world's shape or launcher pod changed (image, slots, workers, implementation, env or arguments)";
+    if (controllerReplaced) {
+      actions.push({ type: "event", eventType: "Warning", reason: "ControllerReplaced", message: `controller pod ${prev?.mpi?.controllerPod ?? "?"} replaced by ${controllerPod ?? "?"}: ${prev?.engines?.registered ?? 0} engine registration(s) lost` });
+    }
     actions.push({
       type: "event", eventType: "Normal", reason: "Relaunching",
       message: `${why}: relaunching the MPI world (launcher Job ${names.launcher(ref.name, objects.world)} replaces ${names.launcher(ref.name, prevWorld)})`,
@@ -378,7 +446,19 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
   const alive = probed?.alive ?? (keepCounts ? prev.engines!.alive : 0);
   const enginesReady = probed !== undefined && probed.registered >= ec.spec.engines;
 
-  const problems = diagnose(objects, owned, observed, ec);
+  // mpiexec ended and the Job restarted the launcher (a lost worker ends the whole world).
+  const restarts = launcherRestarts(owned, objects.world);
+  const prevRestarts = relaunched ? 0 : prev?.mpi?.launcherRestarts ?? 0;
+  const secrets = [material.hmacKey];
+  if (restarts > prevRestarts) {
+    const ended = lastLauncherTermination(owned, objects.world);
+    const how = ended === undefined ? "" : ended.exitCode === LAUNCHER_EXIT_WORKERS_TIMEOUT
+      ? ` after waiting ${ec.spec.backend.mpi?.workersReadyTimeoutSeconds ?? ""}s for the workers`
+      : ` after mpiexec exited ${ended.exitCode}${ended.message !== "" ? ` (${redact(ended.message, secrets).slice(-200)})` : ""}`;
+    actions.push({ type: "event", eventType: "Warning", reason: "LauncherRestarted", message: `launcher restarted (restart ${restarts})${how}: the MPI world is relaunched once every worker is reachable` });
+  }
+
+  const problems = diagnose(objects, owned, observed, ec, enginesReady, secrets);
   const degraded = problems.length > 0;
   const failed = problems.some((p) => p.fatal === true);
   const ready = !degraded && controllerAvailable && enginesReady;
@@ -437,6 +517,9 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
       workers: objects.shape.workers,
       readyWorkers,
       relaunches: (prev?.mpi?.relaunches ?? 0) + (relaunched ? 1 : 0),
+      ...(epoch > 0 ? { worldEpoch: epoch } : {}),
+      ...(controllerPod !== undefined ? { controllerPod } : {}),
+      ...(restarts > 0 ? { launcherRestarts: restarts } : {}),
     },
   };
   const requeue = failed ? undefined : ready ? REQUEUE_READY_MS : REQUEUE_STARTING_MS;

@@ -20,34 +20,37 @@ const imageSetup = read("native/engine/image-setup.sh");
 
 /** The body of a shell function `name() { ... }` in images.sh. */
 function shellFunction(name: string): string {
-  const m = new RegExp(`^${name}\\(\\) \\{\\n([\\s\\S]*?)\\n\\}$`, "m").exec(imagesSh);
+  const m = new RegExp(`^${name}\\(\\) \\{[^\\n]*\\n([\\s\\S]*?)\\n\\}$`, "m").exec(imagesSh);
   assert.ok(m, `images.sh defines ${name}()`);
   return m[1]!;
 }
 
-test("engine: the Dockerfile installs packages.txt and runs image-setup.sh with requirements.txt and both entrypoints", () => {
+test("engine: the Dockerfile installs packages.txt, runs image-setup.sh with requirements.txt, then adds both entrypoints", () => {
   const copy = /^COPY (.+) \/tmp\/ipp-image\/$/m.exec(engineDockerfile);
   assert.ok(copy, "the Dockerfile copies the build inputs to /tmp/ipp-image/");
-  assert.deepEqual(copy[1]!.split(/\s+/).sort(), ["entrypoint-launcher.sh", "entrypoint-worker.sh", "image-setup.sh", "packages.txt", "requirements.txt"]);
+  assert.deepEqual(copy[1]!.split(/\s+/).sort(), ["image-setup.sh", "packages.txt", "requirements.txt"]);
   assert.match(engineDockerfile, /apt-get install -y --no-install-recommends \$\(grep -v '\^#' \/tmp\/ipp-image\/packages\.txt\)/);
   assert.match(engineDockerfile, /sh \/tmp\/ipp-image\/image-setup\.sh \/tmp\/ipp-image/);
+  assert.match(engineDockerfile, /^COPY --chmod=0755 entrypoint-worker\.sh entrypoint-launcher\.sh \/opt\/ipp\/$/m);
   assert.doesNotMatch(engineDockerfile, /pip3? install|useradd/, "no step of the image outside the shared files");
 });
 
-test("engine: images.sh installs the same packages.txt (mmdebstrap --include) and runs the same image-setup.sh", () => {
-  const body = shellFunction("build_engine");
-  assert.match(body, /--include="\$\(packages "\$REPO_ROOT\/native\/engine\/packages\.txt"\)"/);
-  const copyIn = /copy-in ([^"]+) \/tmp\/ipp-image"/.exec(body);
+test("engine: images.sh installs the same packages.txt (mmdebstrap --include), runs the same image-setup.sh, then adds both entrypoints", () => {
+  const base = shellFunction("build_engine_base");
+  assert.match(base, /--include="\$\(packages "\$REPO_ROOT\/native\/engine\/packages\.txt"\)"/);
+  const copyIn = /copy-in ([^"]+) \/tmp\/ipp-image"/.exec(base);
   assert.ok(copyIn, "images.sh copies the build inputs into the root filesystem");
   const files = copyIn[1]!.split(/\s+/).map((f) => f.replace("$REPO_ROOT/native/engine/", "")).sort();
-  assert.deepEqual(files, ["entrypoint-launcher.sh", "entrypoint-worker.sh", "image-setup.sh", "requirements.txt"]);
-  assert.match(body, /chroot "\$1" sh \/tmp\/ipp-image\/image-setup\.sh \/tmp\/ipp-image/);
+  assert.deepEqual(files, ["$wheels/wheels", "image-setup.sh", "requirements.txt"]);
+  assert.match(base, /chroot "\$1" env PIP_NO_INDEX=1 PIP_FIND_LINKS=\/tmp\/ipp-image\/wheels sh \/tmp\/ipp-image\/image-setup\.sh \/tmp\/ipp-image/);
+  assert.match(shellFunction("pip_wheels"), /pip download [^]*-r "\$REPO_ROOT\/native\/engine\/requirements\.txt"/, "the wheels are requirements.txt's");
+  const body = shellFunction("build_engine");
+  assert.match(body, /install -m 0755 "\$REPO_ROOT\/native\/engine\/entrypoint-worker\.sh" "\$REPO_ROOT\/native\/engine\/entrypoint-launcher\.sh" "\$work\/entrypoints\/opt\/ipp\/"/);
   assert.match(body, /pack engine "\$REPO_ROOT\/native\/engine\/Dockerfile"/, "the image configuration comes from the Dockerfile");
 });
 
-test("engine: image-setup.sh installs requirements.txt and puts the entrypoints where the operator's pods run them", () => {
+test("engine: image-setup.sh installs requirements.txt; the entrypoints go where the operator's pods run them", () => {
   assert.match(imageSetup, /pip3 install .*-r "\$src\/requirements\.txt"/);
-  assert.match(imageSetup, /install -m 0755 "\$src\/entrypoint-worker\.sh" "\$src\/entrypoint-launcher\.sh" \/opt\/ipp\//);
   assert.equal(PATHS.workerEntrypoint, "/opt/ipp/entrypoint-worker.sh");
   assert.equal(PATHS.launcherEntrypoint, "/opt/ipp/entrypoint-launcher.sh");
   const packages = read("native/engine/packages.txt").split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#"));

@@ -438,6 +438,7 @@ export function launcherEnv(ref: ClusterRef, mpi: MpiBackend, shape: WorldShape)
     { name: "IPP_SSH_DIR", value: PATHS.sshDir },
     { name: "IPP_SSH_PORT", value: String(SSH_PORT) },
     { name: "IPP_ENGINE_ARGS", value: (mpi.engineArgs ?? []).join(" ") },
+    { name: "IPP_WAIT_TIMEOUT", value: String(mpi.workersReadyTimeoutSeconds) },
     // user variables are forwarded to every rank (mpiexec -x NAME / -genvlist)
     { name: "IPP_FORWARD_ENV", value: userEnv.map((e) => e.name as string).join(",") },
     ...userEnv,
@@ -459,6 +460,8 @@ function launcherPodTemplate(ref: ClusterRef, mpi: MpiBackend, shape: WorldShape
         imagePullPolicy: mpi.imagePullPolicy,
         command: [PATHS.launcherEntrypoint],
         env: launcherEnv(ref, mpi, shape),
+        // why mpiexec or the wait for workers failed reaches the pod's status (the planner reports it)
+        terminationMessagePolicy: "FallbackToLogsOnError",
         ...resources(mpi.launcherResources),
         securityContext: restrictedContainer(ENGINE_UID),
         volumeMounts: [
@@ -478,10 +481,11 @@ function launcherPodTemplate(ref: ClusterRef, mpi: MpiBackend, shape: WorldShape
  * The world generation: a hash of everything that fixes MPI_COMM_WORLD and the launcher pod (a
  * Job's pod template is immutable): engines, slots, workers, image, implementation, plus the
  * launcher's environment, arguments and scheduling. It names the launcher Job, so a change
- * creates a new Job (and the planner deletes the old one): the world is relaunched.
+ * creates a new Job (and the planner deletes the old one): the world is relaunched. `epoch` (the
+ * status' worldEpoch) relaunches the same world on purpose, after the controller was replaced.
  */
-export function worldGeneration(ref: ClusterRef, mpi: MpiBackend, shape: WorldShape, hostfile: string): string {
-  return shortHash({ shape, image: mpi.image, hostfile, template: launcherPodTemplate(ref, mpi, shape) }, 10);
+export function worldGeneration(ref: ClusterRef, mpi: MpiBackend, shape: WorldShape, hostfile: string, epoch = 0): string {
+  return shortHash({ shape, image: mpi.image, hostfile, template: launcherPodTemplate(ref, mpi, shape), ...(epoch > 0 ? { epoch } : {}) }, 10);
 }
 
 export function buildLauncher(ref: ClusterRef, mpi: MpiBackend, shape: WorldShape, world: string): KubeObject {
@@ -497,13 +501,13 @@ export function buildLauncher(ref: ClusterRef, mpi: MpiBackend, shape: WorldShap
 }
 
 /** Every object an mpi EngineCluster owns. `ec.spec.backend.mpi` must be set. */
-export function buildMpiObjects(ec: EngineCluster, material: KeyMaterial, config: BuildConfig = DEFAULT_BUILD_CONFIG): MpiObjects {
+export function buildMpiObjects(ec: EngineCluster, material: KeyMaterial, config: BuildConfig = DEFAULT_BUILD_CONFIG, epoch = 0): MpiObjects {
   const mpi = ec.spec.backend.mpi;
   if (mpi === undefined) throw new Error("buildMpiObjects: spec.backend.mpi is not set");
   const ref = clusterRef(ec);
   const shape = worldShape(ec.spec.engines, mpi);
   const hostfile = buildHostfile(ref, shape, config);
-  const world = worldGeneration(ref, mpi, shape, (hostfile.data as Record<string, string>)[HOSTFILE_KEY]!);
+  const world = worldGeneration(ref, mpi, shape, (hostfile.data as Record<string, string>)[HOSTFILE_KEY]!, epoch);
   return {
     world,
     shape,

@@ -202,6 +202,7 @@ test("launcher Job: entrypoint env, connection info from the Secret, world label
     { name: "IPP_SSH_DIR", value: "/etc/ipp/ssh" },
     { name: "IPP_SSH_PORT", value: "2222" },
     { name: "IPP_ENGINE_ARGS", value: "--log-level=WARN" },
+    { name: "IPP_WAIT_TIMEOUT", value: "300" },
     { name: "IPP_FORWARD_ENV", value: "OMP_NUM_THREADS" },
     { name: "OMP_NUM_THREADS", value: "1" },
   ]);
