@@ -288,3 +288,99 @@ test("operator configuration reaches the owned objects: controller image, DNS do
   assert.equal(deployment.spec.template.spec.containers[0].image, "registry.example/ipp:1");
   assert.ok(deployment.spec.template.spec.containers[0].args.includes("--location=psum-controller.science.svc.corp.local"));
 });
+
+// ---------------------------------------------------------------------------------------------
+// what the real cluster showed: a lost worker, a replaced controller, workers not ready in time
+
+function pod(name: string, component: string, extraLabels: Record<string, string>, status: J, created = "2026-02-01T09:00:00Z"): KubeObject {
+  return {
+    apiVersion: "v1", kind: "Pod",
+    metadata: { name, namespace: "science", creationTimestamp: created, labels: { "ipp.dev/cluster": "psum", "app.kubernetes.io/component": component, ...extraLabels } },
+    status,
+  };
+}
+
+/** A cluster walked to Ready with its controller pod `controllerPod`; returns the inputs of the next reconcile. */
+function readyCluster(controllerPod: KubeObject) {
+  const c0 = withFinalizer(rawCluster(mpiSpec({ slotsPerWorker: 4 })));
+  const p0 = plan(observe(c0));
+  const objs = live(applied(p0), { controller: true, workersReady: 2 });
+  const world = (p0.status as J).mpi.worldGeneration as string;
+  const ready = plan(observe({ ...c0, status: p0.status }, [...objs, controllerPod], { controllerEngines: { registered: 8, alive: 8 } }));
+  assert.equal((ready.status as J).phase, "Ready");
+  return { c0, objs, world, status: ready.status as J };
+}
+
+const controllerPod = (name: string, restarts = 0, created?: string) =>
+  pod(name, "controller", {}, { containerStatuses: [{ name: "controller", restartCount: restarts, state: { running: {} } }] }, created);
+
+test("a replaced controller pod relaunches the world: new epoch, new launcher Job, ControllerReplaced and Relaunching Events", () => {
+  const { c0, objs, world, status } = readyCluster(controllerPod("psum-controller-aaa"));
+  assert.equal(status.mpi.controllerPod, "psum-controller-aaa:0");
+  const fresh = controllerPod("psum-controller-bbb", 0, "2026-02-01T10:00:00Z");
+  const p = plan(observe({ ...c0, status }, [...objs, fresh], { controllerEngines: { registered: 0, alive: 0 } }));
+  const s = p.status as J;
+  assert.equal(s.mpi.worldEpoch, 1);
+  assert.equal(s.mpi.controllerPod, "psum-controller-bbb:0");
+  assert.notEqual(s.mpi.worldGeneration, world);
+  assert.equal(s.mpi.relaunches, 1);
+  assert.ok(kinds(p).includes(`delete Job/psum-launcher-${world}`), kinds(p).join("\n"));
+  assert.ok(kinds(p).includes(`apply Job/psum-launcher-${s.mpi.worldGeneration}`));
+  const ev = events(p);
+  assert.ok(ev.includes("Warning/ControllerReplaced: controller pod psum-controller-aaa:0 replaced by psum-controller-bbb:0: 8 engine registration(s) lost"), ev.join("\n"));
+  assert.ok(ev.some((e) => e.startsWith("Normal/Relaunching: the controller pod was replaced (psum-controller-aaa:0 → psum-controller-bbb:0)")), ev.join("\n"));
+  // the terminating old pod alongside the new one changes nothing
+  const old = { ...controllerPod("psum-controller-aaa"), metadata: { ...controllerPod("psum-controller-aaa").metadata, deletionTimestamp: "2026-02-01T10:00:01Z" } };
+  const again = plan(observe({ ...c0, status: s }, [...live(applied(p), { controller: true, workersReady: 2 }), old, fresh], { controllerEngines: { registered: 0, alive: 0 } }));
+  assert.equal((again.status as J | undefined)?.mpi.worldEpoch ?? 1, 1);
+  assert.ok(!events(again).some((e) => e.includes("ControllerReplaced")));
+});
+
+test("a restarted controller container counts as replaced; a controller change before any engine registered does not relaunch", () => {
+  const { c0, objs, status } = readyCluster(controllerPod("psum-controller-aaa"));
+  const p = plan(observe({ ...c0, status }, [...objs, controllerPod("psum-controller-aaa", 1)], { controllerEngines: { registered: 0, alive: 0 } }));
+  assert.equal((p.status as J).mpi.worldEpoch, 1);
+
+  const fresh = withFinalizer(rawCluster(mpiSpec()));
+  const p0 = plan(observe(fresh, [controllerPod("psum-controller-aaa")]));
+  const p1 = plan(observe({ ...fresh, status: p0.status }, [...live(applied(p0)), controllerPod("psum-controller-bbb")]));
+  assert.equal((p1.status as J).mpi.worldEpoch, undefined);
+  assert.equal((p1.status as J).mpi.controllerPod, "psum-controller-bbb:0");
+});
+
+test("the launcher restarted after mpiexec failed (a worker lost): LauncherRestarted Event, MpiexecFailed in status until the engines are back; the HMAC key never shows", () => {
+  const { c0, objs, world, status } = readyCluster(controllerPod("psum-controller-aaa"));
+  const message = `ORTE has lost communication with a remote daemon psum-worker-1 key=${MATERIAL.hmacKey}`;
+  const launcher = pod(`psum-launcher-${world}-x1`, "launcher", { "ipp.dev/world": world }, {
+    containerStatuses: [{ name: "launcher", restartCount: 1, state: { running: {} }, lastState: { terminated: { exitCode: 1, reason: "Error", message } } }],
+  });
+  const p = plan(observe({ ...c0, status }, [...objs, controllerPod("psum-controller-aaa"), launcher], { controllerEngines: { registered: 4, alive: 4 } }));
+  const s = p.status as J;
+  assert.equal(s.mpi.launcherRestarts, 1);
+  assert.equal(s.phase, "Degraded");
+  assert.equal(cond(p, "Degraded").reason, "MpiexecFailed");
+  assert.match(cond(p, "Degraded").message, /mpiexec exited 1 \(restart 1;.*lost communication with a remote daemon psum-worker-1 key=\[redacted\]/);
+  const ev = events(p);
+  assert.ok(ev.some((e) => /^Warning\/LauncherRestarted: launcher restarted \(restart 1\) after mpiexec exited 1 \(.*key=\[redacted\]\)/.test(e)), ev.join("\n"));
+  assert.ok(!JSON.stringify(p).includes(MATERIAL.hmacKey), "the key is in neither status nor Events");
+  // the engines are back: Ready again, no second event
+  const back = plan(observe({ ...c0, status: s }, [...objs, controllerPod("psum-controller-aaa"), launcher], { controllerEngines: { registered: 8, alive: 8 } }));
+  assert.equal((back.status as J).phase, "Ready");
+  assert.ok(!events(back).some((e) => e.includes("LauncherRestarted")));
+});
+
+test("workers not ready before the deadline: the launcher's exit 3 becomes WorkersNotReadyTimeout with the deadline and the missing workers", () => {
+  const c = withFinalizer(rawCluster(mpiSpec({ workersReadyTimeoutSeconds: 30 })));
+  const p0 = plan(observe(c));
+  const world = (p0.status as J).mpi.worldGeneration as string;
+  const launcher = pod(`psum-launcher-${world}-x1`, "launcher", { "ipp.dev/world": world }, {
+    containerStatuses: [{ name: "launcher", restartCount: 1, state: { waiting: { reason: "CrashLoopBackOff", message: "back-off 10s" } },
+      lastState: { terminated: { exitCode: 3, message: "workers not ready after 30s: 1 of 2 not reachable on port 2222 (psum-worker-1.psum-workers.science.svc.cluster.local)" } } }],
+  });
+  const p = plan(observe({ ...c, status: p0.status }, [...live(applied(p0), { controller: true, workersReady: 1 }), launcher], { controllerEngines: { registered: 0, alive: 0 } }));
+  assert.equal(cond(p, "Degraded").reason, "WorkersNotReadyTimeout");
+  assert.match(cond(p, "Degraded").message, /workersReadyTimeoutSeconds=30s.*1 of 2 not reachable on port 2222 \(psum-worker-1/);
+  assert.ok(!cond(p, "Degraded").message.includes("CrashLoopBackOff"), "the back-off is not reported on top of why");
+  assert.ok(events(p).some((e) => e.startsWith("Warning/LauncherRestarted: launcher restarted (restart 1) after waiting 30s for the workers")), events(p).join("\n"));
+  assert.equal((applied(p).find((o) => o.kind === "Job")!.spec as J).template.spec.containers[0].env.find((e: J) => e.name === "IPP_WAIT_TIMEOUT").value, "30");
+});
