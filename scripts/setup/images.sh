@@ -35,7 +35,7 @@ image_key() { # image_key "<build functions>" <file or folder>...
   {
     # shellcheck disable=SC2086 # a list of function names
     declare -f pack dockerfile_config packages $fns
-    (cd "$REPO_ROOT" && find "$@" -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum)
+    [ $# -eq 0 ] || (cd "$REPO_ROOT" && find "$@" -type f -print0 2>/dev/null | sort -z | xargs -0 -r sha256sum)
   } | sha256sum | cut -c1-16
 }
 
@@ -77,19 +77,21 @@ print("\n".join(out))
 PY
 }
 
-# pack <name> <rootfs folder or tar>... : an OCI image whose layers are the given root filesystems
-# (in order), configured from <dockerfile> (or the pause defaults), written as a docker-archive.
+# pack <name> <dockerfile|pause> <out> <rootfs folder or tar>... : an OCI image whose layers are
+# the given root filesystems (in order), configured from the Dockerfile (or the pause defaults),
+# written as a docker-archive. Each layer goes in verbatim (umoci raw add-layer: no unpacking).
 pack() {
   local name="$1" dockerfile="$2" out="$3"; shift 3
   local work; work="$(mktemp -d "$IMAGES_DIR/.build-$name-XXXX")"
   umoci init --layout "$work/oci" && umoci new --image "$work/oci:img" || return 1
   local layer
   for layer in "$@"; do
-    umoci unpack --image "$work/oci:img" "$work/bundle" >/dev/null || return 1
-    if [ -d "$layer" ]; then cp -a "$layer/." "$work/bundle/rootfs/"
-    else tar --numeric-owner -xpf "$layer" -C "$work/bundle/rootfs" --exclude='./dev/*'; fi
-    umoci repack --image "$work/oci:img" "$work/bundle" >/dev/null || return 1
-    rm -rf "$work/bundle"
+    if [ -d "$layer" ]; then
+      tar --numeric-owner --sort=name -C "$layer" -cf "$work/layer.tar" . || return 1
+      layer="$work/layer.tar"
+    fi
+    umoci raw add-layer --image "$work/oci:img" "$layer" || return 1
+    rm -f "$work/layer.tar"
   done
   local args=()
   if [ "$dockerfile" = pause ]; then args=(--config.entrypoint=/pause --config.user=65535:65535)
@@ -152,9 +154,9 @@ build_engine_base() {
     --customize-hook="copy-in $REPO_ROOT/native/engine/requirements.txt $REPO_ROOT/native/engine/image-setup.sh $wheels/wheels /tmp/ipp-image" \
     --customize-hook='chroot "$1" env PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/ipp-image/wheels sh /tmp/ipp-image/image-setup.sh /tmp/ipp-image' \
     --customize-hook='rm -rf "$1/tmp/ipp-image"' \
-    "$SUITE" "$out.tmp" || { rm -rf "$out.tmp" "$wheels"; return 1; }
+    "$SUITE" "${out%.tar}.tmp.tar" || { rm -rf "${out%.tar}.tmp.tar" "$wheels"; return 1; }
   rm -rf "$wheels"
-  mv "$out.tmp" "$out"
+  mv "${out%.tar}.tmp.tar" "$out"
 }
 
 build_engine() {

@@ -234,6 +234,37 @@ test("kubectl delete ec: nothing the cluster owned is left", async () => {
   assert.deepEqual(pods, [], "no pod left but the notebooks");
 });
 
+test("bad input: an image that can't be pulled, workers that never become ready, a failing mpiexec — each a condition and an Event with the reason", async (t) => {
+  const base = parse(readFileSync(EXAMPLE, "utf8")) as Json;
+  const variant = (name: string, mpi: Json, engines = 1) => {
+    const o = structuredClone(base);
+    o.metadata = { name, namespace: NS };
+    o.spec.engines = engines;
+    Object.assign(o.spec.backend.mpi, { workers: 1, slotsPerWorker: engines }, mpi);
+    return o;
+  };
+  cluster.apply(
+    variant("bad-image", { image: "ipp.local/no-such-engine:1" }),
+    // workers ask for more CPU than the node has: they stay Pending; the launcher gives up after 15 s
+    variant("never-ready", { resources: { requests: { cpu: "64" } }, workersReadyTimeoutSeconds: 15 }),
+    variant("bad-mpiexec", { engineArgs: ["--no-such-ipengine-option"] }),
+  );
+  const expect = async (name: string, reason: string) => {
+    const st = await until(`${name}: Degraded with reason ${reason}`, 10 * MINUTE, () => {
+      const c = condition(ec(name).status, "Degraded");
+      return c?.status === "True" && c.reason === reason ? c : undefined;
+    });
+    const ev = await until(`${name}: a Warning Event ${reason}`, 5 * MINUTE, () => events(name).find((e) => e.type === "Warning" && e.reason === reason));
+    t.diagnostic(`${name}: ${reason}: ${st.message} | Event: ${ev.message}`);
+    return st.message as string;
+  };
+  assert.match(await expect("bad-image", "ImagePullFailed"), /ipp\.local\/no-such-engine:1/);
+  assert.match(await expect("never-ready", "WorkersNotReadyTimeout"), /workersReadyTimeoutSeconds=15s.*not reachable on port 2222 \(never-ready-worker-0\./);
+  assert.match(await expect("bad-mpiexec", "MpiexecFailed"), /mpiexec exited \d+/);
+  assert.ok(events("never-ready").some((e) => e.reason === "LauncherRestarted"), "the launcher's restart is an Event");
+  cluster.kubectl("delete", "ec", "bad-image", "never-ready", "bad-mpiexec", "-n", NS, "--timeout=10m");
+});
+
 test("helm uninstall keeps the CRD and the users' EngineClusters", async () => {
   const kept = parse(readFileSync(EXAMPLE, "utf8")) as Json;
   kept.metadata = { name: "kept", namespace: NS };
