@@ -348,6 +348,7 @@ cmd_up() {
     --bind-address="$NODE_IP" --advertise-address="$NODE_IP" --secure-port="$API_PORT" \
     --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" --client-ca-file="$pki/ca.crt" \
     --kubelet-client-certificate="$pki/kubelet-client.crt" --kubelet-client-key="$pki/kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP,Hostname \
     --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true \
     --service-account-issuer="https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
