@@ -43,7 +43,7 @@ image_path() {
   local key
   case "$1" in
     engine) key="$(image_key "build_engine build_engine_base engine_base pip_wheels" native/engine)" ;;
-    controller) key="$(image_key build_controller native/controller package.json package-lock.json tsconfig.json src bin crds)-node$(node --version)" ;;
+    controller) key="$(image_key "build_controller build_controller_base controller_base" native/controller package.json package-lock.json tsconfig.json src bin crds)-node$(node --version)" ;;
     pause) key="$PAUSE_VERSION-$(image_key build_pause)" ;;
     *) log "unknown image: $1"; return 2 ;;
   esac
@@ -169,17 +169,32 @@ build_engine() {
   rm -rf "$work"
 }
 
+# The controller image's Debian layer (minimal, with the C++ runtime node links), cached on its own.
+controller_base() { # prints the cached root filesystem tar, building it when needed
+  local out
+  out="$IMAGES_DIR/controller-base-$(image_key build_controller_base).tar"
+  [ -f "$out" ] || build_controller_base "$out" >&2 || return 1
+  echo "$out"
+}
+
+build_controller_base() {
+  local out="$1"
+  log "controller image: mmdebstrap $SUITE minbase"
+  # shellcheck disable=SC2016 # the hook's $1 is the root filesystem, expanded by mmdebstrap
+  mmdebstrap --quiet --variant=minbase --include=libstdc++6,ca-certificates \
+    --customize-hook='rm -rf "$1/var/lib/apt/lists/"* "$1/var/cache/apt/archives/"*.deb' \
+    "$SUITE" "${out%.tar}.tmp.tar" || { rm -f "${out%.tar}.tmp.tar"; return 1; }
+  mv "${out%.tar}.tmp.tar" "$out"
+}
+
 # The controller image runs this machine's node binary (Debian bookworm's nodejs is 18; the project
 # needs 20) on a minimal Debian with the C++ runtime it links, then the compiled build and production
 # node_modules in /app, as native/controller/Dockerfile's final stage has them.
 build_controller() {
   local out="$1" work
   work="$(mktemp -d "$IMAGES_DIR/.rootfs-XXXX")"
-  log "controller image: mmdebstrap $SUITE minbase + node $(node --version) + the compiled build"
-  # shellcheck disable=SC2016 # the hook's $1 is the root filesystem, expanded by mmdebstrap
-  mmdebstrap --quiet --variant=minbase --include=libstdc++6,ca-certificates \
-    --customize-hook='rm -rf "$1/var/lib/apt/lists/"* "$1/var/cache/apt/archives/"*.deb' \
-    "$SUITE" "$work/base.tar" || { rm -rf "$work"; return 1; }
+  local base; base="$(controller_base)" || { rm -rf "$work"; return 1; }
+  log "controller image: node $(node --version) + the compiled build on $(basename "$base")"
   local app="$work/app"
   mkdir -p "$app/app" "$app/usr/local/bin" "$work/src"
   install -m 0755 "$(readlink -f "$(command -v node)")" "$app/usr/local/bin/node"
@@ -189,7 +204,7 @@ build_controller() {
   (cd "$app/app" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null) || { log "npm ci --omit=dev failed"; return 1; }
   cp -a "$work/src/dist" "$app/app/dist"
   cp -a "$REPO_ROOT/bin" "$REPO_ROOT/crds" "$app/app/"
-  pack controller "$REPO_ROOT/native/controller/Dockerfile" "$out" "$work/base.tar" "$app"
+  pack controller "$REPO_ROOT/native/controller/Dockerfile" "$out" "$base" "$app"
   rm -rf "$work"
 }
 
@@ -200,7 +215,7 @@ build() {
   apt_install mmdebstrap umoci skopeo
   "build_$name" "$out" || { log "$name image failed"; return 1; }
   # Superseded builds go once they are a day old (another checkout may still use one meanwhile).
-  find "$IMAGES_DIR" -maxdepth 1 -name "$name-*.tar" ! -path "$out" -mmin +1440 -delete
+  find "$IMAGES_DIR" -maxdepth 1 -name "$name-*.tar" ! -name "$name-base-*" ! -path "$out" -mmin +1440 -delete
 }
 
 case "${1:-}" in
