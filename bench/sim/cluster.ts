@@ -33,7 +33,12 @@ export function openFilesLimit(): number {
 }
 
 export interface SimClusterOptions {
-  conn: EngineConnection;
+  /**
+   * Where the controller is. A function is called once every simulator process has loaded (Node
+   * and the modules take seconds on a busy machine): start the controller there, so that
+   * "controller start → registered" does not count the simulator's own start-up.
+   */
+  conn: EngineConnection | (() => Promise<EngineConnection>);
   engines: number;
   /** Most engines one process hosts (default: what the descriptor limit allows, at most 1024). */
   perProcess?: number;
@@ -43,6 +48,8 @@ export interface SimClusterOptions {
   registrationTimeoutMs?: number;
   /** Request the MPI rank as engine id (default true, as `ipengine --mpi`). */
   requestRank?: boolean;
+  /** The lean connection model: 4 connections per engine at the controller instead of 8 (engine.ts). */
+  lean?: boolean;
 }
 
 export interface RegisteredEngine { rank: number; id: number; uuid: string; at: number }
@@ -75,36 +82,50 @@ export async function startSimCluster(opts: SimClusterOptions): Promise<SimClust
   const fit = Math.floor((limit - 256) / FDS_PER_ENGINE);
   const perProcess = Math.max(1, Math.min(opts.perProcess ?? 1024, fit));
   const processes = Math.max(1, Math.ceil(opts.engines / perProcess));
-  const startedAt = Date.now();
+  let startedAt = Date.now();
   const registered = new Map<number, RegisteredEngine>();
   const failed = new Map<number, string>();
   const workers: ChildProcess[] = [];
   const waiters: Array<() => void> = [];
   const statsReplies: Array<(e: Extract<WorkerEvent, { ev: "stats" }>) => void> = [];
   const killAcks: Array<() => void> = [];
+  let loaded = 0;
 
   const onEvent = (e: WorkerEvent) => {
     if (e.ev === "registered") for (const i of e.items) registered.set(i.rank, i);
     else if (e.ev === "failed") for (const i of e.items) failed.set(i.rank, i.why);
     else if (e.ev === "stats") statsReplies.shift()?.(e);
     else if (e.ev === "killed") killAcks.shift()?.();
+    else if (e.ev === "loaded") loaded++;
     for (const w of waiters.splice(0)) w();
   };
 
-  let first = 0;
   for (let p = 0; p < processes; p++) {
-    const count = Math.ceil((opts.engines - first) / (processes - p));
     const child = fork(join(HERE, "worker.ts"), [], {
       execArgv: ["--import", join(REPO_ROOT, "node_modules/tsx/dist/loader.mjs")],
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
     child.on("message", onEvent);
-    const cmd: WorkerCommand = {
-      cmd: "start", conn: opts.conn, first, count, staggerMs: opts.staggerMs ?? 0, staggerAbove: opts.staggerAbove ?? 100,
-      startedAt, registrationTimeoutMs: opts.registrationTimeoutMs ?? 5_000, requestRank: opts.requestRank ?? true,
-    };
-    child.send(cmd);
     workers.push(child);
+  }
+  const loadDeadline = Date.now() + 120_000;
+  while (loaded < processes) {
+    if (Date.now() > loadDeadline) {
+      for (const w of workers) w.kill("SIGKILL");
+      throw new Error(`only ${loaded}/${processes} simulator processes started`);
+    }
+    await Promise.race([new Promise<void>((r) => waiters.push(r)), sleep(200)]);
+  }
+  const conn = typeof opts.conn === "function" ? await opts.conn() : opts.conn;
+  startedAt = Date.now();
+  let first = 0;
+  for (let p = 0; p < processes; p++) {
+    const count = Math.ceil((opts.engines - first) / (processes - p));
+    const cmd: WorkerCommand = {
+      cmd: "start", conn, first, count, staggerMs: opts.staggerMs ?? 0, staggerAbove: opts.staggerAbove ?? 100,
+      startedAt, registrationTimeoutMs: opts.registrationTimeoutMs ?? 5_000, requestRank: opts.requestRank ?? true, lean: opts.lean ?? false,
+    };
+    workers[p]!.send(cmd);
     first += count;
   }
 

@@ -16,6 +16,10 @@
  * - control: `shutdown_request` (reply, the iopub shutdown_reply a kernel sends as it exits, then
  *   the engine is gone), `abort_request` and `clear_request` (ok replies).
  *
+ * A simulated engine cannot run code, so a long task is spelled out: a function whose pickled
+ * form contains the name `ipp_sim_hang` (e.g. `def ipp_sim_hang(): time.sleep(3600)`) keeps the
+ * engine busy without a reply, as a real engine running it would be.
+ *
  * Messages are signed with the connection file's key through src/protocol; parents are the
  * request's header frame as received. `kill()` closes every socket at once (linger 0), which is
  * what the controller sees when an engine's process is SIGKILLed.
@@ -41,10 +45,29 @@ export interface EngineConnection {
 /** `serialize_object(None)` in ipyparallel 9.2 (pickle protocol 4): the result of a no-op. */
 export const PICKLED_NONE = Buffer.from([0x80, 0x04, 0x4e, 0x2e]);
 
+/** A function with this in its name runs until the engine dies (see above). */
+export const HANG_MARKER = Buffer.from("ipp_sim_hang", "ascii");
+
 export type EngineState = "waiting" | "registering" | "registered" | "failed" | "dead";
+
+/**
+ * For engine counts whose connections would not fit the controller's descriptor limit: engines of
+ * one process share one iopub PUB and one hb_ping SUB (each engine still answers every ping over
+ * its own pong DEALER), have no control connection, and close their registration DEALER once
+ * registered. The controller then holds 4 connections per engine (mux, task, broadcast leaf,
+ * hb_pong) instead of 8; its per-message work is unchanged, but its ping reaches one subscriber
+ * per simulator process instead of one per engine.
+ */
+export interface SharedSockets {
+  iopub: { send(frames: Buffer[]): void };
+  /** Every ping goes to each listener. */
+  pingListeners: Set<(frames: Buffer[]) => void>;
+}
 
 export interface SimEngineOptions {
   conn: EngineConnection;
+  /** The lean model's per-process sockets (see SharedSockets); absent = one engine as ipengine is. */
+  shared?: SharedSockets;
   context: Context;
   /** The id to request (an MPI engine requests its rank); null = let the hub choose. */
   requestedId: number | null;
@@ -60,7 +83,7 @@ export interface SimEngineOptions {
 type Frames = Buffer[];
 
 /** One writer per socket (zeromq.js allows one pending send per socket). */
-class Writer {
+export class Writer {
   private readonly queue: Frames[] = [];
   private busy = false;
   constructor(private readonly sock: { send(f: Frames): Promise<void>; readonly closed: boolean }) {}
@@ -103,7 +126,9 @@ export class SimEngine {
   readonly handled: Record<string, number> = {};
   private readonly session: Session;
   private readonly sockets: Array<{ close(): void; readonly closed: boolean }> = [];
-  private iopub!: Writer;
+  private iopub!: { send(frames: Frames): void };
+  private registrar: Dealer | undefined;
+  private unlisten: (() => void) | undefined;
   private shell!: Writer;
   private control!: Writer;
   private executionCount = 0;
@@ -123,6 +148,7 @@ export class SimEngine {
     const { conn, context } = this.opts;
     this.state = "registering";
     const reg = new Dealer({ context, routingId: this.uuid, linger: 0 });
+    this.registrar = reg;
     this.sockets.push(reg);
     reg.connect(this.url(conn.registration));
     const content: JsonObject = { uuid: this.uuid };
@@ -159,23 +185,38 @@ export class SimEngine {
     shell.connect(this.url(conn.mux));
     shell.connect(this.url(conn.task));
     shell.connect(this.url(conn.broadcast[id % conn.broadcast.length]!));
-    const control = new Router({ context, routingId: this.uuid, linger: 0 });
-    control.connect(this.url(conn.control));
-    const iopub = new Publisher({ context, linger: 0, sendHighWaterMark: 0 });
-    iopub.connect(this.url(conn.iopub));
-    const ping = new Subscriber({ context, linger: 0 });
-    ping.subscribe();
-    ping.connect(this.url(conn.hb_ping));
+    this.sockets.push(shell);
+    this.shell = new Writer(shell);
+    const shared = this.opts.shared;
+    if (shared) {
+      this.registrar?.close();
+      this.iopub = shared.iopub;
+    } else {
+      const control = new Router({ context, routingId: this.uuid, linger: 0 });
+      control.connect(this.url(conn.control));
+      const iopub = new Publisher({ context, linger: 0, sendHighWaterMark: 0 });
+      iopub.connect(this.url(conn.iopub));
+      this.sockets.push(control, iopub);
+      this.control = new Writer(control);
+      this.iopub = new Writer(iopub);
+      void readEach(control, (frames) => this.onControl(frames));
+    }
     const pong = new Dealer({ context, routingId: this.uuid, linger: 0 });
     pong.connect(this.url(conn.hb_pong));
-    this.sockets.push(shell, control, iopub, ping, pong);
-    this.shell = new Writer(shell);
-    this.control = new Writer(control);
-    this.iopub = new Writer(iopub);
+    this.sockets.push(pong);
     const heart = new Writer(pong);
-    void readEach(ping, (frames) => heart.send(frames));
+    if (shared) {
+      const listener = (frames: Frames) => heart.send(frames);
+      shared.pingListeners.add(listener);
+      this.unlisten = () => shared.pingListeners.delete(listener);
+    } else {
+      const ping = new Subscriber({ context, linger: 0 });
+      ping.subscribe();
+      ping.connect(this.url(conn.hb_ping));
+      this.sockets.push(ping);
+      void readEach(ping, (frames) => heart.send(frames));
+    }
     void readEach(shell, (frames) => this.onShell(frames));
-    void readEach(control, (frames) => this.onControl(frames));
   }
 
   private topic(what: string): Buffer {
@@ -210,6 +251,7 @@ export class SimEngine {
       original_msg_id: reqMd.original_msg_id ?? "", label: reqMd.label ?? null, status: "ok",
     };
     if (msgType === "apply_request") {
+      if (raw.buffers[0]?.includes(HANG_MARKER)) return; // busy "forever"
       this.reply(this.shell, raw.ids, "apply_reply", { status: "ok" }, raw.header, md, [PICKLED_NONE]);
     } else if (msgType === "execute_request") {
       let content: JsonObject = {};
@@ -259,6 +301,7 @@ export class SimEngine {
   /** Gone at once, as a SIGKILLed process: every connection closes, nothing is sent. */
   kill(): void {
     this.state = "dead";
+    this.unlisten?.();
     for (const s of this.sockets) if (!s.closed) s.close();
   }
 }

@@ -5,12 +5,12 @@
  * descriptors: cluster.ts sizes the processes to the descriptor limit.
  */
 import { randomUUID } from "node:crypto";
-import { Context } from "zeromq";
-import { SimEngine, type EngineConnection } from "./engine.ts";
+import { Context, Publisher, Subscriber } from "zeromq";
+import { SimEngine, Writer, type SharedSockets } from "./engine.ts";
 
 export type WorkerCommand =
   | {
-      cmd: "start"; conn: EngineConnection; first: number; count: number;
+      cmd: "start"; conn: import("./engine.ts").EngineConnection; first: number; count: number;
       /** ipyparallel's MPI stagger: rank × staggerMs for ranks ≥ staggerAbove (0 = none). */
       staggerMs: number; staggerAbove: number;
       /** Epoch ms the whole (simulated) MPI job started; staggers count from here. */
@@ -18,6 +18,8 @@ export type WorkerCommand =
       registrationTimeoutMs: number;
       /** Request the rank as engine id (as `ipengine --mpi` does); else let the hub choose. */
       requestRank: boolean;
+      /** The lean connection model (engine.ts SharedSockets). */
+      lean: boolean;
     }
   | { cmd: "kill"; ranks: number[] }
   | { cmd: "stats" }
@@ -28,7 +30,9 @@ export type WorkerEvent =
   | { ev: "failed"; items: Array<{ rank: number; why: string }> }
   | { ev: "killed"; ranks: number[] }
   | { ev: "stats"; handled: Record<string, number>; engines: number; registered: number }
-  | { ev: "ready" };
+  | { ev: "ready" }
+  /** The process has loaded its modules and waits for "start". */
+  | { ev: "loaded" };
 
 const send = (e: WorkerEvent) => process.send?.(e);
 
@@ -52,9 +56,24 @@ function flushSoon(): void {
 
 function start(c: Extract<WorkerCommand, { cmd: "start" }>): void {
   context = new Context({ blocky: false, maxSockets: Math.max(1024, c.count * 6 + 64), ioThreads: 1 });
+  let shared: SharedSockets | undefined;
+  if (c.lean) {
+    const iopub = new Publisher({ context, linger: 0, sendHighWaterMark: 0 });
+    iopub.connect(`${c.conn.interface}:${c.conn.iopub}`);
+    const ping = new Subscriber({ context, linger: 0 });
+    ping.subscribe();
+    ping.connect(`${c.conn.interface}:${c.conn.hb_ping}`);
+    const listeners = new Set<(frames: Buffer[]) => void>();
+    void (async () => {
+      try {
+        for await (const frames of ping) for (const l of listeners) l(frames);
+      } catch { /* closed */ }
+    })();
+    shared = { iopub: new Writer(iopub), pingListeners: listeners };
+  }
   for (let rank = c.first; rank < c.first + c.count; rank++) {
     const e = new SimEngine({
-      conn: c.conn, context, requestedId: c.requestRank ? rank : null, uuid: randomUUID(),
+      conn: c.conn, context, shared, requestedId: c.requestRank ? rank : null, uuid: randomUUID(),
       registrationTimeoutMs: c.registrationTimeoutMs,
       onRegistered: (eng) => {
         registered.push({ rank, id: eng.id!, uuid: eng.uuid, at: Date.now() });
@@ -95,6 +114,7 @@ process.on("message", (m: WorkerCommand) => {
     setTimeout(() => process.exit(0), 100).unref();
   }
 });
+send({ ev: "loaded" });
 process.on("disconnect", () => {
   for (const e of engines.values()) e.kill();
   setTimeout(() => process.exit(0), 100).unref();

@@ -15,6 +15,8 @@ interface PendingBroadcast {
   groups: BroadcastTarget[][];
   /** Per target uuid: its reply, or null while awaited. */
   replies: Map<string, { raw: RawMessage; buffers: Buffer[] } | null>;
+  /** Targets still awaited (the nulls in `replies`), so each reply costs O(1), not O(targets). */
+  outstanding: number;
   last: RawMessage | null;
   receivedAt: number;
 }
@@ -48,7 +50,7 @@ export class BroadcastScheduler {
     if (coalescing) {
       const replies = new Map<string, null>();
       for (const g of groups) for (const [uuid] of g) if (this.engines.byUuid.has(uuid)) replies.set(uuid, null);
-      this.pending.set(orig, { clientId, groups, replies, last: null, receivedAt: Date.now() });
+      this.pending.set(orig, { clientId, groups, replies, outstanding: replies.size, last: null, receivedAt: Date.now() });
     }
     groups.forEach((group, leaf) => {
       if (!group.length) return;
@@ -73,8 +75,9 @@ export class BroadcastScheduler {
     if (md.is_coalescing && orig) {
       const p = this.pending.get(orig);
       const uuid = raw.ids[0]!.toString("utf8");
-      if (!p || !p.replies.has(uuid)) return;
+      if (!p || p.replies.get(uuid) !== null) return;
       p.replies.set(uuid, { raw, buffers: raw.buffers });
+      p.outstanding -= 1;
       p.last = raw;
       this.maybeFinish(orig, p);
       return;
@@ -86,15 +89,16 @@ export class BroadcastScheduler {
   /** Coalescing broadcasts still waiting on this engine complete without it. */
   engineRemoved(uuid: string): void {
     for (const [orig, p] of this.pending) {
-      if (p.replies.has(uuid) && p.replies.get(uuid) === null) {
+      if (p.replies.get(uuid) === null) {
         p.replies.delete(uuid);
+        p.outstanding -= 1;
         this.maybeFinish(orig, p);
       }
     }
   }
 
   private maybeFinish(orig: string, p: PendingBroadcast): void {
-    for (const v of p.replies.values()) if (v === null) return;
+    if (p.outstanding > 0) return;
     this.pending.delete(orig);
     if (!p.last) return; // every target died
     const md = parseJsonFrame(p.last.metadata, "metadata");

@@ -108,7 +108,8 @@ export async function startController(config: ControllerConfig, deps: Controller
     now: () => isoDate(clock()),
   };
 
-  const monitor = new HeartMonitor({ maxMisses: config.maxHeartbeatMisses ?? 10 });
+  // a closed heart connection: dead at the first beat half a period on, unless it answers again
+  const monitor = new HeartMonitor({ maxMisses: config.maxHeartbeatMisses ?? 10, disconnectGraceMs: config.heartbeatPeriodMs / 2 });
   // the registry and the schedulers refer to each other: the schedulers are created just below
   const engines: EngineRegistry = new EngineRegistry(ctx, monitor, events, {
     engineAdded: (uuid) => tasks.addEngine(uuid),

@@ -50,6 +50,8 @@ export class EngineRegistry {
   readonly byId = new Map<number, EngineState>();
   readonly byUuid = new Map<string, EngineState>();
   private readonly incoming = new Map<string, Incoming>();
+  /** Ids of registrations in progress (so an id lookup is O(1) during a burst). */
+  private readonly incomingIds = new Set<number>();
   private idCounter = 0;
   private firstEngineSeen = false;
 
@@ -76,7 +78,7 @@ export class EngineRegistry {
   /** The requested id if free, else the next unused one. */
   newEngineId(requested: unknown): number {
     if (typeof requested === "number" && Number.isInteger(requested) && requested >= 0) {
-      const inUse = this.byId.has(requested) || [...this.incoming.values()].some((i) => i.id === requested);
+      const inUse = this.byId.has(requested) || this.incomingIds.has(requested);
       if (!inUse) {
         this.idCounter = Math.max(requested + 1, this.idCounter);
         return requested;
@@ -92,11 +94,13 @@ export class EngineRegistry {
     const timer = this.ctx.timers.later(timeoutMs, () => {
       if (this.incoming.get(uuid)?.id === eid) {
         this.incoming.delete(uuid);
+        this.incomingIds.delete(eid);
         metrics.registrations.labels("stalled").inc();
         log.warn("purging stalled registration", { id: eid, uuid });
       }
     });
     this.incoming.set(uuid, { id: eid, uuid, timer });
+    this.incomingIds.add(eid);
   }
 
   /** The engine's heart beat for the first time: it is registered. */
@@ -105,6 +109,7 @@ export class EngineRegistry {
     if (!inc) return;
     const { metrics, log } = this.ctx;
     this.incoming.delete(uuid);
+    this.incomingIds.delete(inc.id);
     this.ctx.timers.cancel(inc.timer);
     const e: EngineState = {
       id: inc.id, uuid, ident: Buffer.from(uuid, "utf8"), registeredAt: this.ctx.clock(), queue: new Map(), tasks: new Set(), completedCount: 0,
@@ -118,7 +123,7 @@ export class EngineRegistry {
       metrics.timeToFirstEngine.set((Date.now() - this.ctx.startedAt) / 1000);
     }
     this.setDepth(e);
-    this.refreshGauges();
+    this.ctx.metrics.enginesRegistered.set(this.byId.size);
     notify(this.ctx, "registration_notification", { id: e.id, uuid });
     this.work.engineAdded(uuid);
     log.info("engine registered", { id: e.id, uuid });
@@ -160,6 +165,7 @@ export class EngineRegistry {
       for (const [uuid, inc] of this.incoming) {
         if (inc.id === eid) {
           this.incoming.delete(uuid);
+          this.incomingIds.delete(eid);
           this.ctx.timers.cancel(inc.timer);
           log.info("canceling registration", { id: eid, uuid });
         }
@@ -171,7 +177,7 @@ export class EngineRegistry {
     this.heart.remove(e.uuid);
     metrics.unregistrations.labels(reason).inc();
     metrics.forgetEngine(String(eid));
-    this.refreshGauges();
+    metrics.enginesRegistered.set(this.byId.size);
     notify(this.ctx, "unregistration_notification", { id: eid, uuid: e.uuid });
     log.warn("engine unregistered", { id: eid, uuid: e.uuid, reason });
 
@@ -208,6 +214,7 @@ export class EngineRegistry {
     e.depthGauge.set(e.queue.size + e.tasks.size);
   }
 
+  /** Recount the engine gauges: O(engines), so once per heartbeat (registrations only set the count). */
   refreshGauges(): void {
     this.ctx.metrics.enginesRegistered.set(this.byId.size);
     let alive = 0;

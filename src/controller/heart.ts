@@ -58,6 +58,11 @@ export class Heart {
     countIn(this.ctx.traffic.heartbeat, frames);
     if (frames.length !== 2) return this.ctx.bad.drop("hb_pong", "truncated", `pong with ${frames.length} frames`);
     const uuid = frames[0]!.toString("utf8");
+    if (frames[1]!.length === 0) {
+      // the pong ROUTER's disconnect notice (ZMQ_ROUTER_NOTIFY): the heart's connection closed
+      this.monitor.disconnected(uuid, Date.now());
+      return;
+    }
     const r = this.monitor.pong(uuid, frames[1]!);
     if (r === "new") {
       // complete the registration at the first pong instead of the next beat
@@ -68,7 +73,8 @@ export class Heart {
 
   private beat(): void {
     const { metrics } = this.ctx;
-    const r = this.monitor.beat((Date.now() - this.ctx.startedAt) / 1000);
+    const now = Date.now();
+    const r = this.monitor.beat((now - this.ctx.startedAt) / 1000, now);
     for (const h of r.newHearts) if (this.engines.isRegistering(h)) this.engines.finishRegistration(h);
     for (const e of this.engines.byId.values()) {
       if (this.monitor.missed(e.uuid) > 0) metrics.heartbeatMisses.labels(String(e.id)).inc();
@@ -76,6 +82,10 @@ export class Heart {
     for (const h of r.failures) {
       const e = this.engines.byUuid.get(h);
       if (e) this.engines.unregister(e.id, "heartbeat");
+    }
+    for (const h of r.disconnected) {
+      const e = this.engines.byUuid.get(h);
+      if (e) this.engines.unregister(e.id, "heart_disconnected");
     }
     this.engines.refreshGauges();
     this.lastPing = r.ping;

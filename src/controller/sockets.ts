@@ -158,12 +158,23 @@ export function allSockets(s: ControllerSockets): Socket[] {
   return [s.reg, s.notif, s.muxIn, s.muxOut, s.ctlIn, s.ctlOut, s.taskIn, s.taskOut, s.bcastIn, ...s.leaves, s.iopubIn, s.iopubOut, s.hbPing, s.hbPong];
 }
 
+/**
+ * Pending TCP connections each listening socket queues (libzmq's default is 100; the kernel caps it
+ * at net.core.somaxconn). Thousands of engines connect at once when an MPI job starts; with a
+ * backlog of 100 the kernel drops the excess SYNs and those engines retry after 1 s, 3 s, 7 s...
+ */
+export const LISTEN_BACKLOG = 8192;
+
+/** ZMQ_ROUTER_NOTIFY and ZMQ_NOTIFY_DISCONNECT (libzmq draft API; zeromq.js is built with it). */
+const ZMQ_ROUTER_NOTIFY = 97;
+const ZMQ_NOTIFY_DISCONNECT = 2;
+
 /** Create and bind every socket; on a bind failure all are closed and the error is thrown. */
 export async function bindSockets(config: ControllerConfig, leafCount: number): Promise<{ sockets: ControllerSockets; ports: BoundPorts }> {
   const depth = config.broadcastDepth ?? 1;
   const context = copyingContext();
   const maxMessageSize = config.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-  const common = { context, linger: 0, ...(config.curve ? { curveServer: true, curveSecretKey: config.curve.secretKey, curvePublicKey: config.curve.publicKey } : {}) };
+  const common = { context, linger: 0, backlog: LISTEN_BACKLOG, ...(config.curve ? { curveServer: true, curveSecretKey: config.curve.secretKey, curvePublicKey: config.curve.publicKey } : {}) };
   const clientHwm = config.clientHwm ?? DEFAULT_CLIENT_HWM;
   const subscriberHwm = config.subscriberHwm ?? DEFAULT_SUBSCRIBER_HWM;
   /** Client-facing: replies to key holders, bounded per client. */
@@ -191,6 +202,8 @@ export async function bindSockets(config: ControllerConfig, leafCount: number): 
     hbPing: publisher(),
     hbPong: new Router({ ...common, maxMessageSize: SMALL_FRAME_CAP, receiveHighWaterMark: RECEIVE_HWM }),
   };
+  // the pong ROUTER delivers [heart id, ""] when a heart's connection closes (see core/heartbeat.ts)
+  (s.hbPong as unknown as { setInt32Option(option: number, value: number): void }).setInt32Option(ZMQ_ROUTER_NOTIFY, ZMQ_NOTIFY_DISCONNECT);
   const wanted = config.ports ?? {};
   const bindOne = async (sock: { bind(a: string): Promise<void>; readonly lastEndpoint: string | null }, port?: number): Promise<number> => {
     await sock.bind(`tcp://${config.ip}:${port ?? "*"}`);

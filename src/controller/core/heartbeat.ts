@@ -3,6 +3,12 @@
  * as a decimal string; engines echo it. A pong equal to the current or the previous ping counts.
  * At each beat, hearts that did not answer go on probation; more than `maxMisses` consecutive
  * misses and the heart is declared dead.
+ *
+ * A heart whose connection closed (the pong ROUTER's disconnect notice: the engine's process is
+ * gone, its kernel closed the socket) is declared dead sooner: at the first beat at least
+ * `disconnectGraceMs` after the notice, unless it answered again meanwhile (a live engine whose
+ * connection dropped reconnects and pongs). An engine that vanishes without closing its
+ * connections (a crashed node, a partition) is still found by missed beats.
  */
 export type PongResult = "new" | "ok" | "stale";
 
@@ -13,18 +19,24 @@ export interface BeatResult {
   newHearts: string[];
   /** Hearts over the miss limit: now removed. */
   failures: string[];
+  /** Hearts whose connection closed and that did not answer since: now removed. */
+  disconnected: string[];
 }
 
 export class HeartMonitor {
   private readonly hearts = new Set<string>();
   private responses = new Set<string>();
   private readonly probation = new Map<string, number>();
+  /** When each heart's connection closed (cleared by its next pong). */
+  private readonly disconnectedAt = new Map<string, number>();
   private current = "";
   private last = "";
   readonly maxMisses: number;
+  readonly disconnectGraceMs: number;
 
-  constructor(opts: { maxMisses?: number } = {}) {
+  constructor(opts: { maxMisses?: number; disconnectGraceMs?: number } = {}) {
     this.maxMisses = opts.maxMisses ?? 10;
+    this.disconnectGraceMs = opts.disconnectGraceMs ?? 1500;
   }
 
   static formatLifetime(seconds: number): string {
@@ -32,10 +44,10 @@ export class HeartMonitor {
     return s.includes(".") || s.includes("e") ? s : `${s}.0`;
   }
 
-  /** Called every period with the seconds since the monitor started. */
-  beat(lifetimeSeconds: number): BeatResult {
-    const newHearts: string[] = [];
-    for (const h of this.responses) if (!this.hearts.has(h)) newHearts.push(h);
+  /** Called every period with the seconds since the monitor started (and the time now, in ms). */
+  beat(lifetimeSeconds: number, nowMs = Date.now()): BeatResult {
+    const newHearts = new Set<string>();
+    for (const h of this.responses) if (!this.hearts.has(h)) newHearts.add(h);
     for (const h of newHearts) this.hearts.add(h);
     const failures: string[] = [];
     for (const h of this.hearts) {
@@ -43,16 +55,19 @@ export class HeartMonitor {
         this.probation.delete(h);
         continue;
       }
-      if (newHearts.includes(h)) continue;
+      if (newHearts.has(h)) continue;
       const n = (this.probation.get(h) ?? 0) + 1;
       if (n > this.maxMisses) failures.push(h);
       else this.probation.set(h, n);
     }
     for (const h of failures) this.remove(h);
+    const disconnected: string[] = [];
+    for (const [h, at] of this.disconnectedAt) if (nowMs - at >= this.disconnectGraceMs) disconnected.push(h);
+    for (const h of disconnected) this.remove(h);
     this.responses = new Set();
     this.last = this.current;
     this.current = HeartMonitor.formatLifetime(lifetimeSeconds);
-    return { ping: Buffer.from(this.current, "ascii"), newHearts, failures };
+    return { ping: Buffer.from(this.current, "ascii"), newHearts: [...newHearts], failures, disconnected };
   }
 
   /**
@@ -63,6 +78,7 @@ export class HeartMonitor {
     const p = payload.toString("ascii");
     if (p === "" || (p !== this.current && p !== this.last)) return "stale";
     this.responses.add(heart);
+    this.disconnectedAt.delete(heart);
     if (!this.hearts.has(heart)) {
       this.hearts.add(heart);
       return "new";
@@ -75,6 +91,11 @@ export class HeartMonitor {
     this.hearts.add(heart);
   }
 
+  /** The heart's connection closed at `nowMs` (ignored for hearts not known). */
+  disconnected(heart: string, nowMs: number): void {
+    if (this.hearts.has(heart)) this.disconnectedAt.set(heart, nowMs);
+  }
+
   has(heart: string): boolean {
     return this.hearts.has(heart);
   }
@@ -83,6 +104,7 @@ export class HeartMonitor {
     this.hearts.delete(heart);
     this.probation.delete(heart);
     this.responses.delete(heart);
+    this.disconnectedAt.delete(heart);
   }
 
   /** Consecutive missed beats of a heart. */

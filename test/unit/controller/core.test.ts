@@ -183,6 +183,28 @@ test("heartbeat: first pong is 'new', misses go on probation, > maxMisses fails"
   assert.equal(hm.has("e"), false);
 });
 
+test("heartbeat: a closed heart connection is dead at the first beat a grace period later, unless it answers again", () => {
+  const hm = new HeartMonitor({ maxMisses: 10, disconnectGraceMs: 500 });
+  const ping = hm.beat(1, 0).ping;
+  for (const h of ["a", "b", "c"]) assert.equal(hm.pong(h, ping), "new");
+  hm.beat(2, 1000);
+  hm.disconnected("a", 1100);
+  hm.disconnected("b", 1100);
+  hm.disconnected("unknown", 1100);
+  // b reconnects and answers: not dead
+  assert.equal(hm.pong("b", Buffer.from("2.0")), "ok");
+  let r = hm.beat(3, 1400);
+  assert.deepEqual(r.disconnected, [], "within the grace period");
+  r = hm.beat(4, 1700);
+  assert.deepEqual(r.disconnected, ["a"]);
+  assert.deepEqual(r.failures, []);
+  assert.equal(hm.has("a"), false);
+  assert.equal(hm.has("b"), true);
+  assert.equal(hm.has("c"), true);
+  // a pong from a removed heart is "new" again (the hub decides whether it is still an engine)
+  assert.equal(hm.pong("a", Buffer.from("4.0")), "new");
+});
+
 test("hub db: Mongo-style queries, dates with microseconds, projection, culling", () => {
   const db = new HubDb({ recordLimit: 10, sizeLimitBytes: 100 });
   for (let i = 0; i < 5; i++) {
