@@ -169,12 +169,17 @@ async function startAll(kind: Kind, n: number, stagger: boolean): Promise<{ ctl:
     ctl = await startController(kind);
     return readEngineConnection(join(ctl.dir, "security/ipcontroller-engine.json"));
   };
-  const sim = await startSimCluster({ conn, engines: n, staggerMs: stagger ? 20 : 0, staggerAbove: 100, lean: modelFor(n) === "lean" });
+  // simulated engines wait 60 s for their registration reply, not ipengine's 5 s: thousands of
+  // them share two cores with the controller here, and a starved simulator process would give up
+  // on replies that are already in its sockets; the engines that would have given up are counted
+  const sim = await startSimCluster({ conn, engines: n, staggerMs: stagger ? 20 : 0, staggerAbove: 100, lean: modelFor(n) === "lean", registrationTimeoutMs: 60_000 });
   const client = new Client(ctl.dir);
   await client.call("connect", { file: join(ctl.dir, "security/ipcontroller-client.json") });
   const r = await client.call("wait_ids", { n, cap: capS + (stagger ? n * 0.02 : 0) });
   const reg: Figure = typeof r.at === "number" ? (r.at * 1000 - ctl.startedAt) / 1000 : dnf(`${String(r.ids)}/${n} in rc.ids, ${sim.failed.size} engines gave up`);
   const replies = [...sim.registered.values()].map((e) => e.at - ctl.startedAt).sort((a, b) => a - b);
+  const slow = [...sim.registered.values()].filter((e) => e.at - e.sentAt > 5000).length;
+  if (slow) log(`${kind} N=${n}: ${slow} engines waited more than ipengine's 5 s for their registration reply`);
   if (replies.length) log(`${kind} N=${n}: registration replies from ${(replies[0]! / 1000).toFixed(2)} s to ${(replies[replies.length - 1]! / 1000).toFixed(2)} s after the controller started (sim processes up after ${((sim.startedAt - ctl.startedAt) / 1000).toFixed(2)} s)`);
   if (sim.failed.size) log(`${kind} N=${n}: ${sim.failed.size} simulated engines gave up registering (e.g. ${[...sim.failed.values()][0]})`);
   return { ctl, sim, client, reg };

@@ -52,7 +52,8 @@ export interface SimClusterOptions {
   lean?: boolean;
 }
 
-export interface RegisteredEngine { rank: number; id: number; uuid: string; at: number }
+/** `at`: when the registration reply arrived; `sentAt`: when the request went out (epoch ms). */
+export interface RegisteredEngine { rank: number; id: number; uuid: string; at: number; sentAt: number }
 
 export interface SimCluster {
   /** Epoch ms the simulated job started (staggers count from here). */

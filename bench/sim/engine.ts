@@ -122,6 +122,8 @@ export class SimEngine {
   readonly uuid: string;
   id: number | null;
   state: EngineState = "waiting";
+  /** When registration_request was sent (epoch ms). */
+  requestSentAt = 0;
   /** Requests answered on shell, by msg_type. */
   readonly handled: Record<string, number> = {};
   private readonly session: Session;
@@ -153,6 +155,7 @@ export class SimEngine {
     reg.connect(this.url(conn.registration));
     const content: JsonObject = { uuid: this.uuid };
     if (this.opts.requestedId !== null) content.id = this.opts.requestedId;
+    this.requestSentAt = Date.now();
     await reg.send(this.session.build("registration_request", content));
     const timeoutMs = this.opts.registrationTimeoutMs ?? 5_000;
     reg.receiveTimeout = timeoutMs;

@@ -14,6 +14,7 @@ const { values: o } = parseArgs({
     n: { type: "string", short: "n", default: "64" },
     stagger: { type: "boolean", default: false },
     timeout: { type: "string", default: "5" },
+    lean: { type: "boolean", default: false },
   },
 });
 if (!o.file) {
@@ -22,7 +23,7 @@ if (!o.file) {
 }
 const n = Number(o.n);
 const sim = await startSimCluster({
-  conn: readEngineConnection(o.file), engines: n, staggerMs: o.stagger ? 20 : 0, registrationTimeoutMs: Number(o.timeout) * 1000,
+  conn: readEngineConnection(o.file), engines: n, staggerMs: o.stagger ? 20 : 0, registrationTimeoutMs: Number(o.timeout) * 1000, lean: o.lean,
 });
 process.stderr.write(`${n} simulated engines in ${sim.processes} process(es)\n`);
 const progress = setInterval(() => {

@@ -26,7 +26,7 @@ export type WorkerCommand =
   | { cmd: "stop" };
 
 export type WorkerEvent =
-  | { ev: "registered"; items: Array<{ rank: number; id: number; uuid: string; at: number }> }
+  | { ev: "registered"; items: Array<{ rank: number; id: number; uuid: string; at: number; sentAt: number }> }
   | { ev: "failed"; items: Array<{ rank: number; why: string }> }
   | { ev: "killed"; ranks: number[] }
   | { ev: "stats"; handled: Record<string, number>; engines: number; registered: number }
@@ -41,7 +41,7 @@ let context: Context | undefined;
 const timers: NodeJS.Timeout[] = [];
 
 // events are batched: thousands of engines register within a second
-let registered: Array<{ rank: number; id: number; uuid: string; at: number }> = [];
+let registered: Array<{ rank: number; id: number; uuid: string; at: number; sentAt: number }> = [];
 let failed: Array<{ rank: number; why: string }> = [];
 let flushTimer: NodeJS.Timeout | undefined;
 function flushSoon(): void {
@@ -76,7 +76,7 @@ function start(c: Extract<WorkerCommand, { cmd: "start" }>): void {
       conn: c.conn, context, shared, requestedId: c.requestRank ? rank : null, uuid: randomUUID(),
       registrationTimeoutMs: c.registrationTimeoutMs,
       onRegistered: (eng) => {
-        registered.push({ rank, id: eng.id!, uuid: eng.uuid, at: Date.now() });
+        registered.push({ rank, id: eng.id!, uuid: eng.uuid, at: Date.now(), sentAt: eng.requestSentAt });
         flushSoon();
       },
       onFailed: (_eng, why) => {

@@ -9,6 +9,9 @@ import type { EngineRegistry } from "./engines.ts";
 import type { Frames } from "./socket-io.ts";
 import { countIn } from "./traffic.ts";
 
+/** The most extra pongs a second the repeated registration pings may draw from registered engines. */
+export const FAST_PONGS_PER_SECOND = 2000;
+
 export class Heart {
   private lastPing: Buffer = Buffer.alloc(0);
   private beatTimer: NodeJS.Timeout | undefined;
@@ -32,7 +35,7 @@ export class Heart {
 
   stop(): void {
     clearInterval(this.beatTimer);
-    clearInterval(this.fastPingTimer);
+    clearTimeout(this.fastPingTimer);
   }
 
   /**
@@ -41,17 +44,29 @@ export class Heart {
    * (3 s by default) to every engine's registration. So while registrations are pending, repeat
    * the current ping every period/10 (at most 100 ms) for up to two periods. Hearts echo it like
    * any ping; a pong to the current ping counts once per period either way.
+   *
+   * Every registered heart answers every repeat too, so the repeats are spaced to keep those extra
+   * pongs under FAST_PONGS_PER_SECOND: with 8 engines a repeat every 100 ms, with 4,096 one every
+   * 2 s. Without that bound a burst of thousands of registrations drowned the controller in pongs
+   * (40,000 a second at 4,096 engines) and the registrations queued behind them timed out.
    */
   pingSoon(): void {
     this.fastPingUntil = Date.now() + 2 * this.period;
-    this.fastPingTimer ??= setInterval(() => {
+    if (this.fastPingTimer) return;
+    const tick = () => {
       if (this.ctx.timers.stopped || this.engines.pendingRegistrations === 0 || Date.now() > this.fastPingUntil) {
-        clearInterval(this.fastPingTimer);
         this.fastPingTimer = undefined;
         return;
       }
       this.ctx.out.hbPing.send([this.lastPing]);
-    }, this.fastPingMs);
+      this.fastPingTimer = setTimeout(tick, this.fastPingInterval());
+    };
+    this.fastPingTimer = setTimeout(tick, this.fastPingInterval());
+  }
+
+  /** The spacing of repeated pings: period/10, or wider so registered hearts answer at most FAST_PONGS_PER_SECOND. */
+  private fastPingInterval(): number {
+    return Math.max(this.fastPingMs, (this.engines.byId.size * 1000) / FAST_PONGS_PER_SECOND);
   }
 
   readonly onPong = (frames: Frames): void => {
