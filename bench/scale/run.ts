@@ -174,9 +174,11 @@ async function startAll(kind: Kind, n: number, stagger: boolean): Promise<{ ctl:
   // on replies that are already in its sockets; the engines that would have given up are counted
   const sim = await startSimCluster({ conn, engines: n, staggerMs: stagger ? 20 : 0, staggerAbove: 100, lean: modelFor(n) === "lean", registrationTimeoutMs: 60_000 });
   const client = new Client(ctl.dir);
-  await client.call("connect", { file: join(ctl.dir, "security/ipcontroller-client.json") });
+  const c = await client.call("connect", { file: join(ctl.dir, "security/ipcontroller-client.json") });
+  if (c.error) log(`${kind} N=${n}: the client could not connect: ${String(c.error)}`);
   const r = await client.call("wait_ids", { n, cap: capS + (stagger ? n * 0.02 : 0) });
-  const reg: Figure = typeof r.at === "number" ? (r.at * 1000 - ctl.startedAt) / 1000 : dnf(`${String(r.ids)}/${n} in rc.ids, ${sim.failed.size} engines gave up`);
+  const reg: Figure = typeof r.at === "number" ? (r.at * 1000 - ctl.startedAt) / 1000
+    : dnf(r.error ? `client: ${String(r.error)}` : `${String(r.ids)}/${n} in rc.ids, ${sim.registered.size} registration replies, ${sim.failed.size} engines gave up`);
   const replies = [...sim.registered.values()].map((e) => e.at - ctl.startedAt).sort((a, b) => a - b);
   const slow = [...sim.registered.values()].filter((e) => e.at - e.sentAt > 5000).length;
   if (slow) log(`${kind} N=${n}: ${slow} engines waited more than ipengine's 5 s for their registration reply`);
