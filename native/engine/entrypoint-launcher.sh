@@ -74,6 +74,9 @@ Host *
 CONF
   chmod 600 "$conf_dir/config"
   export OMPI_MCA_plm_rsh_agent="ssh"
+  # Keep the hostfile's fully qualified names: Open MPI shortens them by default, and a worker's
+  # short name does not resolve from another pod ("psum-worker-0: Name or service not known").
+  export OMPI_MCA_orte_keep_fqdn_hostnames="${OMPI_MCA_orte_keep_fqdn_hostnames:-true}"
   export OMPI_MCA_plm_rsh_args="-F $conf_dir/config"
   export HYDRA_LAUNCHER=ssh
   export HYDRA_LAUNCHER_EXTRA_ARGS="-F $conf_dir/config"

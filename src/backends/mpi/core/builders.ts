@@ -250,7 +250,10 @@ export function buildControllerDeployment(ref: ClusterRef, ec: EngineCluster, co
             image: c.image ?? config.controllerImage,
             imagePullPolicy: c.imagePullPolicy,
             args: controllerArgs(ref, ec, config),
-            ...(curveEnv.length > 0 ? { env: curveEnv } : {}),
+            // uid 65532 has no home in the image (HOME=/) and the root filesystem is read-only: the
+            // controller's IPython profile goes to the writable run volume ("mkdir '/.ipython'"
+            // crash-looped the controller on a real cluster)
+            env: [{ name: "HOME", value: PATHS.controllerRunDir }, ...curveEnv],
             ports: SERVICE_PORTS.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" })),
             readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5 },
             livenessProbe: { httpGet: { path: "/healthz", port: "metrics" }, periodSeconds: 10, failureThreshold: 6 },

@@ -77,7 +77,7 @@ test("curve: server key in the client file, key pair in the Secret, flag and env
   assert.equal(unb64((o.connectionSecret as J).data["curve-secretkey"]), "S".repeat(40));
   const c = (o.controllerDeployment as J).spec.template.spec.containers[0];
   assert.ok(c.args.includes("--enable-curve"));
-  assert.deepEqual(c.env.map((e: J) => e.name), ["IPP_CURVE_SECRETKEY", "IPP_CURVE_PUBLICKEY"]);
+  assert.deepEqual(c.env.map((e: J) => e.name), ["HOME", "IPP_CURVE_SECRETKEY", "IPP_CURVE_PUBLICKEY"]);
 });
 
 test("SSH Secret: one key pair as user key and pinned host key", () => {

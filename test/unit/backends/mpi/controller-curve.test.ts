@@ -44,7 +44,7 @@ function rendered(curve: boolean) {
 
 test("curve: the controller gets --enable-curve and the Secret's key pair; both files carry its public key", () => {
   const { o, env, client, engine, data } = rendered(true);
-  assert.deepEqual(Object.keys(env).sort(), ["IPP_CURVE_PUBLICKEY", "IPP_CURVE_SECRETKEY"]);
+  assert.deepEqual(Object.keys(env).sort(), ["HOME", "IPP_CURVE_PUBLICKEY", "IPP_CURVE_SECRETKEY"]);
   assert.equal(o.enableCurve, true);
   assert.equal(o.curveSecretKey, CURVE.curveSecretKey);
   assert.equal(o.curvePublicKey, CURVE.curvePublicKey);
@@ -60,7 +60,7 @@ test("curve: the controller gets --enable-curve and the Secret's key pair; both 
 
 test("no curve: no flag, no curve env, no key pair in the Secret, curve_serverkey null", () => {
   const { o, env, client, engine, data, argv } = rendered(false);
-  assert.deepEqual(env, {});
+  assert.deepEqual(env, { HOME: "/var/run/ipp" }, "only HOME: the writable run volume");
   assert.ok(!argv.includes("--enable-curve"));
   assert.equal(o.enableCurve, false);
   assert.equal(o.curveSecretKey, undefined);
