@@ -10,8 +10,10 @@ import { parse } from "yaml";
 import { REPO_ROOT } from "../../support/paths.ts";
 import { byKind, CHART_DIR, helm, KUBE_VERSION, NAMESPACE, one, RELEASE, renderChart, type KubeDoc } from "./render.ts";
 import { restrictedViolations } from "./pss.ts";
+import { admits, type NetworkPolicyLike } from "../../support/network-policy.ts";
 import { LEASE_RULES, OPERATOR_RULES } from "./operator-rbac.ts";
 import { buildMpiObjects, DEFAULT_BUILD_CONFIG } from "../../../src/backends/mpi/core/builders.ts";
+import { HTTP_PORT } from "../../../src/backends/mpi/core/names.ts";
 import { parseOperatorArgs } from "../../../src/commands/operator.ts";
 import { cluster, MATERIAL, mpiSpec } from "../../unit/backends/mpi/fixtures.ts";
 
@@ -217,15 +219,13 @@ test("controller.metricsScrapers becomes the operator's selector flags; the oper
   assert.equal(podLabels["app.kubernetes.io/name"], "hpc-ops");
   assert.equal(parsed.operatorNamespace, dep.metadata.namespace);
   const config = { ...DEFAULT_BUILD_CONFIG, operator: { namespace: parsed.operatorNamespace!, podLabels: parsed.operatorPodSelector } };
-  type Peer = { podSelector?: { matchLabels: Record<string, string> }; namespaceSelector?: { matchLabels?: Record<string, string> } };
-  const np = buildMpiObjects(cluster(mpiSpec()), MATERIAL, config).networkPolicy as KubeDoc & { spec: { ingress: Array<{ from?: Peer[]; ports: Array<{ port: number }> }> } };
-  const apiRules = np.spec.ingress.filter((r) => r.ports.some((p) => p.port === 8080));
-  const admits = (labels: Record<string, string>, namespace: string) => apiRules.some((r) => (r.from ?? []).some((f) => f.podSelector !== undefined
-    && Object.entries(f.podSelector.matchLabels).every(([k, v]) => labels[k] === v)
-    && Object.entries(f.namespaceSelector?.matchLabels ?? {}).every(([k, v]) => k === "kubernetes.io/metadata.name" && v === namespace)));
-  assert.ok(admits(podLabels, dep.metadata.namespace!), `the operator pod (labels ${JSON.stringify(podLabels)}) is admitted to the API port`);
-  assert.ok(!admits(podLabels, "tenant"), "the same labels in another namespace are not");
-  assert.ok(!admits({ "ipp.dev/operator": "true" }, "tenant"), "nor a tenant's pod with the chart's operator label");
+  const np = buildMpiObjects(cluster(mpiSpec()), MATERIAL, config).networkPolicy as unknown as NetworkPolicyLike;
+  const apiPort = HTTP_PORT;
+  const admitsApi = (labels: Record<string, string>, namespace: string) =>
+    admits(np, { pod: { namespace, namespaceLabels: { "kubernetes.io/metadata.name": namespace }, labels } }, apiPort);
+  assert.ok(admitsApi(podLabels, dep.metadata.namespace!), `the operator pod (labels ${JSON.stringify(podLabels)}) is admitted to the API port`);
+  assert.ok(!admitsApi(podLabels, "tenant"), "the same labels in another namespace are not");
+  assert.ok(!admitsApi({ "ipp.dev/operator": "true" }, "tenant"), "nor a tenant's pod with the chart's operator label");
   // a chosen selector wins over the chart's
   const chosen = parseOperatorArgs(podSpec(one(renderChart({ controller: { operatorPodSelector: { team: "ops" } } }), "Deployment")).containers[0]!.args.slice(1).map((a) => a.replace("$(POD_NAME)", "pod")));
   assert.ok(typeof chosen !== "string");
