@@ -17,7 +17,7 @@ import Database from "better-sqlite3";
 import { existsSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../util/log.ts";
-import { emptyRecord, type Query, type RecordStore, type StreamName, type TaskRecord } from "./core/hub-db.ts";
+import { type Query, type RecordStore, type StreamName, type TaskRecord } from "./core/hub-db.ts";
 import { rowToRecord } from "./core/sqlite-rows.ts";
 import { PyError, SQLITE_COLUMNS, SQLITE_COLUMNS_8, SQLITE_TYPES, renderQuery, selectKeys, type SqliteColumn } from "./core/sql-query.ts";
 import type { WriterBatch, WriterInit, WriterReply } from "./sqlite-writer.ts";
@@ -178,13 +178,10 @@ export class SqliteRecordStore implements RecordStore {
     this.markDirty(rec.msg_id);
   }
 
-  update(msgId: string, fields: Partial<TaskRecord>): TaskRecord {
-    let rec = this.get(msgId);
-    if (!rec) {
-      rec = emptyRecord(msgId);
-      this.hot.set(msgId, rec);
-      this.count++;
-    }
+  /** Merge fields into an existing record; like upstream's UPDATE ... WHERE msg_id, nothing happens without one. */
+  update(msgId: string, fields: Partial<TaskRecord>): TaskRecord | undefined {
+    const rec = this.get(msgId);
+    if (!rec) return undefined;
     Object.assign(rec, fields);
     this.markDirty(msgId);
     return rec;
