@@ -58,6 +58,9 @@ async function one(scheduler: RigScheduler): Promise<Record<string, unknown>> {
   const ids = await submitHeld((c) => rig.asUser(c), scheduler, names);
   const others = OTHERS > 0 ? await submitHeld(asOther, scheduler, Array.from({ length: OTHERS }, (_, i) => `site-job-${i}`)) : [];
   const submitSec = (Date.now() - t0) / 1000;
+  // OpenPBS clients authenticate from reserved ports (pbs_iff, resvport): a burst of hundreds of
+  // qsubs leaves them in TIME_WAIT and the next commands wait for one. Let them drain first.
+  if (scheduler === "openpbs") await new Promise((r) => setTimeout(r, 65_000));
   const registry = new Registry();
   const runtime = new PbsOperatorRuntime({
     logger, metrics: createPbsMetrics(registry), pollIntervalMs: POLL_MS, connectWaitMs: 15_000,
