@@ -77,7 +77,9 @@ function scopeWords(scope: PollScope): { user: string; ids: string[] } {
  * are empty. `empty` is printed instead of qstat's output then.
  */
 function scopedQstat(list: string[], tracked: readonly string[], qstat: string[], empty: string): string {
-  return `set -f; ids=$(${shJoin(list)}) || exit $?; set -- $ids${tracked.length > 0 ? " " + shJoin(tracked) : ""}; `
+  // a tracked id the listing already has is not asked for twice (PBS answers each id separately)
+  const extra = tracked.length === 0 ? "" : `for t in ${shJoin(tracked)}; do case " $(echo $ids) " in *" $t "*) ;; *) set -- "$@" "$t" ;; esac; done; `;
+  return `set -f; ids=$(${shJoin(list)}) || exit $?; set -- $ids; ${extra}`
     + `if [ $# -gt 0 ]; then ${shJoin(qstat)} "$@"; else printf '%s' ${shQuote(empty)}; fi`;
 }
 

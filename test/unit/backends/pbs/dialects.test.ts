@@ -4,6 +4,7 @@
  * text samples are written from their documented formats.
  */
 import { strict as assert } from "node:assert";
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -97,7 +98,10 @@ test("poll commands ask only for the login user's jobs (and tracked ids), in one
   assert.match(slurm, /^set -f; reasons=\$\(squeue -h -u alice -t all -o '%i\|%r'\) \|\| exit \$\?; /);
   assert.match(slurm, /if \[ \$# -gt 0 \]; then qstat -f "\$@"; fi; echo @@ipp-squeue-reasons "\$\?"/);
   const pro = dialects.pbspro.pollCommand({ user: "alice", ids: ["1041.pbs01", "1039.pbs01", "1041.pbs01"] });
-  assert.equal(pro, `set -f; ids=$(qselect -u alice) || exit $?; set -- $ids 1041.pbs01 1039.pbs01; if [ $# -gt 0 ]; then qstat -f -F dsv -x "$@"; else printf '%s' ''; fi`);
+  assert.equal(pro, `set -f; ids=$(qselect -u alice) || exit $?; set -- $ids; for t in 1041.pbs01 1039.pbs01; do case " $(echo $ids) " in *" $t "*) ;; *) set -- "$@" "$t" ;; esac; done; if [ $# -gt 0 ]; then qstat -f -F dsv -x "$@"; else printf '%s' ''; fi`);
+  // run by a real shell: a tracked id the listing has is asked for once, the others appended
+  const shown = execFileSync("bash", ["-c", pro.replace("qselect -u alice", "printf '1041.pbs01\\n7.pbs01\\n'").replace('qstat -f -F dsv -x "$@"', 'echo "$@"')], { encoding: "utf8" });
+  assert.equal(shown.trim(), "1041.pbs01 7.pbs01 1039.pbs01");
   assert.match(dialects.torque.pollCommand({ user: "alice", ids: [] }), /^set -f; ids=\$\(qselect -u alice\) \|\| exit \$\?; set -- \$ids; if .* then qstat -f "\$@"; else printf '%s' ''; fi$/);
   // nothing unquoted from outside: a user or id that is not a plain word is refused
   assert.throws(() => dialects.pbspro.pollCommand({ user: "a;b", ids: [] }), PollScopeError);
