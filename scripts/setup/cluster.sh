@@ -418,10 +418,18 @@ cmd_down() {
     umount "$m" 2>/dev/null || true; rm -f "$m"
   done
   ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE"
-  local table
+  local table chain rule
   for table in filter nat mangle; do
-    iptables-save -t "$table" | grep -qE 'KUBE-|CNI-' || continue
-    iptables-save -t "$table" | grep -vE -- '(-j|-A|^:)[[:space:]]*(KUBE-|CNI-)|(^:)(KUBE-|CNI-)' | iptables-restore -T "$table"
+    # the built-in chains' jumps into ours, then our chains (emptied first: they jump to each other)
+    while IFS= read -r rule; do
+      eval "iptables -t $table -D ${rule#-A }" 2>/dev/null || true
+    done < <(iptables-save -t "$table" 2>/dev/null | grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) .*-j (KUBE|CNI)-')
+    for chain in $(iptables-save -t "$table" 2>/dev/null | sed -nE 's/^:((KUBE|CNI)-[^ ]+) .*/\1/p'); do
+      iptables -t "$table" -F "$chain" 2>/dev/null || true
+    done
+    for chain in $(iptables-save -t "$table" 2>/dev/null | sed -nE 's/^:((KUBE|CNI)-[^ ]+) .*/\1/p'); do
+      iptables -t "$table" -X "$chain" 2>/dev/null || true
+    done
   done
   rm -rf "$CLUSTER_DIR/etcd" "$CLUSTER_DIR/kubelet" "$CLUSTER_DIR/cni/ipam" "$RUN_DIR"
   log "cluster down"
