@@ -32,13 +32,13 @@ done
 # (offline: --no-deps --no-build-isolation, so setuptools must be there too).
 for major in "${versions[@]}"; do
   venv="$venv_root/ipp$major"
-  [ "$major" = 9 ] && [ "$venv_root" = "$CACHE_DIR/venv" ] || continue
+  if [ "$major" != 9 ] || [ "$venv_root" != "$CACHE_DIR/venv" ]; then continue; fi
   "$venv/bin/python" -c "import kubernetes, setuptools, yaml" 2>/dev/null && continue
   log "kubernetes client into $venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "kubernetes>=31" "setuptools>=61" pyyaml
 done
 for major in "${versions[@]}"; do
-  [ "$major" = 9 ] && [ "$venv_root" = "$CACHE_DIR/venv" ] || continue
+  if [ "$major" != 9 ] || [ "$venv_root" != "$CACHE_DIR/venv" ]; then continue; fi
   venv="$venv_root/ipp9"
   extras="$venv/.ipp-operator-distributed-$DISTRIBUTED_VERSION"
   [ -f "$extras" ] && continue
