@@ -168,7 +168,7 @@ test("--ports pool is used in ipcontroller's order; a port in use makes startup 
     assert.match(bad.stderr(), /failed to start/);
     assert.ok(!existsSync(files(profile.security, "").client));
     // a free range: registration first, then the engine sockets, then the client sockets
-    const base = 20000 + (process.pid % 20000);
+    const base = await freeRange(16);
     const r = start(["--profile-dir", profile.dir, `--ports=${base}-${base + 15}`]);
     const f = files(profile.security, "");
     await waitFor(() => bothExist(f), 30_000, "connection files", r);
@@ -208,6 +208,26 @@ test("--ip='*' --location: interface tcp://* and the location in both files; HTT
     await profile.cleanup();
   }
 });
+
+/**
+ * The first of `count` consecutive loopback ports that are all free right now, below the kernel's
+ * ephemeral range (so an outgoing connection of another test can't take one meanwhile) and clear of
+ * the PBS rig's tunnel blocks (22000-31599).
+ */
+async function freeRange(count: number): Promise<number> {
+  const isFree = (port: number) => new Promise<boolean>((resolve) => {
+    const srv = createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 12000 + Math.floor(Math.random() * (8000 - count));
+    let ok = true;
+    for (let p = base; p < base + count && ok; p++) ok = await isFree(p);
+    if (ok) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports in 12000-19999`);
+}
 
 /** Two loopback ports free right now. */
 async function twoFreePorts(): Promise<[number, number]> {
