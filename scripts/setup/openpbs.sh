@@ -5,8 +5,8 @@
 #   scripts/setup/openpbs.sh [build]   build (or take from the cache) and install /opt/pbs
 #
 # The source archive comes from ../shared/vendor/ next to the checkout when it is there (the master
-# snapshot is preferred: it builds unchanged on Debian 12 and its `qstat -F json` is right), else the
-# 23.06.06 release is downloaded from GitHub. The installed tree is cached in
+# snapshot is preferred: it builds unchanged on Debian 12 and its `qstat -F json` is right; a copy
+# is kept in the cache for checkouts elsewhere), else the 23.06.06 release is downloaded from GitHub. The installed tree is cached in
 # ~/.cache/ipp-operator/openpbs/<sha256 of the archive, 16 hex>/ so a second run only copies it.
 # Cold build: about 3 minutes of two cores. The daemons are started by pbs-rig.sh.
 # shellcheck source=scripts/setup/lib.sh
@@ -29,14 +29,22 @@ BUILD_PACKAGES=(gcc make libtool libhwloc-dev libx11-dev libxt-dev libedit-dev l
   libxext-dev libxft-dev autoconf automake g++ libcjson-dev)
 RUN_PACKAGES=(postgresql postgresql-contrib expat libedit2 python3 sudo tcl tk libical3 libcjson1 libhwloc15)
 
-# the archive to build: vendored master, vendored release, else the downloaded release
+# the archive to build: vendored master, vendored release, the copy kept in the cache the first
+# time a vendored archive was seen (so a clone elsewhere, CI's included, builds the same source),
+# else the downloaded release
 find_archive() {
   local f d
   [ -n "${IPP_OPENPBS_ARCHIVE:-}" ] && { echo "$IPP_OPENPBS_ARCHIVE"; return 0; }
+  mkdir -p "$OUT_ROOT/archives"
   for d in "${VENDOR_DIRS[@]}"; do
     for f in "$d"/openpbs-master-*.tar.gz "$d/openpbs-$RELEASE.tar.gz"; do
-      [ -f "$f" ] && { echo "$f"; return 0; }
+      [ -f "$f" ] || continue
+      cmp -s "$f" "$OUT_ROOT/archives/$(basename "$f")" || cp "$f" "$OUT_ROOT/archives/$(basename "$f")"
+      echo "$f"; return 0
     done
+  done
+  for f in "$OUT_ROOT/archives"/openpbs-master-*.tar.gz "$OUT_ROOT/archives/openpbs-$RELEASE.tar.gz"; do
+    [ -f "$f" ] && { echo "$f"; return 0; }
   done
   f="$OUT_ROOT/openpbs-$RELEASE.tar.gz"
   if [ ! -f "$f" ]; then
