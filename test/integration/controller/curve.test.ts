@@ -256,7 +256,7 @@ describe("the operator's controller Deployment for spec.controller.curve, run lo
 
   test("the rendered Deployment carries --enable-curve and the Secret's key pair", () => {
     assert.ok((container.args as string[]).includes("--enable-curve"));
-    assert.deepEqual((container.env as J[]).map((e) => e.valueFrom.secretKeyRef.key), [CONNECTION_KEYS.curveSecretKey, CONNECTION_KEYS.curvePublicKey]);
+    assert.deepEqual((container.env as J[]).filter((e) => e.valueFrom !== undefined).map((e) => e.valueFrom.secretKeyRef.key), [CONNECTION_KEYS.curveSecretKey, CONNECTION_KEYS.curvePublicKey]);
     const written = JSON.parse(readFileSync(join(runDir, "ipcontroller-client.json"), "utf8")) as J;
     assert.equal(written.curve_serverkey, fromSecret(CONNECTION_KEYS.curvePublicKey), "the controller serves the Secret's key pair");
   });
