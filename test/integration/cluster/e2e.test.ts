@@ -1,0 +1,277 @@
+/**
+ * The mpi backend end to end on a real single-node Kubernetes (scripts/setup/cluster.sh: kubelet
+ * on containerd, kube-proxy, CoreDNS), with the images built here without Docker:
+ * - `helm install` the chart: the operator runs as a pod with the chart's RBAC, leader election on,
+ *   in a namespace enforcing the restricted Pod Security Standard;
+ * - `kubectl apply` examples/04-mpi-psum-small.yaml (2 workers × 2 slots, 4 engines): the launcher's
+ *   mpiexec reaches the workers over SSH through the headless Service, the 4 engines register with
+ *   the controller pod, `kubectl get ec` shows 4 ready and phase Ready;
+ * - a notebook-like pod (the engine image, labelled as a client, the connection Secret mounted) runs
+ *   the seed workflow under IPython with %px: psum = 496 on every engine;
+ * - a worker pod deleted mid-run: an Event and the status say so, the launcher relaunches the MPI
+ *   world and the seed workflow works again;
+ * - the controller pod deleted mid-run: an Event and the status say so, the operator relaunches the
+ *   world against the new controller and the seed workflow works again;
+ * - `kubectl delete ec`: nothing the cluster owned is left;
+ * - `helm uninstall`: the CRD and the users' EngineClusters are kept.
+ * Timings (apply → all engines registered, first engine → Ready) are printed as diagnostics and
+ * recorded in bench/README.md; nothing here asserts on time.
+ */
+import { after, before, test, type TestContext } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { startCluster, type Cluster } from "../../support/cluster.ts";
+import { REPO_ROOT } from "../../support/paths.ts";
+
+const OP_NS = "ipp-system";
+const NS = "science";
+const EC = "psum-small";
+const EXAMPLE = join(REPO_ROOT, "examples/04-mpi-psum-small.yaml");
+const ENGINES = 4;
+const MINUTE = 60_000;
+
+let cluster: Cluster;
+before(async () => { cluster = await startCluster(); });
+after(async () => { await cluster?.stop(); });
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function getJson(...args: string[]): Json {
+  return JSON.parse(cluster.kubectl("get", ...args, "-o", "json")) as Json;
+}
+
+function ec(name = EC): Json {
+  return getJson("enginecluster", name, "-n", NS);
+}
+
+/** What the cluster looks like, for failure messages. */
+function diagnostics(): string {
+  const r = (...a: string[]) => { const x = cluster.kubectlResult(...a); return `$ kubectl ${a.join(" ")}\n${x.stdout}${x.stderr}`; };
+  return [
+    r("get", "pods", "-A", "-o", "wide"),
+    r("get", "ec", "-A", "-o", "yaml"),
+    r("get", "events", "-n", NS, "--sort-by=.lastTimestamp"),
+    `kubelet.log:\n${cluster.logTail("kubelet", 30)}`,
+  ].join("\n");
+}
+
+/** Polls `check` every second until it returns a value, or fails with what the cluster looks like. */
+async function until<T>(what: string, timeoutMs: number, check: () => T | undefined | false): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) { last = err; }
+    if (Date.now() > deadline) assert.fail(`${what}: not after ${timeoutMs / 1000}s${last ? ` (last error: ${String(last)})` : ""}\n${diagnostics()}`);
+    await sleep(1000);
+  }
+}
+
+function events(name = EC): Json[] {
+  return (getJson("events", "-n", NS, "--field-selector", `involvedObject.kind=EngineCluster,involvedObject.name=${name}`).items as Json[]);
+}
+
+function restrictedNamespace(name: string): void {
+  cluster.kubectl("create", "namespace", name);
+  cluster.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest");
+}
+
+let notebooks = 0;
+/** Runs the seed workflow in a notebook-like pod and returns the psum every engine computed. */
+async function seedFlow(t: TestContext): Promise<number[]> {
+  const name = `notebook-${++notebooks}`;
+  const secret = String(ec().status.controller.connectionSecret);
+  const pod = {
+    apiVersion: "v1", kind: "Pod",
+    metadata: { name, namespace: NS, labels: { [`ipp.dev/client-${EC}`]: "true" } },
+    spec: {
+      restartPolicy: "Never",
+      automountServiceAccountToken: false,
+      securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, seccompProfile: { type: "RuntimeDefault" } },
+      containers: [{
+        name: "notebook",
+        image: cluster.images.engine,
+        imagePullPolicy: "IfNotPresent",
+        command: ["ipython", "--no-banner", "/opt/seed/seed.ipy"],
+        env: [
+          { name: "IPP_CLIENT_FILE", value: `/var/run/ipp/${EC}/ipcontroller-client.json` },
+          { name: "IPP_ENGINES", value: String(ENGINES) },
+        ],
+        resources: { requests: { cpu: "50m", memory: "128Mi" }, limits: { memory: "512Mi" } },
+        securityContext: { runAsNonRoot: true, allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] }, seccompProfile: { type: "RuntimeDefault" } },
+        volumeMounts: [
+          { name: "connection", mountPath: `/var/run/ipp/${EC}`, readOnly: true },
+          { name: "seed", mountPath: "/opt/seed", readOnly: true },
+        ],
+      }],
+      volumes: [
+        { name: "connection", secret: { secretName: secret } },
+        { name: "seed", configMap: { name: "seed" } },
+      ],
+    },
+  };
+  cluster.apply(pod);
+  const phase = await until(`notebook pod ${name} finishes`, 8 * MINUTE, () => {
+    const p = String(getJson("pod", name, "-n", NS).status?.phase ?? "");
+    return p === "Succeeded" || p === "Failed" ? p : undefined;
+  });
+  const logs = cluster.kubectl("logs", "-n", NS, name);
+  assert.equal(phase, "Succeeded", `notebook pod ${name} failed:\n${logs}`);
+  const line = logs.split("\n").find((l) => l.startsWith("PSUM "));
+  assert.ok(line, `the seed workflow printed its result:\n${logs}`);
+  t.diagnostic(`${name}: ${line}`);
+  cluster.kubectl("delete", "pod", name, "-n", NS, "--wait=false");
+  return JSON.parse(line.slice(5)) as number[];
+}
+
+function condition(status: Json | undefined, type: string): Json | undefined {
+  return ((status?.conditions ?? []) as Json[]).find((c) => c.type === type);
+}
+
+test("helm install: the operator runs as a pod with the chart's RBAC and holds the leader Lease", async () => {
+  restrictedNamespace(OP_NS);
+  const image = cluster.images.controller;
+  const colon = image.lastIndexOf(":");
+  cluster.helm("install", "ipp", join(REPO_ROOT, "charts/ipp-operator"), "--namespace", OP_NS,
+    "--set", `image.repository=${image.slice(0, colon)}`, "--set", `image.tag=${image.slice(colon + 1)}`,
+    "--set", "leaderElection.enabled=true", "--wait", "--timeout", "10m");
+  const pod = await until("the operator pod is Ready", 10 * MINUTE, () => {
+    const pods = getJson("pods", "-n", OP_NS, "-l", "app.kubernetes.io/name=ipp-operator").items as Json[];
+    return pods.find((p) => ((p.status?.conditions ?? []) as Json[]).some((c) => c.type === "Ready" && c.status === "True"));
+  });
+  assert.equal(pod.spec.serviceAccountName, "ipp-ipp-operator", "the chart's ServiceAccount");
+  assert.ok((pod.spec.containers[0].args as string[]).includes("--leader-elect"), "leader election on");
+  const holder = await until("the operator holds its Lease", 5 * MINUTE, () => {
+    const lease = getJson("lease", "ipp-ipp-operator", "-n", OP_NS);
+    return lease.spec?.holderIdentity as string | undefined;
+  });
+  assert.equal(holder, pod.metadata.name);
+});
+
+const timings: Record<string, number> = {};
+
+test("kubectl apply examples/04-mpi-psum-small.yaml: 4 engines over 2 workers register with the controller pod; kubectl get ec shows 4 ready, phase Ready", async (t) => {
+  restrictedNamespace(NS);
+  cluster.apply({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "seed", namespace: NS }, data: { "seed.ipy": readFileSync(join(import.meta.dirname, "seed.ipy"), "utf8") } });
+  const example = parse(readFileSync(EXAMPLE, "utf8")) as Json;
+  assert.equal(example.metadata.name, EC);
+  assert.equal(example.spec.backend.mpi.image, cluster.images.engine, "the example names the image cluster.sh imports");
+
+  const applied = Date.now();
+  cluster.kubectl("apply", "-n", NS, "-f", EXAMPLE);
+  let firstEngine: number | undefined;
+  const allRegistered = await until("4 engines registered", 20 * MINUTE, () => {
+    const registered = Number(ec().status?.engines?.registered ?? 0);
+    if (registered > 0 && firstEngine === undefined) firstEngine = Date.now();
+    return registered >= ENGINES ? Date.now() : undefined;
+  });
+  const ready = await until("phase Ready", 5 * MINUTE, () => (ec().status?.phase === "Ready" ? Date.now() : undefined));
+  timings.applyToAllRegistered = (allRegistered - applied) / 1000;
+  timings.firstEngineToReady = (ready - (firstEngine ?? allRegistered)) / 1000;
+  t.diagnostic(`kubectl apply → all ${ENGINES} engines registered: ${timings.applyToAllRegistered.toFixed(1)} s; first engine → Ready: ${timings.firstEngineToReady.toFixed(1)} s`);
+
+  const row = cluster.kubectl("get", "ec", EC, "-n", NS, "--no-headers");
+  assert.match(row, new RegExp(`^${EC}\\s+mpi\\s+${ENGINES}\\s+${ENGINES}\\s+Ready\\s`), row);
+  const status = ec().status;
+  assert.equal(condition(status, "Ready")?.status, "True");
+  assert.equal(condition(status, "WorkersReady")?.status, "True");
+  // The launcher reached both workers by their names under the headless Service.
+  const launcher = String(status.mpi.launcherJob);
+  const logs = cluster.kubectl("logs", "-n", NS, `job/${launcher}`);
+  for (const i of [0, 1]) assert.match(logs, new RegExp(`${EC}-worker-${i}\\.${EC}-workers\\.${NS}\\.svc\\.cluster\\.local:2222 is up`), logs);
+});
+
+test("a notebook pod runs the seed workflow under IPython with %px: psum = 496 on every engine", async (t) => {
+  assert.deepEqual(await seedFlow(t), Array(ENGINES).fill(496));
+});
+
+test("a worker pod deleted mid-run: an Event and the status say so, the launcher relaunches the world, the seed workflow works again", async (t) => {
+  const before = ec().status;
+  const restartsBefore = Number(before.mpi.launcherRestarts ?? 0);
+  cluster.kubectl("delete", "pod", `${EC}-worker-1`, "-n", NS, "--wait=false");
+  const event = await until("a LauncherRestarted Event", 10 * MINUTE, () => events().find((e) => e.reason === "LauncherRestarted"));
+  t.diagnostic(`Event ${event.reason}: ${event.message}`);
+  await until("the launcher's restart in the status", 5 * MINUTE, () => Number(ec().status?.mpi?.launcherRestarts ?? 0) > restartsBefore);
+  await until("4 engines registered again, phase Ready", 15 * MINUTE, () => {
+    const s = ec().status;
+    return s?.phase === "Ready" && Number(s.engines?.registered) === ENGINES;
+  });
+  assert.deepEqual(await seedFlow(t), Array(ENGINES).fill(496));
+});
+
+test("the controller pod deleted mid-run: an Event and the status say so, the world is relaunched against the new controller, the seed workflow works again", async (t) => {
+  const before = ec().status;
+  const relaunches = Number(before.mpi.relaunches ?? 0);
+  const oldJob = String(before.mpi.launcherJob);
+  cluster.kubectl("delete", "pod", "-n", NS, "-l", `ipp.dev/cluster=${EC},app.kubernetes.io/component=controller`, "--wait=false");
+  const event = await until("a ControllerReplaced Event", 10 * MINUTE, () => events().find((e) => e.reason === "ControllerReplaced"));
+  t.diagnostic(`Event ${event.reason}: ${event.message}`);
+  const s = await until("the world relaunched (new launcher Job), 4 engines registered, phase Ready", 15 * MINUTE, () => {
+    const st = ec().status;
+    return st?.phase === "Ready" && Number(st.engines?.registered) === ENGINES && st.mpi?.launcherJob !== oldJob ? st : undefined;
+  });
+  assert.equal(Number(s.mpi.relaunches), relaunches + 1);
+  assert.equal(Number(s.mpi.worldEpoch), 1);
+  assert.ok(events().some((e) => e.reason === "Relaunching" && /controller pod was replaced/.test(String(e.message))), "a Relaunching Event says why");
+  await until(`the old launcher Job ${oldJob} is gone`, 5 * MINUTE, () => cluster.kubectlResult("get", "job", oldJob, "-n", NS).status !== 0);
+  assert.deepEqual(await seedFlow(t), Array(ENGINES).fill(496));
+});
+
+test("kubectl delete ec: nothing the cluster owned is left", async () => {
+  cluster.kubectl("delete", "ec", EC, "-n", NS, "--timeout=10m");
+  const kinds = "pods,jobs,statefulsets,deployments,services,configmaps,secrets,networkpolicies,replicasets,endpointslices";
+  await until("no object labelled with the cluster", 10 * MINUTE, () => {
+    const left = getJson(kinds, "-n", NS, "-l", `ipp.dev/cluster=${EC}`).items as Json[];
+    return left.length === 0 ? true : undefined;
+  });
+  const pods = (getJson("pods", "-n", NS).items as Json[]).map((p) => String(p.metadata.name)).filter((n) => !n.startsWith("notebook-"));
+  assert.deepEqual(pods, [], "no pod left but the notebooks");
+});
+
+test("bad input: an image that can't be pulled, workers that never become ready, a failing mpiexec — each a condition and an Event with the reason", async (t) => {
+  const base = parse(readFileSync(EXAMPLE, "utf8")) as Json;
+  const variant = (name: string, mpi: Json, engines = 1) => {
+    const o = structuredClone(base);
+    o.metadata = { name, namespace: NS };
+    o.spec.engines = engines;
+    Object.assign(o.spec.backend.mpi, { workers: 1, slotsPerWorker: engines }, mpi);
+    return o;
+  };
+  cluster.apply(
+    variant("bad-image", { image: "ipp.local/no-such-engine:1" }),
+    // workers ask for more CPU than the node has: they stay Pending; the launcher gives up after 15 s
+    variant("never-ready", { resources: { requests: { cpu: "64" } }, workersReadyTimeoutSeconds: 15 }),
+    variant("bad-mpiexec", { engineArgs: ["--no-such-ipengine-option"] }),
+  );
+  const expect = async (name: string, reason: string) => {
+    const st = await until(`${name}: Degraded with reason ${reason}`, 10 * MINUTE, () => {
+      const c = condition(ec(name).status, "Degraded");
+      return c?.status === "True" && c.reason === reason ? c : undefined;
+    });
+    const ev = await until(`${name}: a Warning Event ${reason}`, 5 * MINUTE, () => events(name).find((e) => e.type === "Warning" && e.reason === reason));
+    t.diagnostic(`${name}: ${reason}: ${st.message} | Event: ${ev.message}`);
+    return st.message as string;
+  };
+  assert.match(await expect("bad-image", "ImagePullFailed"), /ipp\.local\/no-such-engine:1/);
+  assert.match(await expect("never-ready", "WorkersNotReadyTimeout"), /workersReadyTimeoutSeconds=15s.*not reachable on port 2222 \(never-ready-worker-0\./);
+  assert.match(await expect("bad-mpiexec", "MpiexecFailed"), /mpiexec exited \d+/);
+  assert.ok(events("never-ready").some((e) => e.reason === "LauncherRestarted"), "the launcher's restart is an Event");
+  cluster.kubectl("delete", "ec", "bad-image", "never-ready", "bad-mpiexec", "-n", NS, "--timeout=10m");
+});
+
+test("helm uninstall keeps the CRD and the users' EngineClusters", async () => {
+  const kept = parse(readFileSync(EXAMPLE, "utf8")) as Json;
+  kept.metadata = { name: "kept", namespace: NS };
+  cluster.apply(kept);
+  await until("the operator takes the kept cluster in hand (finalizer)", 5 * MINUTE, () => ((ec("kept").metadata.finalizers ?? []) as string[]).length > 0);
+  cluster.helm("uninstall", "ipp", "--namespace", OP_NS, "--wait", "--timeout", "5m");
+  assert.notEqual(cluster.kubectlResult("get", "deployment", "ipp-ipp-operator", "-n", OP_NS).status, 0, "the operator Deployment is gone");
+  assert.equal(cluster.kubectlResult("get", "crd", "engineclusters.ipp.dev").status, 0, "the CRD is kept");
+  assert.equal(ec("kept").metadata.name, "kept", "the user's EngineCluster is kept");
+});
