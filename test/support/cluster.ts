@@ -51,9 +51,9 @@ function run(args: string[], timeoutMs: number): Promise<{ code: number | null; 
   });
 }
 
-function info(key: string): string {
-  const r = spawnSync("bash", [SCRIPT, "info", key], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`cluster.sh info ${key}: ${r.stderr}`);
+function info(...key: string[]): string {
+  const r = spawnSync("bash", [SCRIPT, "info", ...key], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`cluster.sh info ${key.join(" ")}: ${r.stderr}`);
   return r.stdout.trim();
 }
 
@@ -78,7 +78,7 @@ export async function startCluster(): Promise<Cluster> {
   let stopped = false;
   return {
     kubeconfigPath, kubectlPath, logDir, client,
-    images: { engine: info("image engine"), controller: info("image controller"), pause: info("image pause") },
+    images: { engine: info("image", "engine"), controller: info("image", "controller"), pause: info("image", "pause") },
     kubectl: (...args) => {
       const r = kubectlResult(...args);
       if (r.status !== 0) throw new Error(`kubectl ${args.join(" ")} (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
