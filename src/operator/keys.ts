@@ -39,12 +39,29 @@ export function curveKeyPair(): { publicKey: string; secretKey: string } {
   return { publicKey: z85Encode(pub), secretKey: z85Encode(sec) };
 }
 
+/** Length of an ssh-ed25519 public key blob: string "ssh-ed25519" then a 32-byte string. */
+const ED25519_BLOB_LENGTH = 4 + "ssh-ed25519".length + 4 + 32;
+
+/**
+ * An ed25519 SSH key pair in OpenSSH format. ssh2's generator drops a leading zero byte of the
+ * public key (about one key in 256), which OpenSSH then refuses to load ("error in libcrypto": a
+ * worker's sshd exits with "no hostkeys available"); such a pair is discarded and drawn again.
+ */
+export function sshKeyPair(generate = () => ssh2.utils.generateKeyPairSync("ed25519")): { private: string; public: string } {
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const pair = generate();
+    const parsed = ssh2.utils.parseKey(pair.private);
+    if (!(parsed instanceof Error) && parsed.getPublicSSH().length === ED25519_BLOB_LENGTH) return pair;
+  }
+  throw new Error("could not generate a well-formed ed25519 SSH key pair");
+}
+
 export function lazyGenerated(): Generated {
   let ssh: { private: string; public: string } | undefined;
   let curve: { publicKey: string; secretKey: string } | undefined;
   let hmac: string | undefined;
   let apiToken: string | undefined;
-  const sshKeys = () => (ssh ??= ssh2.utils.generateKeyPairSync("ed25519"));
+  const sshKeys = () => (ssh ??= sshKeyPair());
   const curveKeys = () => (curve ??= curveKeyPair());
   return {
     get hmacKey() { return (hmac ??= randomUUID()); },

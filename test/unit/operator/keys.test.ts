@@ -3,7 +3,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createPrivateKey, createPublicKey } from "node:crypto";
-import { curveKeyPair, lazyGenerated, z85Encode } from "../../../src/operator/keys.ts";
+import ssh2 from "ssh2";
+import { curveKeyPair, lazyGenerated, sshKeyPair, z85Encode } from "../../../src/operator/keys.ts";
 
 const Z85_ALPHABET = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
 
@@ -40,4 +41,19 @@ test("lazyGenerated: the curve pair is generated once and read consistently", ()
   const pub = g.curvePublicKey;
   assert.equal(g.curvePublicKey, pub);
   assert.match(g.curveSecretKey!, Z85_ALPHABET);
+});
+
+test("sshKeyPair: a pair whose public key lost its leading zero byte (OpenSSH can't load it) is drawn again", () => {
+  const blobLength = (priv: string) => { const k = ssh2.utils.parseKey(priv); return k instanceof Error ? -1 : k.getPublicSSH().length; };
+  let malformed: { private: string; public: string } | undefined;
+  for (let i = 0; i < 20_000 && !malformed; i++) {
+    const pair = ssh2.utils.generateKeyPairSync("ed25519");
+    if (blobLength(pair.private) !== 51) malformed = pair;
+  }
+  assert.ok(malformed, "ssh2 produced a short ed25519 key within 20000 draws");
+  const good = ssh2.utils.generateKeyPairSync("ed25519");
+  const draws = [malformed, good];
+  assert.equal(sshKeyPair(() => draws.shift() ?? assert.fail("drew more than twice")), good);
+  assert.equal(blobLength(sshKeyPair().private), 51);
+  assert.throws(() => sshKeyPair(() => malformed!), /well-formed ed25519/);
 });
