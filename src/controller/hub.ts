@@ -60,16 +60,26 @@ function recordReply(rec: TaskRecord): [JsonObject, Buffer[]] {
 export class Hub {
   private readonly engines: EngineRegistry;
 
+  /** The registration socket identity each engine id registered from (restored engines have none). */
+  private readonly registrars = new Map<number, Buffer>();
+
   constructor(private readonly ctx: ControllerContext, private readonly deps: HubDeps) {
     this.engines = deps.engines;
+    deps.events.on("engine-unregistered", (e: { id: number }) => this.registrars.delete(e.id));
   }
 
   /** The dispatch table, keyed by msg_type; anything else gets a hub_error. */
   private readonly queries: Record<string, QueryHandler> = {
     registration_request: (id, msg) => this.register(id, msg),
-    unregistration_request: (_id, msg) => {
+    unregistration_request: (id, msg) => {
       const eid = msg.content.id;
-      if (typeof eid === "number") this.engines.unregister(eid, "unregistration_request");
+      if (typeof eid !== "number") return;
+      // Only the socket that registered an id may unregister it. Engines of a world that was
+      // attached to a replaced controller reach its successor through the same Service address
+      // and, as they shut down, ask to unregister their old ids: the new engines holding those ids.
+      const owner = this.registrars.get(eid);
+      if (owner && !owner.equals(id)) return this.ctx.bad.drop("registration", "bad_routing", `unregistration_request for engine ${eid} from a socket that did not register it`);
+      this.engines.unregister(eid, "unregistration_request");
     },
     connection_request: (id, msg) => {
       const eng: Record<string, string> = {};
@@ -307,6 +317,7 @@ export class Hub {
     const period = this.ctx.config.heartbeatPeriodMs;
     this.reply(ident, "registration_reply", { id: eid, status: "ok", hb_period: period, connection_info: this.deps.engineInfo }, null);
     this.engines.accept(uuid, eid, this.ctx.config.registrationTimeoutMs ?? Math.max(30_000, 10 * period));
+    this.registrars.set(eid, Buffer.from(ident));
     this.deps.pingSoon();
     log.info("accepting registration", { id: eid, uuid });
   }

@@ -40,8 +40,9 @@ function makeHub() {
   const engines = new EngineRegistry(ctx, new HeartMonitor(), new EventEmitter(), { engineAdded: () => {}, engineRemoved: () => () => {} });
   let pings = 0;
   const hub = new Hub(ctx, { engines, events: new EventEmitter(), engineInfo: {}, pingSoon: () => { pings++; }, submitTask: () => {}, stop: () => {}, dask: new DaskSchedulerProcess(createLogger({ level: "error" }), "/nonexistent/python") });
-  const ask = (msgType: string, content: JsonObject) => hub.onRegistration(session.build(msgType, content, { ids: [Buffer.from("client-1")] }));
-  return { hub, engines, sent, ask, timers, pings: () => pings, ctx };
+  const askFrom = (sender: string, msgType: string, content: JsonObject) => hub.onRegistration(session.build(msgType, content, { ids: [Buffer.from(sender)] }));
+  const ask = (msgType: string, content: JsonObject) => askFrom("client-1", msgType, content);
+  return { hub, engines, sent, ask, askFrom, timers, pings: () => pings, ctx };
 }
 
 test("hub dispatch: connection, queue and load requests answered by msg_type, to the sender", (t) => {
@@ -126,4 +127,19 @@ test("hub: malformed queries from a key holder get a hub_error; unsigned ones ge
   h.hub.onRegistration(forged.build("connection_request", {}, { ids }));
   assert.equal(h.sent.length, 5, "no answer without the key");
   assert.deepEqual(h.ctx.bad.snapshot(), { bad_json: 2, bad_signature: 1 });
+});
+
+test("hub: an unregistration_request from a socket that did not register the id is dropped and counted (an old world's engine reaching a replaced controller)", (t) => {
+  const h = makeHub();
+  t.after(() => h.timers.stop());
+  h.askFrom("engine-new-2", "registration_request", { uuid: "new-2", id: 2 });
+  assert.equal(h.sent[0]!.content.id, 2);
+  h.askFrom("engine-old-2", "unregistration_request", { id: 2 });
+  assert.deepEqual(h.ctx.bad.snapshot(), { bad_routing: 1 });
+  h.engines.finishRegistration("new-2");
+  assert.deepEqual([...h.engines.byId.keys()], [2], "the registration in progress was not cancelled");
+  h.askFrom("engine-old-2", "unregistration_request", { id: 2 });
+  assert.deepEqual([...h.engines.byId.keys()], [2], "the registered engine stays");
+  h.askFrom("engine-new-2", "unregistration_request", { id: 2 });
+  assert.deepEqual([...h.engines.byId.keys()], [], "its own socket unregisters it");
 });
