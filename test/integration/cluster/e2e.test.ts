@@ -261,7 +261,9 @@ test("bad input: an image that can't be pulled, workers that never become ready,
   assert.match(await expect("bad-image", "ImagePullFailed"), /ipp\.local\/no-such-engine:1/);
   assert.match(await expect("never-ready", "WorkersNotReadyTimeout"), /workersReadyTimeoutSeconds=15s.*not reachable on port 2222 \(never-ready-worker-0\./);
   assert.match(await expect("bad-mpiexec", "MpiexecFailed"), /mpiexec exited \d+/);
-  assert.ok(events("never-ready").some((e) => e.reason === "LauncherRestarted"), "the launcher's restart is an Event");
+  // the Job starts the launcher again after its backoff: that restart is an Event too
+  const restarted = await until("never-ready: a LauncherRestarted Event", 5 * MINUTE, () => events("never-ready").find((e) => e.reason === "LauncherRestarted"));
+  t.diagnostic(`never-ready: Event ${restarted.reason}: ${restarted.message}`);
   cluster.kubectl("delete", "ec", "bad-image", "never-ready", "bad-mpiexec", "-n", NS, "--timeout=10m");
 });
 
