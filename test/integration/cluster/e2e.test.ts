@@ -8,9 +8,13 @@
  *   the controller pod, `kubectl get ec` shows 4 ready and phase Ready;
  * - a notebook-like pod (the engine image, labelled as a client, the connection Secret mounted) runs
  *   the seed workflow under IPython with %px: psum = 496 on every engine;
+ * - `ipp-operator connect --port-forward` on the host (outside the cluster network): the seed workflow
+ *   runs through pods/portforward to the controller pod with the host's ipyparallel 9.2; Ctrl-C
+ *   exits 0 and removes the file;
  * - a worker pod deleted mid-run: an Event and the status say so, the launcher relaunches the MPI
  *   world and the seed workflow works again;
- * - the controller pod deleted mid-run: an Event and the status say so, the operator relaunches the
+ * - the controller pod deleted mid-run: an Event and the status say so, a running
+ *   `connect --port-forward` reports the drop naming the pod and exits 1, the operator relaunches the
  *   world against the new controller and the seed workflow works again;
  * - `kubectl delete ec`: nothing the cluster owned is left;
  * - `helm uninstall`: the CRD and the users' EngineClusters are kept.
@@ -19,11 +23,15 @@
  */
 import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { spawn, execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { connect as tcpConnect } from "node:net";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { startCluster, type Cluster } from "../../support/cluster.ts";
-import { REPO_ROOT } from "../../support/paths.ts";
+import { REPO_ROOT, python } from "../../support/paths.ts";
+import { CONNECTION_KEYS } from "../../../src/backends/mpi/core/names.ts";
 
 const OP_NS = "ipp-system";
 const NS = "science";
@@ -33,8 +41,15 @@ const ENGINES = 4;
 const MINUTE = 60_000;
 
 let cluster: Cluster;
-before(async () => { cluster = await startCluster(); });
-after(async () => { await cluster?.stop(); });
+let ipythonDir: string;
+before(async () => {
+  ipythonDir = mkdtempSync(join(tmpdir(), "ipp-e2e-ipython-"));
+  cluster = await startCluster();
+});
+after(async () => {
+  await cluster?.stop();
+  if (ipythonDir) rmSync(ipythonDir, { recursive: true, force: true });
+});
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -130,6 +145,37 @@ async function seedFlow(t: TestContext): Promise<number[]> {
   return JSON.parse(line.slice(5)) as number[];
 }
 
+/** `ipp-operator connect EC --port-forward` on the host, as a notebook user outside the cluster runs it. */
+function startConnect(profile: string, extra: string[] = []) {
+  const proc = spawn(join(REPO_ROOT, "bin/ipp-operator"), ["connect", EC, "-n", NS, "--profile", profile, "--port-forward", ...extra],
+    { env: { ...process.env, KUBECONFIG: cluster.kubeconfigPath, IPYTHONDIR: ipythonDir }, stdio: ["ignore", "pipe", "pipe"] });
+  let stdout = "";
+  let stderr = "";
+  proc.stdout!.on("data", (d: Buffer) => { stdout += d.toString(); });
+  proc.stderr!.on("data", (d: Buffer) => { stderr += d.toString(); });
+  let code: number | null | undefined;
+  const exited = new Promise<number | null>((r) => proc.once("exit", (c) => { code = c; r(c); }));
+  const file = join(ipythonDir, `profile_${profile}`, "security", CONNECTION_KEYS.client);
+  return {
+    proc, exited, file,
+    err: () => stderr,
+    started: () => until(`connect --port-forward printed the Python line (stderr: ${stderr})`, 2 * MINUTE, () => {
+      if (code !== undefined) assert.fail(`connect exited ${code} before forwarding:\n${stderr}`);
+      return stdout.includes(`ipp.Client(profile="${profile}")`) && existsSync(file);
+    }),
+    /** Stops it if a failed assertion left it running. */
+    kill: () => { if (code === undefined) proc.kill("SIGKILL"); },
+  };
+}
+
+/** The exit status, or "hang" when the process is still running after `ms`. */
+async function exitWithin(exited: Promise<number | null>, ms: number): Promise<number | null | "hang"> {
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([exited, new Promise<"hang">((res) => { timer = setTimeout(() => res("hang"), ms); })]);
+  clearTimeout(timer);
+  return r;
+}
+
 function condition(status: Json | undefined, type: string): Json | undefined {
   return ((status?.conditions ?? []) as Json[]).find((c) => c.type === type);
 }
@@ -191,6 +237,28 @@ test("a notebook pod runs the seed workflow under IPython with %px: psum = 496 o
   assert.deepEqual(await seedFlow(t), Array(ENGINES).fill(496));
 });
 
+test("connect --port-forward on the host: the seed workflow runs through pods/portforward to the controller pod; Ctrl-C exits 0 and removes the file", async (t) => {
+  const c = startConnect("forwarded");
+  try {
+    await c.started();
+    const f = JSON.parse(readFileSync(c.file, "utf8")) as Record<string, unknown>;
+    assert.equal(f.interface, "tcp://127.0.0.1", "the file points at the local forward");
+    const controllerPod = (getJson("pods", "-n", NS, "-l", `ipp.dev/cluster=${EC},app.kubernetes.io/component=controller`).items as Json[])[0]!.metadata.name as string;
+    assert.match(c.err(), new RegExp(`forwarding 127\\.0\\.0\\.1 .* to pod ${NS}/${controllerPod} `), c.err());
+    const result = await new Promise<Json>((resolve, reject) => {
+      execFile(python(9), [join(REPO_ROOT, "test/python/workflow.py"), "profile=forwarded", String(ENGINES)],
+        { env: { ...process.env, IPYTHONDIR: ipythonDir }, timeout: 10 * MINUTE, maxBuffer: 16 << 20 },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr.slice(-3000)}\nconnect: ${c.err()}`)) : resolve(JSON.parse(stdout.trim().split("\n").pop()!) as Json)));
+    });
+    assert.deepEqual(result.errors, {}, JSON.stringify(result.errors));
+    assert.deepEqual(result.px_totalsum, Array(ENGINES).fill("array(496.)"));
+    t.diagnostic(`through the forward: px_totalsum ${JSON.stringify(result.px_totalsum)}`);
+    c.proc.kill("SIGINT");
+    assert.equal(await exitWithin(c.exited, 2 * MINUTE), 0, c.err());
+    assert.equal(existsSync(c.file), false, "the file is removed with the forward");
+  } finally { c.kill(); }
+});
+
 test("a worker pod deleted mid-run: an Event and the status say so, the launcher relaunches the world, the seed workflow works again", async (t) => {
   const before = ec().status;
   const restartsBefore = Number(before.mpi.launcherRestarts ?? 0);
@@ -209,7 +277,25 @@ test("the controller pod deleted mid-run: an Event and the status say so, the wo
   const before = ec().status;
   const relaunches = Number(before.mpi.relaunches ?? 0);
   const oldJob = String(before.mpi.launcherJob);
-  cluster.kubectl("delete", "pod", "-n", NS, "-l", `ipp.dev/cluster=${EC},app.kubernetes.io/component=controller`, "--wait=false");
+  const selector = `ipp.dev/cluster=${EC},app.kubernetes.io/component=controller`;
+  const oldPod = (getJson("pods", "-n", NS, "-l", selector).items as Json[])[0]!.metadata.name as string;
+  // a notebook outside the cluster forwarding to the controller pod, with a client connection open
+  const fwd = startConnect("dropped", ["--check-seconds", "2"]);
+  let code: number | null | "hang";
+  try {
+    await fwd.started();
+    const port = (JSON.parse(readFileSync(fwd.file, "utf8")) as { registration: number }).registration;
+    const sock = tcpConnect(port, "127.0.0.1");
+    sock.on("error", () => undefined);
+    cluster.kubectl("delete", "pod", "-n", NS, oldPod, "--wait=false");
+    code = await exitWithin(fwd.exited, 5 * MINUTE);
+    sock.destroy();
+  } finally { fwd.kill(); }
+  assert.equal(code, 1, `connect --port-forward exits 1 when its controller pod goes away (stderr: ${fwd.err()})`);
+  assert.match(fwd.err(), new RegExp(`(dropped|no longer running).*controller pod ${NS}/${oldPod}`), fwd.err());
+  assert.match(fwd.err(), /run connect again/);
+  assert.equal(existsSync(fwd.file), false, "the file is removed with the forward");
+  t.diagnostic(`connect: ${fwd.err().trim().split("\n").pop()}`);
   const event = await until("a ControllerReplaced Event", 10 * MINUTE, () => events().find((e) => e.reason === "ControllerReplaced"));
   t.diagnostic(`Event ${event.reason}: ${event.message}`);
   const s = await until("the world relaunched (new launcher Job), 4 engines registered, phase Ready", 15 * MINUTE, () => {
