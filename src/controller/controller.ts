@@ -128,6 +128,7 @@ export async function startController(config: ControllerConfig, deps: Controller
   const hub = new Hub(ctx, {
     engines, events, engineInfo, dask,
     pingSoon: () => heart.pingSoon(),
+    suspectEngine: (engineId) => heart.suspect(engineId),
     submitTask: tasks.onSubmission,
     stop: () => void handle.stop(),
   });

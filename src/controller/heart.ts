@@ -69,6 +69,18 @@ export class Heart {
     return Math.max(this.fastPingMs, (this.engines.byId.size * 1000) / FAST_PONGS_PER_SECOND);
   }
 
+  /**
+   * Someone other than the engine's own registration socket says the engine is gone: believe its
+   * heart. It is treated as disconnected and pinged at once; a live heart answers within the
+   * disconnect grace and stays, a dead one is unregistered at the next beat after the grace.
+   */
+  suspect(engineId: number): void {
+    const e = this.engines.byId.get(engineId);
+    if (!e) return;
+    this.monitor.disconnected(e.uuid, Date.now());
+    if (this.lastPing.length > 0) this.ctx.out.hbPing.send([this.lastPing]);
+  }
+
   readonly onPong = (frames: Frames): void => {
     countIn(this.ctx.traffic.heartbeat, frames);
     if (frames.length !== 2) return this.ctx.bad.drop("hb_pong", "truncated", `pong with ${frames.length} frames`);

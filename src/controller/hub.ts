@@ -19,6 +19,8 @@ export interface HubDeps {
   engines: EngineRegistry;
   /** Repeat the heartbeat ping soon, so a new engine's registration completes quickly. */
   pingSoon(): void;
+  /** Check an engine's heart now and unregister it only if the heart is gone too. */
+  suspectEngine(engineId: number): void;
   /** Where resubmitted tasks go: the task scheduler's submission handler. */
   submitTask(frames: Frames): void;
   events: EventEmitter;
@@ -63,9 +65,15 @@ export class Hub {
   /** The registration socket identity each engine id registered from (restored engines have none). */
   private readonly registrars = new Map<number, Buffer>();
 
+  /** Engine ids another socket said are gone, with when; their hearts are being checked. */
+  private readonly reportedGone = new Map<number, number>();
+
   constructor(private readonly ctx: ControllerContext, private readonly deps: HubDeps) {
     this.engines = deps.engines;
-    deps.events.on("engine-unregistered", (e: { id: number }) => this.registrars.delete(e.id));
+    deps.events.on("engine-unregistered", (e: { id: number }) => {
+      this.registrars.delete(e.id);
+      this.reportedGone.delete(e.id);
+    });
   }
 
   /** The dispatch table, keyed by msg_type; anything else gets a hub_error. */
@@ -74,11 +82,16 @@ export class Hub {
     unregistration_request: (id, msg) => {
       const eid = msg.content.id;
       if (typeof eid !== "number") return;
-      // Only the socket that registered an id may unregister it. Engines of a world that was
-      // attached to a replaced controller reach its successor through the same Service address
-      // and, as they shut down, ask to unregister their old ids: the new engines holding those ids.
+      // The socket that registered an id unregisters it at once. Any other socket is believed
+      // only if the engine's heart agrees: an engine's nanny reports its engine's exit from a
+      // socket of its own (the heart is then gone too), but engines of a world that was attached
+      // to a replaced controller reach its successor through the same Service address and, as
+      // they shut down, ask to unregister their old ids: the live new engines holding those ids.
       const owner = this.registrars.get(eid);
-      if (owner && !owner.equals(id)) return this.ctx.bad.drop("registration", "bad_routing", `unregistration_request for engine ${eid} from a socket that did not register it`);
+      if (owner && !owner.equals(id)) {
+        this.reportedGone.set(eid, Date.now());
+        return this.deps.suspectEngine(eid);
+      }
       this.engines.unregister(eid, "unregistration_request");
     },
     connection_request: (id, msg) => {
@@ -305,6 +318,14 @@ export class Hub {
       this.reply(ident, "registration_reply", errorContent("KeyError", "'uuid'"), null);
       metrics.registrations.labels("error").inc();
       return;
+    }
+    // A new engine asking for an id that was reported gone within the last heartbeat period (its
+    // nanny's report, typically: ipp.Cluster's restart_engines) takes it, as upstream, which
+    // unregisters on that report at once; a live engine's heart would have answered by then.
+    const requested = msg.content.id;
+    const reportedAt = typeof requested === "number" ? this.reportedGone.get(requested) : undefined;
+    if (reportedAt !== undefined && Date.now() - reportedAt < this.ctx.config.heartbeatPeriodMs && this.engines.byId.has(requested as number)) {
+      this.engines.unregister(requested as number, "unregistration_request");
     }
     const eid = this.engines.newEngineId(msg.content.id);
     if (this.engines.uuidInUse(uuid)) {

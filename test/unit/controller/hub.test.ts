@@ -39,10 +39,11 @@ function makeHub() {
   };
   const engines = new EngineRegistry(ctx, new HeartMonitor(), new EventEmitter(), { engineAdded: () => {}, engineRemoved: () => () => {} });
   let pings = 0;
-  const hub = new Hub(ctx, { engines, events: new EventEmitter(), engineInfo: {}, pingSoon: () => { pings++; }, submitTask: () => {}, stop: () => {}, dask: new DaskSchedulerProcess(createLogger({ level: "error" }), "/nonexistent/python") });
+  const suspects: number[] = [];
+  const hub = new Hub(ctx, { engines, events: new EventEmitter(), engineInfo: {}, pingSoon: () => { pings++; }, suspectEngine: (id) => { suspects.push(id); }, submitTask: () => {}, stop: () => {}, dask: new DaskSchedulerProcess(createLogger({ level: "error" }), "/nonexistent/python") });
   const askFrom = (sender: string, msgType: string, content: JsonObject) => hub.onRegistration(session.build(msgType, content, { ids: [Buffer.from(sender)] }));
   const ask = (msgType: string, content: JsonObject) => askFrom("client-1", msgType, content);
-  return { hub, engines, sent, ask, askFrom, timers, pings: () => pings, ctx };
+  return { hub, engines, sent, ask, askFrom, timers, pings: () => pings, suspects, ctx };
 }
 
 test("hub dispatch: connection, queue and load requests answered by msg_type, to the sender", (t) => {
@@ -129,17 +130,29 @@ test("hub: malformed queries from a key holder get a hub_error; unsigned ones ge
   assert.deepEqual(h.ctx.bad.snapshot(), { bad_json: 2, bad_signature: 1 });
 });
 
-test("hub: an unregistration_request from a socket that did not register the id is dropped and counted (an old world's engine reaching a replaced controller)", (t) => {
+test("hub: an unregistration_request from a socket that did not register the id only asks the heart (a nanny, or an old world's engine reaching a replaced controller)", (t) => {
   const h = makeHub();
   t.after(() => h.timers.stop());
   h.askFrom("engine-new-2", "registration_request", { uuid: "new-2", id: 2 });
   assert.equal(h.sent[0]!.content.id, 2);
-  h.askFrom("engine-old-2", "unregistration_request", { id: 2 });
-  assert.deepEqual(h.ctx.bad.snapshot(), { bad_routing: 1 });
   h.engines.finishRegistration("new-2");
-  assert.deepEqual([...h.engines.byId.keys()], [2], "the registration in progress was not cancelled");
   h.askFrom("engine-old-2", "unregistration_request", { id: 2 });
-  assert.deepEqual([...h.engines.byId.keys()], [2], "the registered engine stays");
+  assert.deepEqual([...h.engines.byId.keys()], [2], "the registered engine stays until its heart says otherwise");
+  assert.deepEqual(h.suspects, [2], "its heart is checked");
   h.askFrom("engine-new-2", "unregistration_request", { id: 2 });
-  assert.deepEqual([...h.engines.byId.keys()], [], "its own socket unregisters it");
+  assert.deepEqual([...h.engines.byId.keys()], [], "its own socket unregisters it at once");
+  assert.deepEqual(h.suspects, [2]);
+});
+
+test("hub: a new engine asking for an id reported gone by another socket (its nanny) within a heartbeat period takes it, as upstream", (t) => {
+  const h = makeHub();
+  t.after(() => h.timers.stop());
+  h.askFrom("engine-a", "registration_request", { uuid: "a", id: 0 });
+  h.engines.finishRegistration("a");
+  h.askFrom("nanny-a", "unregistration_request", { id: 0 });
+  assert.deepEqual([...h.engines.byId.keys()], [0], "still registered while its heart is checked");
+  h.askFrom("engine-b", "registration_request", { uuid: "b", id: 0 });
+  assert.equal(h.sent.at(-1)!.content.id, 0, "the restarted engine gets its old id");
+  h.engines.finishRegistration("b");
+  assert.equal(h.engines.byId.get(0)!.uuid, "b");
 });
