@@ -292,7 +292,7 @@ test("the controller pod deleted mid-run: an Event and the status say so, the wo
     sock.destroy();
   } finally { fwd.kill(); }
   assert.equal(code, 1, `connect --port-forward exits 1 when its controller pod goes away (stderr: ${fwd.err()})`);
-  assert.match(fwd.err(), new RegExp(`(dropped|no longer running).*controller pod ${NS}/${oldPod}`), fwd.err());
+  assert.match(fwd.err(), new RegExp(`(dropped|no longer running|could not be opened).*controller pod ${NS}/${oldPod}`), fwd.err());
   assert.match(fwd.err(), /run connect again/);
   assert.equal(existsSync(fwd.file), false, "the file is removed with the forward");
   t.diagnostic(`connect: ${fwd.err().trim().split("\n").pop()}`);
