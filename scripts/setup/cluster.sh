@@ -314,6 +314,20 @@ setup_network() {
   as_root ip link set "$BRIDGE" up
 }
 
+import_images() { # the images the cluster runs, into containerd's k8s.io namespace, when missing or changed
+  local name ref path
+  for name in ${IPP_CLUSTER_IMAGES:-pause engine controller}; do
+    ref="$(bash "$REPO_ROOT/scripts/setup/images.sh" --ref "$name")"
+    path="$(bash "$REPO_ROOT/scripts/setup/images.sh" --path "$name")" || return 1
+    if ! ctr -a "$SOCK" -n k8s.io images ls -q | grep -qxF "$ref" \
+      || [ "$(cat "$CLUSTER_DIR/containerd/$name.imported" 2>/dev/null)" != "$path" ]; then
+      log "importing $ref"
+      ctr -a "$SOCK" -n k8s.io images import --no-unpack=false "$path" >/dev/null || return 1
+      echo "$path" >"$CLUSTER_DIR/containerd/$name.imported"
+    fi
+  done
+}
+
 cmd_up() {
   [ "$(id -u)" = 0 ] || { log "cluster.sh up needs root (containerd, kubelet, iptables)"; return 1; }
   # IPP_CLUSTER_NO_BUILD=1: use what is built (a part missing is an error); IPP_CLUSTER_IMAGES:
@@ -332,16 +346,16 @@ cmd_up() {
     --listen-peer-urls=http://127.0.0.1:12380 --initial-advertise-peer-urls=http://127.0.0.1:12380 \
     --initial-cluster=ipp=http://127.0.0.1:12380 --unsafe-no-fsync=true --log-level=warn
   wait_for containerd 30 ctr -a "$SOCK" version || return 1
-  local name
-  for name in ${IPP_CLUSTER_IMAGES:-pause engine controller}; do
-    local ref; ref="$(bash "$REPO_ROOT/scripts/setup/images.sh" --ref "$name")"
-    if ! ctr -a "$SOCK" -n k8s.io images ls -q | grep -qxF "$ref" \
-      || [ "$(cat "$CLUSTER_DIR/containerd/$name.imported" 2>/dev/null)" != "$(bash "$REPO_ROOT/scripts/setup/images.sh" --path "$name")" ]; then
-      log "importing $ref"
-      ctr -a "$SOCK" -n k8s.io images import --no-unpack=false "$(bash "$REPO_ROOT/scripts/setup/images.sh" --path "$name")" >/dev/null || return 1
-      bash "$REPO_ROOT/scripts/setup/images.sh" --path "$name" >"$CLUSTER_DIR/containerd/$name.imported"
-    fi
-  done
+  if ! import_images; then
+    # containerd's kept image store can lose a layer's snapshot (seen after a teardown with pods
+    # running: "parent snapshot ... does not exist"); start it from an empty store and import again
+    log "image import failed; importing into a fresh containerd store"
+    stop_pid containerd
+    rm -rf "$CLUSTER_DIR/containerd/root" "$CLUSTER_DIR"/containerd/*.imported
+    start containerd containerd --config "$CLUSTER_DIR/containerd/config.toml"
+    wait_for containerd 30 ctr -a "$SOCK" version || return 1
+    import_images || return 1
+  fi
   wait_for etcd 30 curl -sf http://127.0.0.1:12379/health || return 1
   local pki="$CLUSTER_DIR/pki"
   start kube-apiserver "$api_bin" --etcd-servers=http://127.0.0.1:12379 \
