@@ -212,8 +212,14 @@ build() {
   local name="$1" out
   out="$(image_path "$name")" || return 1
   [ -f "$out" ] && return 0
+  # One build at a time across checkouts: two builds of one key would share temporary names and
+  # race at the final rename. Whoever waited finds the image built and is done.
+  exec 9>"$IMAGES_DIR/.build.lock"
+  flock -n 9 || { log "waiting for another checkout's image build"; flock 9; }
+  [ -f "$out" ] && { exec 9>&-; return 0; }
   apt_install mmdebstrap umoci skopeo
-  "build_$name" "$out" || { log "$name image failed"; return 1; }
+  "build_$name" "$out" || { exec 9>&-; log "$name image failed"; return 1; }
+  exec 9>&-
   # Superseded builds go once they are a day old (another checkout may still use one meanwhile).
   find "$IMAGES_DIR" -maxdepth 1 -name "$name-*.tar" ! -name "$name-base-*" ! -path "$out" -mmin +1440 -delete
 }
