@@ -8,9 +8,9 @@ import { CLUSTER_LABEL } from "../backends/mpi/core/names.ts";
 import { PbsOperatorRuntime } from "../backends/pbs/runtime.ts";
 import { createOperatorMetrics, createPbsMetrics, createTunnelMetrics } from "../metrics/operator.ts";
 import { startOperatorHttpServer } from "../operator/http-server.ts";
-import { createKubeClient, isNotFound } from "../operator/kube/client.ts";
+import { createKubeClient } from "../operator/kube/client.ts";
 import { loadConnectionConfig } from "../operator/kube/config.ts";
-import { objectPath, resourceType } from "../operator/kube/resources.ts";
+import { readSecretText } from "../operator/kube/secrets.ts";
 import { startOperator } from "../operator/operator.ts";
 import { corePlanner } from "../operator/planner.ts";
 import { createLogger, type LogLevel } from "../util/log.ts";
@@ -172,18 +172,9 @@ export async function run(argv: string[]): Promise<number> {
     },
     ...(operatorNamespace ? { operator: { namespace: operatorNamespace, podLabels: flags.operatorPodSelector } } : {}),
   };
-  const kube = client;
   const pbs = new PbsOperatorRuntime({
     logger: log.with({ backend: "pbs" }), metrics: createPbsMetrics(registry), tunnelMetrics: createTunnelMetrics(registry),
-    async readSecret(namespace, name) {
-      try {
-        const s = await kube.request<{ data?: Record<string, string> }>("GET", objectPath(resourceType("v1", "Secret"), namespace, name));
-        return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
-    },
+    readSecret: (namespace, name) => readSecretText(client, namespace, name),
   });
   const op = await startOperator({
     client, planner: corePlanner, metrics, pbs, namespace: flags.namespace, workers: flags.workers, identity,

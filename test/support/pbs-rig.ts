@@ -10,6 +10,8 @@ import { execFile, execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import type { KubeClient } from "../../src/operator/kube/client.ts";
+import { collectionPath, resourceType } from "../../src/operator/kube/resources.ts";
 import { REPO_ROOT } from "./paths.ts";
 
 const run = promisify(execFile);
@@ -154,4 +156,15 @@ export async function startPbsRig(scheduler: RigScheduler = "slurm"): Promise<Pb
       else await run(RIG_SCRIPT, ["sshd-start"], { timeout: 30_000 }); // leave it as found
     },
   };
+}
+
+/** The Secret a pbs EngineCluster's `credentialsSecret` names: the rig's key and known_hosts. */
+export async function createRigSecret(client: KubeClient, namespace: string | undefined, rig: PbsRig, name = "hpc-ssh"): Promise<void> {
+  const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
+  await client.request("POST", collectionPath(resourceType("v1", "Secret"), namespace), {
+    body: {
+      apiVersion: "v1", kind: "Secret", metadata: { name, ...(namespace ? { namespace } : {}) }, type: "Opaque",
+      data: { "ssh-privatekey": b64(rig.privateKey), known_hosts: b64(rig.knownHosts) },
+    },
+  });
 }

@@ -26,7 +26,7 @@ import { createNamespace, startApiServer, type ApiServer } from "../../support/a
 import { dashboardQueries, labelValuesQuery, loadDashboards, substitute, type Query } from "../../support/dashboards.ts";
 import { python, REPO_ROOT, venvBin } from "../../support/paths.ts";
 import { freeLoopbackPort, promtoolCheckConfig, startPrometheus, type Prometheus } from "../../support/prometheus.ts";
-import { startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
+import { createRigSecret, startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
 import { renderAlertGroups, writeRulesFile } from "./alert-rules.ts";
 import { startOperatorUnderChart, type ChartOperator } from "./operator-under-chart.ts";
 import { NAMESPACE } from "./render.ts";
@@ -90,10 +90,7 @@ before(async () => {
 
   // Two pbs clusters: a login host nobody answers on, and the real rig with the wrong dialect.
   rig = await startPbsRig();
-  const b64 = (x: string) => Buffer.from(x, "utf8").toString("base64");
-  await api.client.request("POST", `/api/v1/namespaces/${EC_NAMESPACE}/secrets`, {
-    body: { apiVersion: "v1", kind: "Secret", metadata: { name: "hpc-ssh" }, data: { "ssh-privatekey": b64(rig.privateKey), known_hosts: b64(rig.knownHosts) } },
-  });
+  await createRigSecret(api.client, EC_NAMESPACE, rig);
   const pbsCluster = (name: string, pbs: Record<string, unknown>) => api!.client.request("POST", `/apis/ipp.dev/v1alpha1/namespaces/${EC_NAMESPACE}/engineclusters`, {
     body: { apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", metadata: { name }, spec: { engines: 1, backend: { pbs: {
       user: rig!.user, credentialsSecret: "hpc-ssh", network: { mode: "direct", address: "127.0.0.1" }, ...pbs,

@@ -12,9 +12,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { clusterTag, jobPrefix } from "../../../src/backends/pbs/core/script.ts";
-import { collectionPath, objectPath, resourceType, ENGINECLUSTER, type KubeObject } from "../../../src/operator/kube/resources.ts";
+import { collectionPath, objectPath, ENGINECLUSTER, type KubeObject } from "../../../src/operator/kube/resources.ts";
 import { createNamespace, startApiServer, type ApiServer } from "../../support/apiserver.ts";
-import { RIG_SCHEDULERS, startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
+import { createRigSecret, RIG_SCHEDULERS, startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
 import { getOrUndefined, spawnOperator, waitFor, type OperatorProcess } from "./helpers.ts";
 
 const TRIALS = Number(process.env.IPP_CRASH_TRIALS ?? 10);
@@ -34,10 +34,7 @@ for (const scheduler of RIG_SCHEDULERS) {
       rig = await startPbsRig(scheduler);
       api = await startApiServer();
       await createNamespace(api.client, NS);
-      const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
-      await api.client.request("POST", collectionPath(resourceType("v1", "Secret"), NS), {
-        body: { apiVersion: "v1", kind: "Secret", metadata: { name: "hpc-ssh", namespace: NS }, type: "Opaque", data: { "ssh-privatekey": b64(rig.privateKey), known_hosts: b64(rig.knownHosts) } },
-      });
+      await createRigSecret(api.client, NS, rig);
     });
 
     after(async () => {

@@ -17,14 +17,14 @@ import { Registry } from "prom-client";
 import { CLUSTER_LABEL } from "../../../src/backends/mpi/core/names.ts";
 import { PbsOperatorRuntime } from "../../../src/backends/pbs/runtime.ts";
 import { createPbsMetrics } from "../../../src/metrics/operator.ts";
-import { isNotFound } from "../../../src/operator/kube/client.ts";
 import { collectionPath, objectPath, resourceType, ENGINECLUSTER, type KubeObject } from "../../../src/operator/kube/resources.ts";
+import { readSecretText } from "../../../src/operator/kube/secrets.ts";
 import { startOperator, type OperatorHandle } from "../../../src/operator/operator.ts";
 import { corePlanner } from "../../../src/operator/planner.ts";
 import { createLogger } from "../../../src/util/log.ts";
 import { createNamespace, startApiServer, type ApiServer } from "../../support/apiserver.ts";
 import { startNamespaceDeleter } from "../../support/namespace-deleter.ts";
-import { startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
+import { createRigSecret, startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
 import { getOrUndefined, waitFor } from "./helpers.ts";
 
 const GRACE_SECONDS = 45;
@@ -40,7 +40,6 @@ type Cond = { type: string; status: string; reason: string; message: string };
 type EC = KubeObject & { status?: { phase?: string; conditions?: Cond[]; pbs?: { jobs?: Array<{ id: string; state: string }> } } };
 type Ev = { reason: string; type: string; message: string; involvedObject: { name: string } };
 const SECRET = resourceType("v1", "Secret");
-const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 
 before(async () => {
   rig = await startPbsRig();
@@ -48,15 +47,7 @@ before(async () => {
   const client = api.client;
   runtime = new PbsOperatorRuntime({
     logger, metrics: createPbsMetrics(new Registry()), pollIntervalMs: 500,
-    async readSecret(namespace, name) {
-      try {
-        const s = await client.request<{ data?: Record<string, string> }>("GET", objectPath(SECRET, namespace, name));
-        return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
-      } catch (err) {
-        if (isNotFound(err)) return undefined;
-        throw err;
-      }
-    },
+    readSecret: (namespace, name) => readSecretText(client, namespace, name),
   });
   op = await startOperator({
     client, planner: corePlanner, workers: 2, ownedLabelSelector: CLUSTER_LABEL, probe: false, pbs: runtime, logger,
@@ -75,9 +66,7 @@ after(async () => {
 
 async function liveCluster(ns: string, name: string): Promise<string> {
   await createNamespace(api.client, ns);
-  await api.client.request("POST", collectionPath(SECRET, ns), {
-    body: { apiVersion: "v1", kind: "Secret", metadata: { name: "hpc-ssh", namespace: ns }, type: "Opaque", data: { "ssh-privatekey": b64(rig.privateKey), known_hosts: b64(rig.knownHosts) } },
-  });
+  await createRigSecret(api.client, ns, rig);
   await api.client.request("POST", collectionPath(ENGINECLUSTER, ns), {
     body: {
       apiVersion: "ipp.dev/v1alpha1", kind: "EngineCluster", metadata: { name, namespace: ns },

@@ -11,13 +11,13 @@ import { Registry } from "prom-client";
 import { CLUSTER_LABEL } from "../../../src/backends/mpi/core/names.ts";
 import { PbsOperatorRuntime } from "../../../src/backends/pbs/runtime.ts";
 import { createPbsMetrics } from "../../../src/metrics/operator.ts";
-import { isNotFound } from "../../../src/operator/kube/client.ts";
 import { collectionPath, objectPath, resourceType, ENGINECLUSTER, type KubeObject } from "../../../src/operator/kube/resources.ts";
+import { readSecretText } from "../../../src/operator/kube/secrets.ts";
 import { startOperator, type OperatorHandle } from "../../../src/operator/operator.ts";
 import { corePlanner } from "../../../src/operator/planner.ts";
 import { createLogger } from "../../../src/util/log.ts";
 import { createNamespace, startApiServer, type ApiServer } from "../../support/apiserver.ts";
-import { RIG_SCHEDULERS, startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
+import { createRigSecret, RIG_SCHEDULERS, startPbsRig, type PbsRig } from "../../support/pbs-rig.ts";
 import { getOrUndefined, waitFor } from "./helpers.ts";
 
 const logger = createLogger({ level: "error" });
@@ -40,22 +40,11 @@ for (const scheduler of RIG_SCHEDULERS) {
       rig = await startPbsRig(scheduler);
       api = await startApiServer();
       await createNamespace(api.client, NS);
-      const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
-      await api.client.request("POST", collectionPath(resourceType("v1", "Secret"), NS), {
-        body: { apiVersion: "v1", kind: "Secret", metadata: { name: "hpc-ssh", namespace: NS }, type: "Opaque", data: { "ssh-privatekey": b64(rig.privateKey), known_hosts: b64(rig.knownHosts) } },
-      });
+      await createRigSecret(api.client, NS, rig);
       const client = api.client;
       runtime = new PbsOperatorRuntime({
         logger, metrics: createPbsMetrics(new Registry()), pollIntervalMs: 500,
-        async readSecret(namespace, name) {
-          try {
-            const s = await client.request<{ data?: Record<string, string> }>("GET", objectPath(resourceType("v1", "Secret"), namespace, name));
-            return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
-          } catch (err) {
-            if (isNotFound(err)) return undefined;
-            throw err;
-          }
-        },
+        readSecret: (namespace, name) => readSecretText(client, namespace, name),
       });
       op = await startOperator({
         client: api.client, planner: corePlanner, namespace: NS, workers: 2, ownedLabelSelector: CLUSTER_LABEL, probe: false, pbs: runtime, logger,
