@@ -3,19 +3,20 @@
  * scripts/setup/kube.sh into ~/.cache/ipp-operator/kube/) on loopback with random free ports and temporary
  * directories, configured as envtest does (secure port on 127.0.0.1, self-signed serving cert,
  * service-account key pair, a token with system:masters, RBAC). The CRDs from crds/ are installed
- * and established before it is handed out. There are no controllers and no kubelet: Pods never
- * run, nothing is garbage collected, and namespaces never finish deleting.
+ * and established before it is handed out. There is no kubelet and, unless `controllers` names
+ * some, no controller: Pods never run, nothing is garbage collected, and namespaces never finish
+ * deleting.
  *
  *   const api = await startApiServer();   // one per test file
  *   ... api.kubeconfigPath, api.server, api.token, api.client ...
  *   await api.stop();
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { createWriteStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { createKubeClient, isConflict, type KubeClient } from "../../src/operator/kube/client.ts";
 import { loadConnectionConfig } from "../../src/operator/kube/config.ts";
@@ -47,6 +48,19 @@ export interface ApiServerOptions {
    * of 1,000 EngineClusters needs; a /24 fills after about 253).
    */
   serviceClusterIpRange?: string;
+  /**
+   * Run kube-controller-manager (the single-node cluster's build, scripts/setup/cluster.sh) with
+   * only these controllers, e.g. ["clusterrole-aggregation"]. Default: none.
+   */
+  controllers?: string[];
+}
+
+/** A binary of the single-node cluster's multi-call build (kube-controller-manager, kubectl, ...). */
+export function nodeBinary(name: "kube-controller-manager" | "kubectl"): string {
+  const kubectl = execFileSync("bash", [join(REPO_ROOT, "scripts/setup/cluster.sh"), "info", "kubectl"], { encoding: "utf8" }).trim();
+  const p = join(dirname(kubectl), name);
+  if (!existsSync(p)) throw new Error(`${p} missing: run scripts/setup/cluster.sh build`);
+  return p;
 }
 
 export function kubeBinary(name: "etcd" | "kube-apiserver" | "helm", version?: string): string {
@@ -184,6 +198,14 @@ export async function startApiServer(opts: ApiServerOptions = {}): Promise<ApiSe
       "contexts:", "- name: test", "  context:", "    cluster: test", "    user: admin", "",
     ].join("\n"));
     const client = createKubeClient(await loadConnectionConfig({ kubeconfig: kubeconfigPath }));
+
+    if (opts.controllers && opts.controllers.length > 0) {
+      // No serving port: nothing scrapes it, and serving would need its own authn set-up.
+      procs.push(startLogged(nodeBinary("kube-controller-manager"), [
+        `--kubeconfig=${kubeconfigPath}`, `--controllers=${opts.controllers.join(",")}`,
+        "--leader-elect=false", "--secure-port=0", "--v=1",
+      ], join(dir, "kube-controller-manager.log")));
+    }
 
     for (const f of crdFiles) {
       for (const doc of parseAllDocuments(readFileSync(join(crdDir, f), "utf8"))) {
