@@ -10,7 +10,8 @@ export const TASK_SCHEMES: readonly TaskScheme[] = ["leastload", "lru", "plainra
 export type Random = () => number;
 export type Chooser = (loads: readonly number[], random: Random) => number;
 
-const randint = (n: number, random: Random) => Math.min(n - 1, Math.floor(random() * n));
+/** A uniform random integer in [0, n). */
+export const randint = (n: number, random: Random) => Math.min(n - 1, Math.floor(random() * n));
 
 /** Lowest load; ties go to the first (least recently used). */
 export const leastload: Chooser = (loads) => {

@@ -4,9 +4,15 @@
  * `targets`, retries, timeouts and a per-job blacklist for engines that answered
  * dependencies_met=false. Methods take events and return the actions the I/O adapter performs.
  * `P` is the adapter's opaque payload (the frames to forward).
+ *
+ * A task without `targets`, `follow` or a blacklist (what `LoadBalancedView.map` and `apply`
+ * submit) is placed in O(log N) for the leastload, lru, plainrandom and twobin schemes (see
+ * engine-order.ts); the choices are the same as a pass over the engines in line would make.
+ * Constrained tasks and the weighted scheme look at the candidates one by one.
  */
-import { CHOOSERS, type Random, type TaskScheme } from "./choosers.ts";
+import { CHOOSERS, randint, type Chooser, type Random, type TaskScheme } from "./choosers.ts";
 import { Dependency, MET, type IdSet } from "./dependency.ts";
+import { EngineOrder, type EngineEntry } from "./engine-order.ts";
 import { RecentMap } from "./recent.ts";
 
 /** How a finished task ended, and where it ran (null: failed by the scheduler itself). */
@@ -69,16 +75,31 @@ export interface TaskQueueOptions {
   doneHistory?: number;
 }
 
+/**
+ * The pick of a chooser over the available engines in line, made without listing them (the
+ * weighted scheme needs every load and has none).
+ */
+type FastPick = (order: EngineOrder, random: Random) => EngineEntry | undefined;
+const FAST_PICKS: Partial<Record<TaskScheme, FastPick>> = {
+  leastload: (order) => order.leastLoaded(),
+  lru: (order) => order.nthAvailable(0),
+  plainrandom: (order, random) => order.nthAvailable(randint(order.availableCount, random)),
+  twobin: (order, random) => {
+    const n = order.availableCount;
+    return order.nthAvailable(Math.min(randint(n, random), randint(n, random)));
+  },
+};
+
 export class TaskQueue<P> {
-  private readonly chooser;
+  private readonly chooser: Chooser;
+  private readonly fastPick: FastPick | undefined;
   private readonly hwm: number;
   private readonly random: Random;
   private seq = 0;
   private out: TaskAction<P>[] = [];
 
-  /** Engine uuids in LRU order, with their loads. */
-  readonly targets: string[] = [];
-  readonly loads: number[] = [];
+  /** The engines in line (least recently used first) with their loads. */
+  private readonly order: EngineOrder;
   private queue: TaskJob<P>[] = [];
   private queueHead = 0;
   private readonly queueMap = new Map<string, TaskJob<P>>();
@@ -95,11 +116,24 @@ export class TaskQueue<P> {
   readonly allDone: IdSet = { has: (id) => this.done.has(id) };
 
   constructor(opts: TaskQueueOptions = {}) {
-    this.chooser = CHOOSERS[opts.scheme ?? "leastload"];
+    const scheme = opts.scheme ?? "leastload";
+    this.chooser = CHOOSERS[scheme];
     if (!this.chooser) throw new Error(`unknown task scheme ${String(opts.scheme)}`);
+    this.fastPick = FAST_PICKS[scheme];
     this.hwm = opts.hwm ?? 1;
+    this.order = new EngineOrder(this.hwm);
     this.random = opts.random ?? Math.random;
     this.done = new RecentMap(opts.doneHistory ?? DEFAULT_DONE_HISTORY);
+  }
+
+  /** Engine uuids in line, least recently used first (O(N): for tests and diagnostics). */
+  get targets(): string[] {
+    return [...this.order.inOrder()].map((e) => e.uuid);
+  }
+
+  /** The loads of `targets`, in the same order. */
+  get loads(): number[] {
+    return [...this.order.inOrder()].map((e) => e.load);
   }
 
   /** Finished tasks currently remembered (at most `doneHistory`). */
@@ -156,13 +190,12 @@ export class TaskQueue<P> {
   }
 
   hasEngine(uuid: string): boolean {
-    return this.pending.has(uuid) && this.targets.includes(uuid);
+    return this.pending.has(uuid) && this.order.has(uuid);
   }
 
   addEngine(uuid: string): TaskAction<P>[] {
-    if (this.targets.includes(uuid)) return [];
-    this.targets.unshift(uuid);
-    this.loads.unshift(0);
+    if (this.order.has(uuid)) return [];
+    this.order.addFront(uuid);
     this.engines.add(uuid);
     if (!this.pending.has(uuid)) this.pending.set(uuid, new Map());
     this.updateGraph(null, true);
@@ -175,11 +208,7 @@ export class TaskQueue<P> {
    * (which retries them when they have retries left), then calls `forgetEngine`.
    */
   removeEngine(uuid: string): TaskJob<P>[] {
-    const idx = this.targets.indexOf(uuid);
-    if (idx >= 0) {
-      this.targets.splice(idx, 1);
-      this.loads.splice(idx, 1);
-    }
+    this.order.remove(uuid);
     return [...(this.pending.get(uuid)?.values() ?? [])];
   }
 
@@ -269,10 +298,10 @@ export class TaskQueue<P> {
 
   /** An engine answered (or, for a dead engine, the adapter synthesised an EngineError). */
   result(engine: string, msgId: string, r: { success: boolean; dependenciesMet?: boolean }): ResultOutcome<P> {
-    const idx = this.targets.indexOf(engine);
+    const entry = this.order.get(engine);
     const job = this.pending.get(engine)?.get(msgId);
     if (!job) return { kind: "unknown", actions: this.drain() };
-    if (idx >= 0) this.loads[idx]! -= 1;
+    if (entry) this.order.setLoad(entry, entry.load - 1);
     if (r.dependenciesMet ?? true) {
       // a failure with retries left goes back to the queue, blacklisted here, as upstream: it waits
       // for an engine it has not failed on (a new one) or for its timeout
@@ -282,7 +311,7 @@ export class TaskQueue<P> {
         return { kind: "rescheduled", job, actions: this.drain() };
       }
       this.pending.get(engine)!.delete(msgId);
-      if (!this.targets.includes(engine) && this.pending.get(engine)!.size === 0 && !this.engines.has(engine)) {
+      if (!this.order.has(engine) && this.pending.get(engine)!.size === 0 && !this.engines.has(engine)) {
         this.pending.delete(engine);
       }
       this.finish(msgId, r.success, engine);
@@ -306,8 +335,8 @@ export class TaskQueue<P> {
       if (!this.allFailed.has(job.msgId)) this.saveUnmet(job);
     }
     if (this.hwm) {
-      const idx = this.targets.indexOf(engine);
-      if (idx >= 0 && this.loads[idx] === this.hwm - 1) this.updateGraph(null, true);
+      const entry = this.order.get(engine);
+      if (entry && entry.load === this.hwm - 1) this.updateGraph(null, true);
     }
   }
 
@@ -323,65 +352,70 @@ export class TaskQueue<P> {
   }
 
   private availableCount(): number {
-    if (!this.hwm) return this.targets.length;
-    let n = 0;
-    for (const l of this.loads) if (l < this.hwm) n++;
-    return n;
+    return this.order.availableCount;
+  }
+
+  /** The engines that may take this constrained job, in line. */
+  private candidates(job: TaskJob<P>): EngineEntry[] {
+    const accepts = (e: EngineEntry) => this.order.isAvailable(e) && !job.blacklist.has(e.uuid)
+      && job.follow.check(this.completedOn(e.uuid), this.failedOn(e.uuid));
+    if (job.targets) {
+      // only the targets can take it: look at them, not at every engine
+      const out: EngineEntry[] = [];
+      for (const t of job.targets) {
+        const e = this.order.get(t);
+        if (e && accepts(e)) out.push(e);
+      }
+      return out.sort((a, b) => a.place - b.place);
+    }
+    const out: EngineEntry[] = [];
+    for (const e of this.order.inOrder()) if (accepts(e)) out.push(e);
+    return out;
   }
 
   private maybeRun(job: TaskJob<P>): boolean {
-    const available: number[] = [];
-    for (let i = 0; i < this.targets.length; i++) if (!this.hwm || this.loads[i]! < this.hwm) available.push(i);
-    if (available.length === 0) return false;
-    let indices: number[] | null = null;
-    if (job.follow.size > 0 || job.targets || job.blacklist.size > 0 || this.hwm) {
-      indices = available.filter((idx) => {
-        const target = this.targets[idx]!;
-        if (job.blacklist.has(target)) return false;
-        if (job.targets && !job.targets.has(target)) return false;
-        return job.follow.check(this.completedOn(target), this.failedOn(target));
-      });
-      if (indices.length === 0) {
-        if (job.follow.all && job.follow.size > 0) {
-          const dests = new Set<string>();
-          for (const m of job.follow.ids) {
-            const d = this.done.get(m);
-            const relevant = d !== undefined && ((job.follow.success && d.ok) || (job.follow.failure && !d.ok));
-            if (relevant && d.engine !== null) dests.add(d.engine);
-          }
-          if (dests.size > 1) {
-            this.queueMap.set(job.msgId, job);
-            this.failUnreachable(job.msgId, "ImpossibleDependency");
-            return false;
-          }
-        }
-        if (job.targets) {
-          for (const b of job.blacklist) job.targets.delete(b);
-          if (job.targets.size === 0 || !this.targets.some((t) => job.targets!.has(t))) {
-            this.queueMap.set(job.msgId, job);
-            this.failUnreachable(job.msgId, "ImpossibleDependency");
-            return false;
-          }
-        }
-        return false;
-      }
+    if (this.order.availableCount === 0) return false;
+    const constrained = job.follow.size > 0 || job.targets !== null || job.blacklist.size > 0;
+    if (!constrained && this.fastPick) {
+      this.submitTo(job, this.fastPick(this.order, this.random)!);
+      return true;
     }
-    this.submitTo(job, indices);
+    const candidates = constrained ? this.candidates(job) : [...this.order.inOrder()].filter((e) => this.order.isAvailable(e));
+    if (candidates.length === 0) {
+      if (job.follow.all && job.follow.size > 0) {
+        const dests = new Set<string>();
+        for (const m of job.follow.ids) {
+          const d = this.done.get(m);
+          const relevant = d !== undefined && ((job.follow.success && d.ok) || (job.follow.failure && !d.ok));
+          if (relevant && d.engine !== null) dests.add(d.engine);
+        }
+        if (dests.size > 1) {
+          this.queueMap.set(job.msgId, job);
+          this.failUnreachable(job.msgId, "ImpossibleDependency");
+          return false;
+        }
+      }
+      if (job.targets) {
+        for (const b of job.blacklist) job.targets.delete(b);
+        if (job.targets.size === 0 || ![...job.targets].some((t) => this.order.has(t))) {
+          this.queueMap.set(job.msgId, job);
+          this.failUnreachable(job.msgId, "ImpossibleDependency");
+          return false;
+        }
+      }
+      return false;
+    }
+    this.submitTo(job, candidates[this.chooser(candidates.map((e) => e.load), this.random)]!);
     return true;
   }
 
-  private submitTo(job: TaskJob<P>, indices: number[] | null): void {
-    const loads = indices ? indices.map((i) => this.loads[i]!) : this.loads;
-    let idx = this.chooser(loads, this.random);
-    if (indices) idx = indices[idx]!;
-    const target = this.targets[idx]!;
-    this.loads[idx]! += 1;
-    this.targets.push(this.targets.splice(idx, 1)[0]!);
-    this.loads.push(this.loads.splice(idx, 1)[0]!);
-    let p = this.pending.get(target);
-    if (!p) this.pending.set(target, (p = new Map()));
+  private submitTo(job: TaskJob<P>, engine: EngineEntry): void {
+    this.order.setLoad(engine, engine.load + 1);
+    this.order.moveToBack(engine);
+    let p = this.pending.get(engine.uuid);
+    if (!p) this.pending.set(engine.uuid, (p = new Map()));
     p.set(job.msgId, job);
-    this.out.push({ kind: "send", engine: target, job });
+    this.out.push({ kind: "send", engine: engine.uuid, job });
   }
 
   private saveUnmet(job: TaskJob<P>): void {
@@ -403,7 +437,7 @@ export class TaskQueue<P> {
   private updateGraph(depId: string | null, _success: boolean): void {
     const dependents = depId === null ? undefined : this.graph.get(depId);
     if (depId !== null) this.graph.delete(depId);
-    const fullScan = depId === null || (this.hwm > 0 && this.loads.some((l) => l === this.hwm - 1));
+    const fullScan = depId === null || (this.hwm > 0 && this.order.countWithLoad(this.hwm - 1) > 0);
     let jobs: TaskJob<P>[];
     let start = 0;
     let end: number;
