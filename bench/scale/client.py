@@ -37,19 +37,24 @@ def timed_calls(f, count, cap):
 
 def op_connect(c):
     global rc
+    t0 = time.time()
     rc = ipp.Client(c["file"])
-    return {}
+    # the engines in the connection reply; the client learns of later ones by notification only
+    return {"sent": t0, "at": time.time(), "ids": len(rc.ids)}
 
 
 def op_wait_ids(c):
     deadline = time.time() + c["cap"]
     n = c["n"]
+    progress = []  # (time, engines in rc.ids) every second, to see where the time goes
     while time.time() < deadline:
         k = len(rc.ids)
         if k >= n:
-            return {"at": time.time(), "ids": k}
+            return {"at": time.time(), "ids": k, "progress": progress}
+        if not progress or time.time() - progress[-1][0] >= 1:
+            progress.append((time.time(), k))
         time.sleep(0.01)
-    return {"at": None, "ids": len(rc.ids)}
+    return {"at": None, "ids": len(rc.ids), "progress": progress}
 
 
 def op_direct(c):

@@ -23,7 +23,7 @@
  * it got.
  */
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -42,6 +42,8 @@ const { values: opts } = parseArgs({
     skip: { type: "string", default: "" },
     json: { type: "string" },
     "ours-args": { type: "string", default: "" },
+    // keep each controller's stderr (its log) in this directory
+    "ctl-log": { type: "string" },
     // node flags for our controller, e.g. --node-flags="--cpu-prof --cpu-prof-dir=/tmp/prof"
     "node-flags": { type: "string", default: "" },
     "no-build": { type: "boolean", default: false },
@@ -102,7 +104,11 @@ async function startController(kind: Kind): Promise<Controller> {
     stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, IPYTHONDIR: join(dir, "ipython") }, detached: true,
   });
   let errText = "";
-  proc.stderr!.on("data", (d: Buffer) => { errText = (errText + d.toString()).slice(-4000); });
+  const logFile = opts["ctl-log"] ? join(opts["ctl-log"], `${kind}-${startedAt}.log`) : undefined;
+  proc.stderr!.on("data", (d: Buffer) => {
+    errText = (errText + d.toString()).slice(-4000);
+    if (logFile) appendFileSync(logFile, d);
+  });
   const file = join(dir, "security/ipcontroller-engine.json");
   const deadline = Date.now() + 60_000;
   while (!existsSync(file) || !existsSync(join(dir, "security/ipcontroller-client.json"))) {
@@ -176,7 +182,11 @@ async function startAll(kind: Kind, n: number, stagger: boolean): Promise<{ ctl:
   const client = new Client(ctl.dir);
   const c = await client.call("connect", { file: join(ctl.dir, "security/ipcontroller-client.json") });
   if (c.error) log(`${kind} N=${n}: the client could not connect: ${String(c.error)}`);
+  else log(`${kind} N=${n}: client connected ${((c.at as number) * 1000 - ctl.startedAt) / 1000} s after the controller started (request sent at ${((c.sent as number) * 1000 - ctl.startedAt) / 1000} s), ${String(c.ids)} engines in its connection reply`);
   const r = await client.call("wait_ids", { n, cap: capS + (stagger ? n * 0.02 : 0) });
+  if (Array.isArray(r.progress) && r.progress.length) {
+    log(`${kind} N=${n}: engines in rc.ids by second: ${(r.progress as Array<[number, number]>).map(([t, k]) => `${((t * 1000 - ctl.startedAt) / 1000).toFixed(0)}s:${k}`).join(" ")}`);
+  }
   const reg: Figure = typeof r.at === "number" ? (r.at * 1000 - ctl.startedAt) / 1000
     : dnf(r.error ? `client: ${String(r.error)}` : `${String(r.ids)}/${n} in rc.ids, ${sim.registered.size} registration replies, ${sim.failed.size} engines gave up`);
   const replies = [...sim.registered.values()].map((e) => e.at - ctl.startedAt).sort((a, b) => a - b);
@@ -295,6 +305,7 @@ function summarise(runs: Figure[]): Figure {
 const fmt = (x: Figure | undefined) => (x === undefined ? "–" : typeof x === "number" ? (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 1 ? x.toFixed(2) : x.toPrecision(3)) : x);
 
 async function main(): Promise<void> {
+  if (opts["ctl-log"]) mkdirSync(opts["ctl-log"], { recursive: true });
   if (!opts["no-build"] && kinds.includes("ours")) execFileSync("npm", ["run", "build", "--silent"], { cwd: REPO_ROOT, stdio: "inherit" });
   log(`load ${loadavg().map((l) => l.toFixed(1)).join(" ")}; sizes ${sizes.join(", ")} (${sizes.map(modelFor).join(", ")} engine model); repeat ${repeat}; open files limit ${openFilesLimit()}`);
   const all: Record<string, Record<Kind, Figures[]>> = {};

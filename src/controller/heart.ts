@@ -45,9 +45,8 @@ export class Heart {
    * the current ping every period/10 (at most 100 ms) for up to two periods. Hearts echo it like
    * any ping; a pong to the current ping counts once per period either way.
    *
-   * Every registered heart answers every repeat too, so the repeats are spaced to keep those extra
-   * pongs under FAST_PONGS_PER_SECOND: with 8 engines a repeat every 100 ms, with 4,096 one every
-   * 2 s. Without that bound a burst of thousands of registrations drowned the controller in pongs
+   * Every heart answers every repeat too, so the repeats are spaced to keep those extra pongs
+   * under FAST_PONGS_PER_SECOND: with 8 engines a repeat every 100 ms, with 4,096 one every 2 s. Without that bound a burst of thousands of registrations drowned the controller in pongs
    * (40,000 a second at 4,096 engines) and the registrations queued behind them timed out.
    */
   pingSoon(): void {
@@ -64,9 +63,17 @@ export class Heart {
     this.fastPingTimer = setTimeout(tick, this.fastPingInterval());
   }
 
-  /** The spacing of repeated pings: period/10, or wider so registered hearts answer at most FAST_PONGS_PER_SECOND. */
+  /**
+   * The spacing of repeated pings: period/10, or wider so the hearts answer at most
+   * FAST_PONGS_PER_SECOND. Every heart that may answer counts: the registered ones and those of
+   * registrations in progress (whose engines have their reply and echo every ping, the first
+   * of which completes their registration). Counting only the registered ones let a burst of
+   * thousands of new engines draw ten pings a second, each answered by every heart that had its
+   * reply, while few registrations had completed yet.
+   */
   private fastPingInterval(): number {
-    return Math.max(this.fastPingMs, (this.engines.byId.size * 1000) / FAST_PONGS_PER_SECOND);
+    const hearts = this.engines.byId.size + this.engines.pendingRegistrations;
+    return Math.max(this.fastPingMs, (hearts * 1000) / FAST_PONGS_PER_SECOND);
   }
 
   /**
