@@ -212,7 +212,7 @@ export async function run(argv: string[]): Promise<number> {
   let code = 0;
   try {
     controller = await startController(
-      { ip: o.ip, location: hostname(), key: randomUUID(), heartbeatPeriodMs: o.heartbeatMs, taskScheme: o.scheme },
+      { ip: o.ip, location: hostname(), key: randomUUID(), heartbeatPeriodMs: o.heartbeatMs, taskScheme: o.scheme, expectedEngines: o.engines },
       { logger, registry },
     );
     await mkdir(o.outDir, { recursive: true, mode: 0o700 }); // the mode applies only to directories it creates

@@ -54,6 +54,8 @@ export interface ControllerConfig {
    * task scheduler and for result_request's status in the hub (upstream remembers all). Default 65536.
    */
   taskHistory?: number;
+  /** Engines expected (when the caller knows): a start-up warning if the open-files limit cannot hold them (core/open-files.ts). */
+  expectedEngines?: number;
   /** Signatures of recent messages remembered to refuse replays (jupyter_client's digest_history_size). Default 65536. */
   signatureHistory?: number;
   /**

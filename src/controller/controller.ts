@@ -33,6 +33,8 @@ import { Hub } from "./hub.ts";
 import { SqliteRecordStore } from "./sqlite-store.ts";
 import { EngineStateWriter, readEngineState } from "./engine-state.ts";
 import { DaskSchedulerProcess } from "./dask.ts";
+import { nearLimitAdvice, startupAdvice, type OpenFilesLimit } from "./core/open-files.ts";
+import { readOpenFilesLimit } from "../util/open-files.ts";
 
 export type { ClientConnectionInfo, EngineConnectionInfo } from "./connection-files.ts";
 export { ConfigError, DEFAULT_MAX_MESSAGE_BYTES, validateConfig, type ChannelName, type ControllerConfig, type ControllerPorts } from "./config.ts";
@@ -56,6 +58,8 @@ export interface ControllerDeps {
   logger: Logger;
   registry: Registry;
   clock?: () => Date;
+  /** The open-files limit to judge (default: this process's; null = unknown, nothing said). */
+  openFilesLimit?: OpenFilesLimit | null;
 }
 
 export async function startController(config: ControllerConfig, deps: ControllerDeps): Promise<ControllerHandle> {
@@ -145,6 +149,22 @@ export async function startController(config: ControllerConfig, deps: Controller
     stateWriter = writer;
   }
   heart.start();
+
+  // say what the open-files limit holds, and warn before engines are refused (core/open-files.ts)
+  const fdLimit = deps.openFilesLimit === undefined ? readOpenFilesLimit() : deps.openFilesLimit;
+  if (fdLimit) {
+    const a = startupAdvice(fdLimit, config.expectedEngines);
+    log[a.level](a.message, a.fields);
+    let count = engines.byId.size;
+    const recount = () => {
+      const now = engines.byId.size;
+      const near = nearLimitAdvice(fdLimit, count, now);
+      if (near) log.warn(near.message, near.fields);
+      count = now;
+    };
+    events.on("engine-registered", recount);
+    events.on("engine-unregistered", recount);
+  }
 
   const loops = [
     readLoop(sockets.reg, hub.onRegistration, onSockErr("registration")),
