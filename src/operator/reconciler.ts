@@ -20,6 +20,8 @@ import { silentLogger, type Logger } from "../util/log.ts";
 export const FIELD_MANAGER = "ipp-operator";
 /** Hash of the last applied desired object: an unchanged desired object on an undrifted live one is not re-sent. */
 export const APPLIED_HASH = "ipp.dev/applied-hash";
+/** Longest wait for the reconcile that writes a new cluster's first status (see firstStatusFollows). */
+const FIRST_STATUS_FALLBACK_MS = 5_000;
 
 // The planner contract (src/operator/core), restated structurally so this adapter depends on its
 // shape only.
@@ -217,8 +219,32 @@ export class Reconciler {
     const events: Array<Promise<void>> = [];
     const submitted: Array<Record<string, unknown>> = [];
     let gone = false;
+    /** Objects this reconcile created (absent from the caches before). */
+    let created = 0;
+    // Consecutive applies of one stage (see applyStage) go to the API server together; a stage
+    // starts once the one before it is written, so what a workload refers to exists first.
+    let stage: { rank: number; writes: Array<Promise<boolean>> } | undefined;
+    const flush = async () => {
+      if (!stage) return;
+      const results = await Promise.allSettled(stage.writes);
+      stage = undefined;
+      for (const r of results) if (r.status === "fulfilled" && r.value) created++;
+      const failed = results.find((r) => r.status === "rejected");
+      if (failed) throw failed.reason;
+    };
+    const write = async (object: KubeObject, op: () => Promise<boolean>) => {
+      const rank = applyStage(object.kind ?? "");
+      if (stage && stage.rank !== rank) await flush();
+      stage ??= { rank, writes: [] };
+      const w = op();
+      w.catch(() => undefined); // settled in flush()
+      stage.writes.push(w);
+    };
     try {
       for (const action of plan.actions) {
+        if (action.type === "apply") { await write(action.object, () => this.apply(action.object, owned)); continue; }
+        if (action.type === "create") { await write(action.object, () => this.createIfAbsent(action.object)); continue; }
+        if (action.type !== "event") await flush();
         switch (action.type) {
           case "event":
             // Warnings are logged too: an Event can't be written in a namespace being deleted
@@ -232,12 +258,6 @@ export class Reconciler {
             else gone = true;
             break;
           }
-          case "apply":
-            await this.apply(action.object, owned);
-            break;
-          case "create":
-            await this.createIfAbsent(action.object);
-            break;
           case "delete":
             await this.remove(action.ref, action.propagationPolicy);
             break;
@@ -260,7 +280,10 @@ export class Reconciler {
         }
         if (gone) break;
       }
+      await flush();
     } finally {
+      // the reconcile ends only when no write of it is still in flight
+      await Promise.allSettled(stage?.writes ?? []);
       await Promise.all(events);
     }
 
@@ -277,12 +300,32 @@ export class Reconciler {
       this.d.metrics?.clusterGone(namespace, name, uid);
       return { result: "success" };
     }
+    if (status !== undefined && this.firstStatusFollows(cluster, created, submitted.length, plan)) {
+      // The informers bring the objects just created and requeue the cluster; that reconcile sees
+      // them and writes the first status. The planned requeue stays as a fallback.
+      return { result: "requeue_after", requeueAfterMs: Math.min(plan.requeueAfterMs ?? FIRST_STATUS_FALLBACK_MS, FIRST_STATUS_FALLBACK_MS) };
+    }
     if (status !== undefined) {
       await this.writeStatus(cluster, status);
       this.observeMetrics(cluster, status, cluster.status as ClusterStatusView | undefined);
     }
     if (plan.requeueAfterMs !== undefined && plan.requeueAfterMs > 0) return { result: "requeue_after", requeueAfterMs: plan.requeueAfterMs };
     return { result: "success" };
+  }
+
+  /**
+   * Whether the first status of a new cluster is left to the reconcile that follows this one. A
+   * cluster without a status whose reconcile created owned objects is reconciled again as soon as
+   * the informers see them, and that status (which reports the objects as observed) replaces this
+   * one anyway: writing both cost a second status write per new cluster, the largest redundant
+   * request when many clusters are created at once. Not when the status reports a problem (a
+   * Warning event goes with it, and would be emitted again by the next reconcile, which still
+   * sees no status), nor when scheduler jobs were submitted (their ids live in the status).
+   */
+  private firstStatusFollows(cluster: KubeObject, created: number, submitted: number, plan: PlanResult): boolean {
+    const hasStatus = typeof cluster.status === "object" && cluster.status !== null && Object.keys(cluster.status).length > 0;
+    if (hasStatus || created === 0 || submitted > 0) return false;
+    return !plan.actions.some((a) => a.type === "event" && a.eventType === "Warning");
   }
 
   /**
@@ -329,23 +372,30 @@ export class Reconciler {
     }
   }
 
-  /** Server-side apply with our field manager, skipped when the live object already matches. */
-  private async apply(desired: KubeObject, owned: KubeObject[]): Promise<void> {
+  /**
+   * Server-side apply with our field manager, skipped when the live object already matches.
+   * Returns true when the object was not in the caches (this apply created it, or the cache lags).
+   */
+  private async apply(desired: KubeObject, owned: KubeObject[]): Promise<boolean> {
     const t = resourceType(desired.apiVersion ?? "", desired.kind ?? "");
     const hash = hashOf(desired);
     const key = objectKey(desired);
     const live = owned.find((o) => o.kind === desired.kind && objectKey(o) === key);
-    if (live && live.metadata?.annotations?.[APPLIED_HASH] === hash && isSubset(stripForCompare(desired), live)) return;
+    if (live && live.metadata?.annotations?.[APPLIED_HASH] === hash && isSubset(stripForCompare(desired), live)) return false;
     const body = {
       ...desired,
       metadata: { ...desired.metadata, annotations: { ...desired.metadata?.annotations, [APPLIED_HASH]: hash } },
     };
     await this.d.client.request("PATCH", objectPath(t, desired.metadata?.namespace, desired.metadata?.name ?? ""), {
-      query: { fieldManager: FIELD_MANAGER, force: true },
+      // fieldValidation=Ignore: the server would otherwise parse every apply body a second time,
+      // strictly, only to return warnings about unknown or duplicate fields that nothing here reads
+      // (the objects come from our own builders, checked by the tests against this schema)
+      query: { fieldManager: FIELD_MANAGER, force: true, fieldValidation: "Ignore" },
       body,
       contentType: "application/apply-patch+yaml",
     });
     this.d.metrics?.apiRequest("apply", "200");
+    return live === undefined;
   }
 
   /**
@@ -354,9 +404,9 @@ export class Reconciler {
    * creates it between the read and the apply. An existing object is left as it is; the informer
    * brings it, and later reconciles apply it with what it holds.
    */
-  private async createIfAbsent(desired: KubeObject): Promise<void> {
+  private async createIfAbsent(desired: KubeObject): Promise<boolean> {
     const exists = await this.exists(desired.apiVersion ?? "", desired.kind ?? "", desired.metadata?.namespace ?? "", desired.metadata?.name ?? "");
-    if (!exists) await this.apply(desired, []);
+    return exists ? false : this.apply(desired, []);
   }
 
   private async remove(ref: ObjectRef, propagationPolicy = "Background"): Promise<void> {
@@ -481,6 +531,20 @@ export function classifyFailure(err: unknown): Failure | undefined {
   }
   if (isPermanent(err)) return { reason: "ApplyRejected", eventReason: "ReconcileRejected", message: text, retry: false };
   return undefined;
+}
+
+/**
+ * The order in which kinds are written when a plan applies several: what others refer to
+ * (Secrets, ConfigMaps, service accounts and RBAC), then the network (Services,
+ * NetworkPolicies: a pod never runs before the policy that confines it), then the workloads.
+ * Objects of one stage are applied concurrently.
+ */
+export function applyStage(kind: string): number {
+  switch (kind) {
+    case "Secret": case "ConfigMap": case "ServiceAccount": case "Role": case "RoleBinding": return 0;
+    case "Service": case "NetworkPolicy": return 1;
+    default: return 2;
+  }
 }
 
 /** The fields of a desired object compared against the live one (our bookkeeping annotation aside). */
