@@ -3,7 +3,10 @@
  * until every cluster has all its owned objects and a current status (observedGeneration equal to
  * its generation, conditions set), and the operator process's peak RSS (VmHWM).
  *
- *   node --import tsx bench/operator-100.ts [--clusters 100] [--workers 16] [--apiserver-profile FILE]
+ *   node --import tsx bench/operator-100.ts [--clusters 100] [--workers 16] [--apiserver-profile FILE] [--no-build]
+ *
+ * The operator runs as it is deployed: `npm run build` first, then bin/ipp-operator runs the
+ * compiled CLI from dist/ (--no-build: from source through tsx, about 35 MB more RSS).
  *
  * --apiserver-profile writes a 30 s CPU profile of kube-apiserver (its /debug/pprof/profile),
  * taken from the first create on; read it with `go tool pprof -top FILE`.
@@ -12,7 +15,7 @@
  * API server's Service range (test/support/apiserver.ts, a /16) holds the 1,000 controller
  * Services. Needs scripts/setup/kube.sh.
  */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createNamespace, freePort, startApiServer } from "../test/support/apiserver.ts";
@@ -99,6 +102,10 @@ const vmHWM = (pid: number): number => {
 };
 
 async function main() {
+  if (!process.argv.includes("--no-build")) {
+    const built = spawnSync("npm", ["run", "--silent", "build"], { cwd: REPO_ROOT, stdio: ["ignore", "inherit", "inherit"] });
+    if (built.status !== 0) throw new Error(`npm run build failed (${built.status}); --no-build runs from source`);
+  }
   const api = await startApiServer();
   const client = api.client;
   await createNamespace(client, NS);
@@ -218,12 +225,15 @@ async function main() {
     const reconciles = pick("ipp_operator_reconcile_total");
     const apiWrites = pick("ipp_operator_api_requests_total");
     const events = pick("ipp_operator_events_total");
+    const mb = (name: string) => +(Number(pick(`ipp_operator_${name} `)) / 2 ** 20).toFixed(1);
+    const heapAtEnd = { usedMB: mb("nodejs_heap_size_used_bytes"), totalMB: mb("nodejs_heap_size_total_bytes"), externalMB: mb("nodejs_external_memory_bytes") };
     console.log(JSON.stringify({
       clusters: N, workers: WORKERS, ownedKinds: expectedKinds,
       createSeconds: +((tCreated - t0) / 1000).toFixed(2),
       allConvergedSeconds: +elapsed.toFixed(2),
       operatorPeakRssMB: +(rssPeak / 2 ** 20).toFixed(1),
       operatorIdleRssMB: +(rssIdle / 2 ** 20).toFixed(1),
+      operatorHeapAtEnd: heapAtEnd,
       // where the time goes: CPU seconds each process used until all converged, and the machine's
       // 1-minute load average (2 cores here) before and after
       cpuSecondsUntilConverged: cpu,
