@@ -45,6 +45,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
             await opts.client.request("PATCH", objectPath(EVENT, prev.namespace, prev.name), {
               body: { count: prev.count + 1, lastTimestamp: now },
               contentType: "application/merge-patch+json",
+              discardResponse: true,
             });
             seen.set(key, { ...prev, count: prev.count + 1 });
             opts.onEmitted?.(type);
@@ -68,6 +69,7 @@ export function createEventRecorder(opts: EventRecorderOptions): EventRecorder {
             reportingComponent: opts.component,
             reportingInstance: opts.instance ?? opts.component,
           },
+          discardResponse: true,
         });
         seen.set(key, { name, namespace, count: 1 });
         if (seen.size > CACHE_LIMIT) seen.delete(seen.keys().next().value!);

@@ -393,6 +393,7 @@ export class Reconciler {
       query: { fieldManager: FIELD_MANAGER, force: true, fieldValidation: "Ignore" },
       body,
       contentType: "application/apply-patch+yaml",
+      discardResponse: true,
     });
     this.d.metrics?.apiRequest("apply", "200");
     return live === undefined;
@@ -460,6 +461,7 @@ export class Reconciler {
       try {
         await this.d.client.request("PUT", objectPath(ENGINECLUSTER, m.namespace, m.name ?? "", "status"), {
           body: { ...current, apiVersion: ENGINECLUSTER.apiVersion, kind: ENGINECLUSTER.kind, status: next },
+          discardResponse: true,
         });
         this.d.metrics?.apiRequest("update_status", "200");
         return;

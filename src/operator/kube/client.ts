@@ -39,6 +39,11 @@ export interface RequestOptions {
   contentType?: string;
   signal?: AbortSignal;
   timeoutMs?: number;
+  /**
+   * Drop a successful response's body unread (request resolves to undefined): an applied object
+   * comes back whole, managedFields included, and parsing what nobody reads is garbage to collect.
+   */
+  discardResponse?: boolean;
 }
 
 export interface KubeClient {
@@ -96,6 +101,12 @@ export function createKubeClient(conn: ConnectionConfig, cfg: ClientOptions = {}
     return new Promise((resolve, reject) => {
       const req = mod.request(url, { method, headers: reqHeaders, agent, signal: opts.signal }, (res) => {
         if (stream && (res.statusCode ?? 0) < 300) return resolve(res);
+        if (opts.discardResponse && (res.statusCode ?? 0) < 300) {
+          res.resume();
+          res.on("error", reject);
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, text: "" }));
+          return;
+        }
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("error", reject);
