@@ -21,6 +21,7 @@ import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/
 import { homedir, hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { Registry } from "prom-client";
+import { collectProcessMetrics } from "../metrics/controller.ts";
 import { curveKeyPair } from "zeromq";
 import { createLogger, type Logger } from "../util/log.ts";
 import {
@@ -450,6 +451,7 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, api: ApiLis
   };
 
   const registry = new Registry();
+  collectProcessMetrics(registry);
   let controller: ControllerHandle;
   try {
     controller = await startController(config, { logger: log, registry });

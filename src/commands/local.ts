@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { homedir, hostname, availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { Registry } from "prom-client";
+import { collectProcessMetrics } from "../metrics/controller.ts";
 import { startController, type ControllerHandle } from "../controller/controller.ts";
 import { writeConnectionFiles } from "../controller/connection-files.ts";
 import { apiTokenFileName, resolveProfile } from "../controller/profile.ts";
@@ -190,6 +191,7 @@ export async function run(argv: string[]): Promise<number> {
   const logger = createLogger({ level: o.logLevel }).with({ process: "local" });
   const say = (line: string) => process.stderr.write(`${line}\n`);
   const registry = new Registry();
+  collectProcessMetrics(registry);
 
   // Signals: record the first one; everything below checks it at each step.
   let signalled: NodeJS.Signals | undefined;

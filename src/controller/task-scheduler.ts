@@ -121,7 +121,8 @@ export class TaskScheduler {
       if (!job.payload.clientId.equals(INTERNAL_CLIENT)) {
         this.ctx.out.taskIn.send([raw.ids[1]!, raw.ids[0]!, ...frames.slice(2)]);
       }
-      records.complete(msgId, engine);
+      // the registry's string for the engine, not this message's copy: the history keeps it
+      records.complete(msgId, e?.uuid ?? engine);
       if (e) e.completedCount++;
       this.ctx.queues.task.latency.observe((Date.now() - job.payload.receivedAt) / 1000);
       if (success) this.ctx.queues.task.completed.inc();

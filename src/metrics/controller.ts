@@ -2,7 +2,7 @@
  * Every Prometheus metric of the controller (prefix `ipp_controller_`), created on a caller-supplied
  * Registry. Per-engine series are removed when the engine goes away.
  */
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, collectDefaultMetrics, type Registry } from "prom-client";
 
 export type Direction = "in" | "out";
 
@@ -63,6 +63,21 @@ export function createControllerMetrics(registry: Registry): ControllerMetrics {
       m.queueDepth.remove({ engine });
     },
   };
+}
+
+/**
+ * The controller process's own figures, once per process (the commands call it; controllers started
+ * in-process by tests do not): prom-client's defaults with our prefix (resident memory, V8 heap and
+ * its spaces, external memory, CPU, GC pauses, event-loop lag) and the bytes held in ArrayBuffers
+ * (the relayed frames' Buffers), which the defaults leave out. Memory that grows with the number
+ * of tasks ever run shows up here first (bench/controller/soak.ts reads them).
+ */
+export function collectProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry, prefix: "ipp_controller_" });
+  new Gauge({
+    name: "ipp_controller_nodejs_array_buffers_bytes", help: "Bytes held by ArrayBuffers and Buffers (part of nodejs_external_memory_bytes)", registers: [registry],
+    collect() { this.set(process.memoryUsage().arrayBuffers); },
+  });
 }
 
 export interface ApiMetrics {

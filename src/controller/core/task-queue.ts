@@ -111,6 +111,8 @@ export class TaskQueue<P> {
   private readonly live = new Set<string>();
   /** The most recent finished tasks: upstream's all_done, all_completed, all_failed and destinations, bounded. */
   private readonly done: RecentMap<string, DoneTask>;
+  /** Outcomes by engine (null: failed by the scheduler), shared by every finished task of that engine. */
+  private readonly outcomes = new Map<string | null, [DoneTask, DoneTask]>();
   readonly allCompleted: IdSet = { has: (id) => this.done.get(id)?.ok === true };
   readonly allFailed: IdSet = { has: (id) => this.done.get(id)?.ok === false };
   readonly allDone: IdSet = { has: (id) => this.done.has(id) };
@@ -153,7 +155,14 @@ export class TaskQueue<P> {
 
   private finish(msgId: string, ok: boolean, engine: string | null): void {
     this.live.delete(msgId);
-    this.done.set(msgId, { ok, engine });
+    this.done.set(msgId, this.outcome(ok, engine));
+  }
+
+  /** The shared outcome object for `engine`: the history holds no object of its own per task. */
+  private outcome(ok: boolean, engine: string | null): DoneTask {
+    let pair = this.outcomes.get(engine);
+    if (!pair) this.outcomes.set(engine, (pair = [{ ok: true, engine }, { ok: false, engine }]));
+    return pair[ok ? 0 : 1];
   }
 
   /** Tasks that finished successfully on `engine` (for `follow` dependencies). */
@@ -215,6 +224,7 @@ export class TaskQueue<P> {
   forgetEngine(uuid: string): void {
     if ((this.pending.get(uuid)?.size ?? 0) === 0) this.pending.delete(uuid);
     this.engines.delete(uuid);
+    this.outcomes.delete(uuid); // the history's entries keep theirs
   }
 
   submit(sub: TaskSubmission<P>): TaskAction<P>[] {

@@ -18,24 +18,43 @@ const fails = (a: TaskAction<string>[]) => a.filter((x) => x.kind === "fail").ma
 const sends = (a: TaskAction<string>[]) => a.filter((x) => x.kind === "send").map((x) => (x.kind === "send" ? `${x.job.msgId}@${x.engine}` : ""));
 
 test("RecentMap keeps exactly the last `capacity` distinct keys, in insertion order (model check)", () => {
-  fc.assert(fc.property(fc.integer({ min: 1, max: 40 }), fc.array(fc.integer({ min: 0, max: 60 }), { maxLength: 400 }), (cap, keys) => {
-    const m = new RecentMap<number, number>(cap);
-    const model: number[] = []; // distinct keys, oldest first
-    const values = new Map<number, number>();
+  // short keys, keys longer than a slot, non-ASCII and lone-surrogate keys, drawn from a small pool so they repeat
+  const pool = ["a", "b", "é", "\uD800", "\uDC00", "x".repeat(64), "x".repeat(65), "é".repeat(32), "é".repeat(33), "😀".repeat(16), "😀".repeat(17)];
+  const keyArb = fc.oneof(fc.integer({ min: 0, max: 60 }).map((n) => `id-${n}`), fc.constantFrom(...pool));
+  fc.assert(fc.property(fc.integer({ min: 1, max: 40 }), fc.array(keyArb, { maxLength: 400 }), (cap, keys) => {
+    const m = new RecentMap<string, number>(cap);
+    const model: string[] = []; // distinct keys, oldest first
+    const values = new Map<string, number>();
+    let evicted = 0;
     keys.forEach((k, i) => {
-      const forgotten = m.set(k, i);
+      m.set(k, i);
       values.set(k, i);
       if (!model.includes(k)) {
         model.push(k);
-        if (model.length > cap) assert.equal(forgotten, model.shift());
-        else assert.equal(forgotten, undefined);
-      } else assert.equal(forgotten, undefined);
+        if (model.length > cap) {
+          values.delete(model.shift()!);
+          evicted++;
+        }
+      }
+      assert.equal(m.size, model.length);
     });
     assert.deepEqual([...m.keys()], model);
-    assert.equal(m.size, Math.min(cap, new Set(keys).size));
+    assert.deepEqual([...m.entries()], model.map((k) => [k, values.get(k)]));
+    assert.equal(m.evicted, evicted);
     for (const k of model) assert.equal(m.get(k), values.get(k));
+    for (const k of [...pool, "id-61"]) if (!model.includes(k)) assert.ok(!m.has(k) && m.get(k) === undefined, k);
   }));
   assert.throws(() => new RecentMap(0), RangeError);
+});
+
+test("RecentMap: keys whose hashes share buckets are found after any of them is forgotten (probe runs are repaired)", () => {
+  // capacity 3 → 8 buckets: many keys share a bucket, so removals shift probe runs, also across the wrap
+  const m = new RecentMap<string, number>(3);
+  for (let i = 0; i < 5000; i++) {
+    m.set(`k${i}`, i);
+    for (let j = Math.max(0, i - 2); j <= i; j++) assert.equal(m.get(`k${j}`), j, `k${j} after ${i}`);
+    if (i >= 3) assert.equal(m.has(`k${i - 3}`), false);
+  }
 });
 
 test("RecentSet stays at its capacity however many keys go through it", () => {
