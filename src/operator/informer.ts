@@ -37,12 +37,17 @@ export interface InformerOptions {
   clock?: Clock;
   backoff?: BackoffOptions;
   logger?: Logger;
+  /** Index the cached objects by the value of this label (see withLabel). */
+  indexLabel?: string;
 }
 
 export class Informer {
   private readonly store = new Map<string, KubeObject>();
   /** Cached objects by the uid of each owner they name: a reconcile finds its owned objects without scanning them all. */
   private readonly owned = new Map<string, Map<string, KubeObject>>();
+  /** Cached objects by their value of opts.indexLabel (Pods by cluster: a reconcile reads its own without scanning all). */
+  private readonly labelled = new Map<string, Map<string, KubeObject>>();
+  readonly indexLabel: string | undefined;
   private readonly handlers: InformerHandlers[] = [];
   private readonly abort = new AbortController();
   private readonly clock: Clock;
@@ -61,6 +66,7 @@ export class Informer {
     this.backoff = new Backoff(opts.backoff);
     this.log = (opts.logger ?? silentLogger).with({ informer: opts.name ?? "informer" });
     this.transform = opts.transform ?? stripManagedFields;
+    this.indexLabel = opts.indexLabel;
   }
 
   addHandlers(h: InformerHandlers): void { this.handlers.push(h); }
@@ -69,6 +75,8 @@ export class Informer {
   list(): KubeObject[] { return [...this.store.values()]; }
   /** Cached objects whose ownerReferences name `uid`. */
   ownedBy(uid: string): KubeObject[] { return [...(this.owned.get(uid)?.values() ?? [])]; }
+  /** Cached objects whose label opts.indexLabel has `value` (none when the informer has no such index). */
+  withLabel(value: string): KubeObject[] { return [...(this.labelled.get(value)?.values() ?? [])]; }
 
   private put(key: string, obj: KubeObject, old: KubeObject | undefined): void {
     if (old !== undefined) this.unindex(key, old);
@@ -76,6 +84,12 @@ export class Informer {
     for (const r of obj.metadata?.ownerReferences ?? []) {
       let m = this.owned.get(r.uid);
       if (m === undefined) this.owned.set(r.uid, (m = new Map()));
+      m.set(key, obj);
+    }
+    const value = this.indexLabel === undefined ? undefined : obj.metadata?.labels?.[this.indexLabel];
+    if (value !== undefined) {
+      let m = this.labelled.get(value);
+      if (m === undefined) this.labelled.set(value, (m = new Map()));
       m.set(key, obj);
     }
   }
@@ -90,6 +104,12 @@ export class Informer {
       const m = this.owned.get(r.uid);
       m?.delete(key);
       if (m?.size === 0) this.owned.delete(r.uid);
+    }
+    const value = this.indexLabel === undefined ? undefined : old.metadata?.labels?.[this.indexLabel];
+    if (value !== undefined) {
+      const m = this.labelled.get(value);
+      m?.delete(key);
+      if (m?.size === 0) this.labelled.delete(value);
     }
   }
   get lastResourceVersion(): string { return this.resourceVersion; }

@@ -96,7 +96,7 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
     { name: k, clock, logger: log },
   ));
   const pods = o.podLabel
-    ? new Informer(apiListWatch(o.client, resourceType("v1", "Pod"), { namespace: o.namespace, labelSelector: o.podLabel }), { name: "Pod", clock, logger: log })
+    ? new Informer(apiListWatch(o.client, resourceType("v1", "Pod"), { namespace: o.namespace, labelSelector: o.podLabel }), { name: "Pod", clock, logger: log, indexLabel: o.podLabel })
     : undefined;
   pods?.addHandlers({
     onAdd: (p) => queue.add(`${p.metadata?.namespace}/${p.metadata?.labels?.[o.podLabel!]}`),

@@ -186,8 +186,10 @@ export class Reconciler {
     if (this.d.pods && this.d.podLabel) {
       const cname = cluster.metadata?.name;
       const cns = cluster.metadata?.namespace;
-      for (const p of this.d.pods.list()) {
-        if (p.metadata?.namespace === cns && p.metadata?.labels?.[this.d.podLabel] === cname) owned.push({ apiVersion: "v1", kind: "Pod", ...p });
+      const label = this.d.podLabel;
+      const pods = this.d.pods.indexLabel === label ? this.d.pods.withLabel(cname ?? "") : this.d.pods.list();
+      for (const p of pods) {
+        if (p.metadata?.namespace === cns && p.metadata?.labels?.[label] === cname) owned.push({ apiVersion: "v1", kind: "Pod", ...p });
       }
     }
     const observed: ObservedState = {

@@ -122,3 +122,34 @@ test("a watch the server ends normally is resumed from the last resourceVersion 
   assert.equal(inf.list().length, 0);
   await inf.stop();
 });
+
+test("indexes: objects by owner uid and by the value of a label follow adds, label changes and deletes", async () => {
+  const pod = (name: string, rv: string, cluster: string | undefined, owner?: string): KubeObject => ({
+    apiVersion: "v1", kind: "Pod",
+    metadata: {
+      namespace: "ns", name, resourceVersion: rv, ...(cluster === undefined ? {} : { labels: { "ipp.dev/cluster": cluster } }),
+      ...(owner === undefined ? {} : { ownerReferences: [{ apiVersion: "v1", kind: "X", name: "x", uid: owner }] }),
+    },
+  });
+  const src = new FakeSource();
+  src.lists.push({ items: [pod("a", "1", "one", "u1"), pod("b", "2", "one"), pod("c", "3", "two", "u1"), pod("d", "4", undefined)], resourceVersion: "10" });
+  src.watches.push([
+    { type: "MODIFIED", object: pod("b", "11", "two") },
+    { type: "DELETED", object: pod("a", "12", "one", "u1") },
+    { type: "ADDED", object: pod("e", "13", "one", "u2") },
+    "hang",
+  ]);
+  const inf = new Informer(src, { indexLabel: "ipp.dev/cluster" });
+  const names = (objs: KubeObject[]) => objs.map((o) => o.metadata!.name).sort();
+  inf.start();
+  await inf.waitForSync();
+  await until(() => inf.get("ns/e") !== undefined);
+  assert.deepEqual(names(inf.withLabel("one")), ["e"]);
+  assert.deepEqual(names(inf.withLabel("two")), ["b", "c"]);
+  assert.deepEqual(names(inf.withLabel("three")), []);
+  assert.deepEqual(names(inf.ownedBy("u1")), ["c"]);
+  assert.deepEqual(names(inf.ownedBy("u2")), ["e"]);
+  await inf.stop();
+  // without the option there is no label index
+  assert.deepEqual(new Informer(new FakeSource()).withLabel("one"), []);
+});
