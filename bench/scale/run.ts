@@ -88,6 +88,19 @@ function treeUsage(root: number): { ticks: number; rssBytes: number; pids: numbe
 
 interface Controller { proc: ChildProcess; startedAt: number; dir: string; stop(): Promise<void> }
 
+/** CPU seconds of a set of processes (those gone count as 0). */
+function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(f[11]) + Number(f[12]);
+    } catch { /* exited */ }
+  }
+  return ticks / CLK_TCK;
+}
+
 async function startController(kind: Kind): Promise<Controller> {
   const dir = mkdtempSync(join(tmpdir(), `ipp-scale-${kind}-`));
   const args = [`--profile-dir=${dir}`, "--ip=127.0.0.1"];
@@ -168,17 +181,20 @@ function modelFor(n: number): "full" | "lean" {
 
 const dnf = (what: string) => `did not finish (${what})`;
 
-async function startAll(kind: Kind, n: number, stagger: boolean): Promise<{ ctl: Controller; sim: SimCluster; client: Client; reg: Figure }> {
+async function startAll(kind: Kind, n: number, stagger: boolean): Promise<{ ctl: Controller; sim: SimCluster; client: Client; reg: Figure; regCpu?: string }> {
   let ctl!: Controller;
+  let ctlCpu0 = 0;
   // the simulator's processes load first; the controller starts once they wait for it
   const conn = async () => {
     ctl = await startController(kind);
+    ctlCpu0 = treeUsage(ctl.proc.pid!).ticks / CLK_TCK;
     return readEngineConnection(join(ctl.dir, "security/ipcontroller-engine.json"));
   };
   // simulated engines wait 60 s for their registration reply, not ipengine's 5 s: thousands of
   // them share two cores with the controller here, and a starved simulator process would give up
   // on replies that are already in its sockets; the engines that would have given up are counted
   const sim = await startSimCluster({ conn, engines: n, staggerMs: stagger ? 20 : 0, staggerAbove: 100, lean: modelFor(n) === "lean", registrationTimeoutMs: 60_000 });
+  const simCpu0 = cpuSeconds(sim.pids());
   const client = new Client(ctl.dir);
   const c = await client.call("connect", { file: join(ctl.dir, "security/ipcontroller-client.json") });
   if (c.error) log(`${kind} N=${n}: the client could not connect: ${String(c.error)}`);
@@ -189,12 +205,18 @@ async function startAll(kind: Kind, n: number, stagger: boolean): Promise<{ ctl:
   }
   const reg: Figure = typeof r.at === "number" ? (r.at * 1000 - ctl.startedAt) / 1000
     : dnf(r.error ? `client: ${String(r.error)}` : `${String(r.ids)}/${n} in rc.ids, ${sim.registered.size} registration replies, ${sim.failed.size} engines gave up`);
+  // with --ctl-log, each engine's registration request and reply times too (to line up with the controller's log)
+  if (opts["ctl-log"]) writeFileSync(join(opts["ctl-log"], `${kind}-${ctl.startedAt}.sim.json`), JSON.stringify({ startedAt: ctl.startedAt, engines: [...sim.registered.values()] }));
+  // where the CPU went between the controller's start (connection files written) and all registered
+  const regCpuS = treeUsage(ctl.proc.pid!).ticks / CLK_TCK - ctlCpu0;
+  const regCpu = `controller ${regCpuS.toFixed(1)} s (${(regCpuS / n * 1000).toFixed(2)} ms per engine), simulator ${(cpuSeconds(sim.pids()) - simCpu0).toFixed(1)} s, load ${loadavg()[0]!.toFixed(1)}`;
+  log(`${kind} N=${n}: CPU until registered: ${regCpu}`);
   const replies = [...sim.registered.values()].map((e) => e.at - ctl.startedAt).sort((a, b) => a - b);
   const slow = [...sim.registered.values()].filter((e) => e.at - e.sentAt > 5000).length;
   if (slow) log(`${kind} N=${n}: ${slow} engines waited more than ipengine's 5 s for their registration reply`);
   if (replies.length) log(`${kind} N=${n}: registration replies from ${(replies[0]! / 1000).toFixed(2)} s to ${(replies[replies.length - 1]! / 1000).toFixed(2)} s after the controller started (sim processes up after ${((sim.startedAt - ctl.startedAt) / 1000).toFixed(2)} s)`);
   if (sim.failed.size) log(`${kind} N=${n}: ${sim.failed.size} simulated engines gave up registering (e.g. ${[...sim.failed.values()][0]})`);
-  return { ctl, sim, client, reg };
+  return { ctl, sim, client, reg, regCpu };
 }
 
 async function stopAll(x: { ctl: Controller; sim: SimCluster; client: Client }): Promise<void> {
@@ -211,6 +233,7 @@ async function measure(kind: Kind, n: number): Promise<Figures> {
   log(`${kind} N=${n}: start, all at once`);
   const run = await startAll(kind, n, false);
   f.reg = run.reg;
+  if (run.regCpu) f.reg_cpu = run.regCpu;
   log(`${kind} N=${n}: registered ${String(run.reg)}`);
   try {
     if (typeof run.reg === "number") {
@@ -329,6 +352,8 @@ async function main(): Promise<void> {
     for (const kind of kinds) {
       const lt = all[n]![kind].map((f) => f.lost_tasks).filter(Boolean);
       if (lt.length) out.push(`${kind} lost tasks: ${lt.join(" / ")}`);
+      const rc = all[n]![kind].map((f) => f.reg_cpu).filter(Boolean);
+      if (rc.length) out.push(`${kind} CPU until registered: ${rc.join(" / ")}`);
     }
   }
   process.stdout.write(`${out.join("\n")}\n`);

@@ -165,6 +165,28 @@ export function allSockets(s: ControllerSockets): Socket[] {
  */
 export const LISTEN_BACKLOG = 8192;
 
+/** ZMQ_IN_BATCH_SIZE and ZMQ_OUT_BATCH_SIZE (libzmq draft API, 4.3.3+; zeromq.js is built with it). */
+const ZMQ_IN_BATCH_SIZE = 101;
+const ZMQ_OUT_BATCH_SIZE = 102;
+
+/**
+ * Bytes libzmq reads or writes per system call on each engine's connection (its default: 8,192).
+ * Each connection keeps a read and a write buffer of this size, and every engine holds 8
+ * connections: with the default, about 32 KB of the controller's memory per connection, with 512
+ * bytes 26 KB (bench/scale/memory.ts: 289 → 233-238 MB at 1,024 engines). An engine's traffic is a
+ * few small messages at a time, and a frame larger than the buffer is read straight into its own
+ * allocation either way, so the smaller buffer costs no measurable CPU (bench/controller/relay.ts,
+ * CPU per task within noise). The client-facing sockets, few connections carrying everything,
+ * keep the default.
+ */
+export const ENGINE_BATCH_BYTES = 512;
+
+function setBatchBytes(sock: Socket, bytes: number): void {
+  const s = sock as unknown as { setInt32Option(option: number, value: number): void };
+  s.setInt32Option(ZMQ_IN_BATCH_SIZE, bytes);
+  s.setInt32Option(ZMQ_OUT_BATCH_SIZE, bytes);
+}
+
 /** ZMQ_ROUTER_NOTIFY and ZMQ_NOTIFY_DISCONNECT (libzmq draft API; zeromq.js is built with it). */
 const ZMQ_ROUTER_NOTIFY = 97;
 const ZMQ_NOTIFY_DISCONNECT = 2;
@@ -204,6 +226,8 @@ export async function bindSockets(config: ControllerConfig, leafCount: number): 
   };
   // the pong ROUTER delivers [heart id, ""] when a heart's connection closes (see core/heartbeat.ts)
   (s.hbPong as unknown as { setInt32Option(option: number, value: number): void }).setInt32Option(ZMQ_ROUTER_NOTIFY, ZMQ_NOTIFY_DISCONNECT);
+  // before bind: connections accepted later take the listening socket's options
+  for (const sock of [s.reg, s.muxOut, s.ctlOut, s.taskOut, ...s.leaves, s.iopubIn, s.hbPing, s.hbPong]) setBatchBytes(sock, ENGINE_BATCH_BYTES);
   const wanted = config.ports ?? {};
   const bindOne = async (sock: { bind(a: string): Promise<void>; readonly lastEndpoint: string | null }, port?: number): Promise<number> => {
     await sock.bind(`tcp://${config.ip}:${port ?? "*"}`);
