@@ -4,7 +4,7 @@
  * client (client.py) measures what a user sees. Prints every figure and the ratio ours/upstream.
  *
  *   npx tsx bench/scale/run.ts [--n 256,1024,4096] [--repeat 1] [--only ours|upstream]
- *                              [--map-tasks 100000] [--cap 600] [--skip stagger,map,...] [--json out.json]
+ *                              [--map-tasks 100000] [--calls 20] [--cap 600] [--skip stagger,map,...] [--json out.json]
  *                              [--ours-args="--flag ..."] [--node-flags="--cpu-prof ..."] [--no-build]
  *                              [--model auto|full|lean]
  *
@@ -13,9 +13,9 @@
  *  - reg_stagger: the same with ipyparallel's MPI stagger (rank × 20 ms for ranks ≥ 100);
  *  - idle_cpu: the controller's process tree's CPU, % of one core, over 10 s with N idle engines;
  *  - rss: the tree's resident memory with N engines (MB; upstream's is the sum of its processes);
- *  - direct / broadcast: rc[:].apply(noop) / coalescing BroadcastView apply(noop) to all N, p50 of 20;
+ *  - direct / broadcast: rc[:].apply(noop) / coalescing BroadcastView apply(noop) to all N, p50 of --calls (20);
  *  - map: LoadBalancedView.map of --map-tasks no-ops over N engines, tasks/s;
- *  - queue_status: rc.queue_status() round trip, p50 of 20;
+ *  - queue_status: rc.queue_status() round trip, p50 of --calls (20);
  *  - lost: 10 % of the engines (every rank ≡ 5 mod 10), each with a direct and a load-balanced
  *    task that never ends, killed at once: seconds until rc.ids lists none of them; their tasks must
  *    all fail with EngineError, none may hang, and the survivors must still answer.
@@ -38,6 +38,8 @@ const { values: opts } = parseArgs({
     repeat: { type: "string", default: "1" },
     only: { type: "string" },
     "map-tasks": { type: "string", default: "100000" },
+    // calls per p50 figure (queue_status, direct, broadcast)
+    calls: { type: "string", default: "20" },
     cap: { type: "string", default: "600" },
     skip: { type: "string", default: "" },
     json: { type: "string" },
@@ -56,6 +58,7 @@ const sizes = opts.n.split(",").map(Number);
 const repeat = Number(opts.repeat);
 const capS = Number(opts.cap);
 const mapTasks = Number(opts["map-tasks"]);
+const calls = Number(opts.calls);
 const skip = new Set(opts.skip.split(",").filter(Boolean));
 const kinds: Kind[] = opts.only ? [opts.only as Kind] : ["ours", "upstream"];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -256,10 +259,10 @@ async function measure(kind: Kind, n: number): Promise<Figures> {
         if (count > 0) f[`cpu_${key}`] = used / count;
         return r;
       };
-      const calls = (r: Record<string, unknown>) => Number(r.calls ?? 0);
-      if (!skip.has("queue_status")) f.queue_status = p50OrDnf(await ctlCpu("queue_status", () => run.client.call("queue_status", { count: 20, cap: capS }), calls));
-      if (!skip.has("direct")) f.direct = p50OrDnf(await ctlCpu("direct", () => run.client.call("direct", { count: 20, cap: capS }), calls));
-      if (!skip.has("broadcast")) f.broadcast = p50OrDnf(await ctlCpu("broadcast", () => run.client.call("broadcast", { count: 20, cap: capS }), calls));
+      const callsDone = (r: Record<string, unknown>) => Number(r.calls ?? 0);
+      if (!skip.has("queue_status")) f.queue_status = p50OrDnf(await ctlCpu("queue_status", () => run.client.call("queue_status", { count: calls, cap: capS }), callsDone));
+      if (!skip.has("direct")) f.direct = p50OrDnf(await ctlCpu("direct", () => run.client.call("direct", { count: calls, cap: capS }), callsDone));
+      if (!skip.has("broadcast")) f.broadcast = p50OrDnf(await ctlCpu("broadcast", () => run.client.call("broadcast", { count: calls, cap: capS }), callsDone));
       await sleep(2000);
       log(`${kind} N=${n}: direct ${String(f.direct)}, broadcast ${String(f.broadcast)}, queue_status ${String(f.queue_status)}`);
       if (!skip.has("map")) {

@@ -35,6 +35,8 @@ import { EngineStateWriter, readEngineState } from "./engine-state.ts";
 import { DaskSchedulerProcess } from "./dask.ts";
 import { nearLimitAdvice, startupAdvice, type OpenFilesLimit } from "./core/open-files.ts";
 import { readOpenFilesLimit } from "../util/open-files.ts";
+import { LateSubscribers } from "./core/late-subscribers.ts";
+import { notify } from "./context.ts";
 
 export type { ClientConnectionInfo, EngineConnectionInfo } from "./connection-files.ts";
 export { ConfigError, DEFAULT_MAX_MESSAGE_BYTES, validateConfig, type ChannelName, type ControllerConfig, type ControllerPorts } from "./config.ts";
@@ -129,8 +131,21 @@ export async function startController(config: ControllerConfig, deps: Controller
   const relays = new Relays(ctx, engines);
   const { key: _k, location: _l, ...engineInfo } = engineConnection;
   const dask = new DaskSchedulerProcess(log);
+  // clients that subscribe to notifications after engines changed (core/late-subscribers.ts)
+  const late = new LateSubscribers();
+  events.on("engine-registered", (e: EngineSummary) => late.engineChanged(e.id, e.uuid, Date.now()));
+  events.on("engine-unregistered", (e: EngineSummary) => late.engineChanged(e.id, e.uuid, Date.now()));
+  const onSubscription = (frames: Buffer[]) => {
+    if (frames.length !== 1 || frames[0]![0] !== 1) return; // an unsubscription or not a subscription
+    for (const { id, uuid } of late.subscribed(Date.now())) {
+      const e = engines.byId.get(id);
+      if (e) notify(ctx, "registration_notification", { id, uuid: e.uuid });
+      else notify(ctx, "unregistration_notification", { id, uuid });
+    }
+  };
   const hub = new Hub(ctx, {
     engines, events, engineInfo, dask,
+    connectionReplied: () => late.connectionReplied(Date.now()),
     pingSoon: () => heart.pingSoon(),
     suspectEngine: (engineId) => heart.suspect(engineId),
     submitTask: tasks.onSubmission,
@@ -168,6 +183,7 @@ export async function startController(config: ControllerConfig, deps: Controller
 
   const loops = [
     readLoop(sockets.reg, hub.onRegistration, onSockErr("registration")),
+    readLoop(sockets.notif, onSubscription, onSockErr("notification")),
     readLoop(sockets.hbPong, heart.onPong, onSockErr("hb_pong")),
     readLoop(sockets.muxIn, relays.onMuxRequest, onSockErr("mux")),
     readLoop(sockets.muxOut, relays.onMuxReply, onSockErr("engine_mux")),

@@ -26,6 +26,8 @@ export interface HubDeps {
   events: EventEmitter;
   /** Stop the controller (after a client's shutdown_request). */
   stop(): void;
+  /** A connection_reply went out: its client subscribes to notifications next (core/late-subscribers.ts). */
+  connectionReplied?(): void;
   /** The engine connection info sent in registration replies. */
   engineInfo: JsonObject;
   /** The dask.distributed scheduler of become_dask / stop_distributed. */
@@ -98,6 +100,7 @@ export class Hub {
       const eng: Record<string, string> = {};
       for (const [eid, e] of this.engines.byId) eng[String(eid)] = e.uuid;
       this.reply(id, "connection_reply", { status: "ok", engines: eng }, msg.header);
+      this.deps.connectionReplied?.();
     },
     queue_request: (id, msg) => {
       const targets = this.targetsOrError(id, msg);

@@ -16,7 +16,7 @@
  * The engine-facing ROUTERs stay unlimited: what they queue is work for registered engines that
  * key holders submitted, and dropping it would lose tasks silently.
  */
-import { Publisher, Router, Subscriber, type Socket } from "zeromq";
+import { Publisher, Router, Subscriber, XPublisher, type Socket } from "zeromq";
 import { copyingContext, Outbox, type Frames } from "./socket-io.ts";
 import { countOut, type ChannelCounters, type Traffic } from "./traffic.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, type ControllerConfig, type ControllerPorts } from "./config.ts";
@@ -38,7 +38,8 @@ export type DropCounter = (reason: DropReason) => void;
 
 export interface ControllerSockets {
   reg: Router;
-  notif: Publisher;
+  /** An XPUB: the hub reads its subscriptions (core/late-subscribers.ts). */
+  notif: XPublisher;
   muxIn: Router;
   muxOut: Router;
   ctlIn: Router;
@@ -106,7 +107,7 @@ class ClientRouterOutbox extends CountingOutbox {
  * does not know that and warns "will not take effect until next connect/bind" on each change,
  * which here would be false and repeated. The warning is swallowed for this one synchronous call.
  */
-function setNoDrop(sock: Publisher, value: boolean): void {
+function setNoDrop(sock: Publisher | XPublisher, value: boolean): void {
   const emitWarning = process.emitWarning;
   process.emitWarning = () => {};
   try {
@@ -123,7 +124,7 @@ function setNoDrop(sock: Publisher, value: boolean): void {
  * once as dropped (for one or more slow subscribers).
  */
 class PublisherOutbox extends CountingOutbox {
-  constructor(private readonly pub: Publisher, onError: (err: unknown) => void, counters: ChannelCounters, private readonly dropped: DropCounter) {
+  constructor(private readonly pub: Publisher | XPublisher, onError: (err: unknown) => void, counters: ChannelCounters, private readonly dropped: DropCounter) {
     super(pub, onError, counters);
   }
 
@@ -206,11 +207,14 @@ export async function bindSockets(config: ControllerConfig, leafCount: number): 
   /** Engine-facing: work for registered engines, unbounded (see above). */
   const engineRouter = (routingId: string) => new Router({ ...common, maxMessageSize, receiveHighWaterMark: RECEIVE_HWM, sendHighWaterMark: 0, routingId });
   const publisher = () => new Publisher({ ...common, maxMessageSize: SMALL_FRAME_CAP, sendHighWaterMark: subscriberHwm, noDrop: true, sendTimeout: 0 });
+  // every subscription reaches the hub, duplicates included: each is a client that just connected
+  const notif = new XPublisher({ ...common, maxMessageSize: SMALL_FRAME_CAP, sendHighWaterMark: subscriberHwm, noDrop: true, sendTimeout: 0, receiveHighWaterMark: RECEIVE_HWM });
+  notif.verbosity = "allSubs";
   const iopubIn = new Subscriber({ ...common, maxMessageSize, receiveHighWaterMark: RECEIVE_HWM });
   iopubIn.subscribe();
   const s: ControllerSockets = {
     reg: clientRouter(),
-    notif: publisher(),
+    notif,
     muxIn: clientRouter("mux_in"),
     muxOut: engineRouter("mux_out"),
     ctlIn: clientRouter("control_in"),
@@ -265,7 +269,7 @@ export function openOutlets(
 ): { outlets: Outlets; close(): void } {
   const box = (sock: ConstructorParameters<typeof Outbox>[0], channel: string, counters: ChannelCounters) => new CountingOutbox(sock, onError(channel), counters);
   const client = (sock: Router, channel: string, counters: ChannelCounters) => new ClientRouterOutbox(sock, onError(channel), counters, dropped(channel));
-  const pub = (sock: Publisher, channel: string, counters: ChannelCounters) => new PublisherOutbox(sock, onError(channel), counters, dropped(channel));
+  const pub = (sock: Publisher | XPublisher, channel: string, counters: ChannelCounters) => new PublisherOutbox(sock, onError(channel), counters, dropped(channel));
   const outlets = {
     reg: client(s.reg, "registration", traffic.registration),
     notif: pub(s.notif, "notification", traffic.notification),
