@@ -199,7 +199,7 @@ async function startAll(kind: Kind, n: number, stagger: boolean): Promise<{ ctl:
   const sim = await startSimCluster({ conn, engines: n, staggerMs: stagger ? 20 : 0, staggerAbove: 100, lean: modelFor(n) === "lean", registrationTimeoutMs: 60_000 });
   const simCpu0 = cpuSeconds(sim.pids());
   const client = new Client(ctl.dir);
-  const c = await client.call("connect", { file: join(ctl.dir, "security/ipcontroller-client.json") });
+  const c = await client.call("connect", { file: join(ctl.dir, "security/ipcontroller-client.json"), timeout: capS });
   if (c.error) log(`${kind} N=${n}: the client could not connect: ${String(c.error)}`);
   else log(`${kind} N=${n}: client connected ${((c.at as number) * 1000 - ctl.startedAt) / 1000} s after the controller started (request sent at ${((c.sent as number) * 1000 - ctl.startedAt) / 1000} s), ${String(c.ids)} engines in its connection reply`);
   const r = await client.call("wait_ids", { n, cap: capS + (stagger ? n * 0.02 : 0) });

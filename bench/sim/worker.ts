@@ -34,7 +34,10 @@ export type WorkerEvent =
   /** The process has loaded its modules and waits for "start". */
   | { ev: "loaded" };
 
-const send = (e: WorkerEvent) => process.send?.(e);
+// the parent may have stopped listening (a run given up on): nothing to tell it then
+const send = (e: WorkerEvent) => {
+  if (process.connected) process.send?.(e);
+};
 
 const engines = new Map<number, SimEngine>();
 let context: Context | undefined;
