@@ -18,9 +18,9 @@
  *
  *   npx tsx bench/controller/soak.ts [--tasks 1000000] [--every 100000] [--engines 8] [--window 64]
  *                                    [--no-build] [--source DIR] [--controller-args="..."]
- *                                    [--node-flags="--max-semi-space-size=2"] [--snapshot-at N,M]
+ *                                    [--node-flags="--max-semi-space-size=2 --max-old-space-size=1024"] [--snapshot-at N,M]
  *
- * The controller runs with the V8 flags bin/ipp-operator gives it (--max-semi-space-size=2) unless
+ * The controller runs with the V8 flags bin/ipp-operator gives it (--max-semi-space-size=2 --max-old-space-size=1024) unless
  * --node-flags says otherwise (--node-flags= for none).
  * --source DIR runs DIR/src/cli.ts through tsx (e.g. a worktree of an older commit, for a before/after).
  */
@@ -39,7 +39,7 @@ const { values: opts } = parseArgs({
     "no-build": { type: "boolean", default: false },
     source: { type: "string" },
     "controller-args": { type: "string" },
-    "node-flags": { type: "string", default: "--max-semi-space-size=2" },
+    "node-flags": { type: "string", default: "--max-semi-space-size=2 --max-old-space-size=1024" },
     "snapshot-at": { type: "string", default: "" },
   },
 });

@@ -111,7 +111,7 @@ async function startController(kind: Kind): Promise<Controller> {
   // ours as bin/ipp-operator runs it, but always the build made at the start of this run (an edit
   // to src/ meanwhile must not switch later runs to the sources)
   const cmd = kind === "ours" ? process.execPath : venvBin(9, "ipcontroller");
-  const nodeFlags = ["--max-semi-space-size=2", ...opts["node-flags"].split(" ").filter(Boolean)];
+  const nodeFlags = ["--max-semi-space-size=2", "--max-old-space-size=1024", ...opts["node-flags"].split(" ").filter(Boolean)];
   const ourArgs = opts["no-build"]
     ? [...nodeFlags, "--import", join(REPO_ROOT, "node_modules/tsx/dist/loader.mjs"), join(REPO_ROOT, "src/cli.ts")]
     : [...nodeFlags, join(REPO_ROOT, "dist/src/cli.js")];
