@@ -5,7 +5,7 @@
  * snapshot holds only what survives a full collection, so this is the live set, not the heap's
  * size; what grows here is retained by something.
  *
- *   node bench/controller/heap-compare.ts A.heapsnapshot B.heapsnapshot [top=25]
+ *   node --max-old-space-size=4000 --import tsx bench/controller/heap-compare.ts A.heapsnapshot B.heapsnapshot [top=25]
  */
 import { readFileSync } from "node:fs";
 
