@@ -28,7 +28,7 @@ import {
   ControllerArgsError, assignPorts, helpText, parseControllerArgs, type ControllerOptions, type PortAssignment,
 } from "../controller/ipcontroller-args.ts";
 import { apiTokenFileName, connectionFileNames, connectionFilePaths, ensureProfileDirs, resolveProfile, type ConnectionFileNames, type ProfileLocation } from "../controller/profile.ts";
-import { ConfigFileError, configFiles, configToArgv, loadConfigFiles } from "../controller/config-file.ts";
+import { ConfigFileError, configFiles, configToArgv, findExtraConfigFile, loadConfigFiles } from "../controller/config-file.ts";
 import { readReusedConnection, type ReusedConnection } from "../controller/reuse.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, startController, type ChannelName, type ControllerConfig, type ControllerHandle } from "../controller/controller.ts";
 import { writeConnectionFile, type ClientConnectionInfo, type EngineConnectionInfo } from "../controller/connection-files.ts";
@@ -293,8 +293,14 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   let loc = resolveProfile(o, { cwd: process.cwd(), home: homedir() });
-  // the profile's ipcontroller_config.py: read by a Python helper, applied under the command line
+  // the profile's ipcontroller_config.py, then --config=FILE (later files win, as in traitlets):
+  // read by a Python helper, applied under the command line
   const cfgFiles = configFiles(loc.dir);
+  if (o.extraConfigFile !== undefined) {
+    const extra = findExtraConfigFile(o.extraConfigFile, process.cwd(), loc.dir);
+    if (extra === undefined) process.stderr.write(`${PROG}: warning: config file not found, skipping: ${o.extraConfigFile}\n`);
+    else if (!cfgFiles.includes(extra)) cfgFiles.push(extra);
+  }
   if (cfgFiles.length > 0) {
     try {
       const argvFromConfig = configToArgv(await loadConfigFiles(cfgFiles));

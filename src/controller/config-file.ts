@@ -11,7 +11,7 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { controllerPython } from "./python.ts";
 
 const LOADER = `
@@ -44,6 +44,16 @@ export class ConfigFileError extends Error {
 /** The profile's config files ipcontroller would load, in its order (.py then .json). */
 export function configFiles(profileDir: string): string[] {
   return ["ipcontroller_config.py", "ipcontroller_config.json"].map((n) => join(profileDir, n)).filter((p) => existsSync(p));
+}
+
+/**
+ * `--config=FILE` (BaseIPythonApplication.extra_config_file): an absolute path, or a name looked
+ * up as IPython does, in the working directory then the profile directory. Undefined when it is
+ * not found (upstream then warns and starts without it).
+ */
+export function findExtraConfigFile(name: string, cwd: string, profileDir: string): string | undefined {
+  if (isAbsolute(name)) return existsSync(name) ? name : undefined;
+  return [cwd, profileDir].map((d) => resolve(d, name)).find((p) => existsSync(p));
 }
 
 /** A config value as the command line would spell it. */

@@ -62,6 +62,8 @@ export interface ControllerOptions {
   reuse: boolean;
   /** --restore: re-attach the previous controller's engines from the engine state file. */
   restore: boolean;
+  /** --config=FILE: a config file loaded after the profile's (BaseIPythonApplication.extra_config_file). */
+  extraConfigFile?: string;
   workDir?: string;
   // network
   ip: string;
@@ -274,7 +276,7 @@ const SETTINGS: Record<string, Setting> = {
   "BaseIPythonApplication.profile": { kind: "str", status: "supported", why: "profile name: files go to <ipython-dir>/profile_<name>/security", apply: (o, v, f) => { if (!str(v)) throw badValue(f, "", "a profile name"); o.profile = str(v); } },
   "BaseIPythonApplication.ipython_dir": { kind: "str", status: "supported", why: "IPython directory holding profile_<name> (default $IPYTHONDIR or ~/.ipython)", apply: (o, v) => { o.ipythonDir = str(v) || undefined; } },
   "BaseIPythonApplication.auto_create": { kind: "bool", status: "supported", why: "create the profile directory if missing (default true, as ipcontroller)", apply: (o, v) => { o.autoCreate = v as boolean; } },
-  "BaseIPythonApplication.extra_config_file": { kind: "str", status: "rejected", why: "Python config files are not executed; pass the settings as command-line options" },
+  "BaseIPythonApplication.extra_config_file": { kind: "str", status: "supported", why: "a config file loaded after the profile's ipcontroller_config.py (read by a Python helper with traitlets, as upstream; the command line still wins)", apply: (o, v) => { o.extraConfigFile = str(v) || undefined; } },
   "BaseIPythonApplication.copy_config_files": { kind: "bool", status: "meaningless", why: "no Python config files are read, so none are copied into the profile", apply: (o, v, f) => { if (v) note(o, f, "no config files to copy"); } },
   "BaseIPythonApplication.overwrite": { kind: "bool", status: "meaningless", why: "only applies to copying config files", apply: (o, v, f) => { if (v) note(o, f, "no config files to overwrite"); } },
   "BaseIPythonApplication.verbose_crash": { kind: "bool", status: "meaningless", why: "IPython's crash handler is Python-only (ipcontroller disables it too)", apply: (o, v, f) => { if (v) note(o, f, "no IPython crash handler"); } },

@@ -345,8 +345,8 @@ test("settings with no effect here are accepted and noted (so the command logs t
   for (const n of o.notes) assert.ok(n.reason.length > 0);
 });
 
-test("rejected: Python config files, log forwarding, logging dictConfig", () => {
-  assert.match(fails(["--config=ipcontroller_config.py"], "IPP_ARGS_UNSUPPORTED", "--config").message, /config files/);
+test("rejected: log forwarding, logging dictConfig; --config=FILE is taken (loaded by the command after the profile's files)", () => {
+  assert.equal(parse(["--config=extra.py"]).extraConfigFile, "extra.py");
   fails(["--log-url=tcp://1.2.3.4:20202"], "IPP_ARGS_UNSUPPORTED", "--log-url");
   assert.equal(parse(["--log-url="]).mode, "run");
   fails(["--Application.logging_config={}"], "IPP_ARGS_UNSUPPORTED", "--Application.logging_config");
