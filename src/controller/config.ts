@@ -41,6 +41,8 @@ export interface ControllerConfig {
   maxHeartbeatMisses?: number;
   /** Drop a registration whose heart never beats. Default max(30 s, 10 × period). */
   registrationTimeoutMs?: number;
+  /** Purged registrations remembered so that a heart answering after the timeout still completes them (core/registrations.ts). Default 8192. */
+  purgedRegistrationsKept?: number;
   /** Wait before failing the tasks of a dead engine (late results may still arrive). Default 5000. */
   strandedTaskDelayMs?: number;
   /** Broadcast tree depth: 2**depth leaf ports in the engine file. Default 1, as upstream. */

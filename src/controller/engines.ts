@@ -6,6 +6,7 @@
 import type { EventEmitter } from "node:events";
 import type { HeartMonitor } from "./core/heartbeat.ts";
 import { errorContent, pyRepr } from "./core/errors.ts";
+import { Registrations } from "./core/registrations.ts";
 import { notify, type ControllerContext } from "./context.ts";
 
 export interface EngineState {
@@ -32,12 +33,6 @@ export interface EngineSummary {
   missedBeats: number;
 }
 
-interface Incoming {
-  id: number;
-  uuid: string;
-  timer: NodeJS.Timeout;
-}
-
 /** The schedulers' side of an engine's arrival and departure (wired in controller.ts). */
 export interface EngineWork {
   /** A registration completed: the engine can take load-balanced tasks. */
@@ -49,9 +44,10 @@ export interface EngineWork {
 export class EngineRegistry {
   readonly byId = new Map<number, EngineState>();
   readonly byUuid = new Map<string, EngineState>();
-  private readonly incoming = new Map<string, Incoming>();
-  /** Ids of registrations in progress (so an id lookup is O(1) during a burst). */
-  private readonly incomingIds = new Set<number>();
+  /** Registrations in progress, and the recently purged ones a late heart may still complete. */
+  private readonly incoming: Registrations;
+  /** The one timer that purges stalled registrations, armed for the earliest deadline. */
+  private purgeTimer: NodeJS.Timeout | undefined;
   private idCounter = 0;
   private firstEngineSeen = false;
 
@@ -60,7 +56,9 @@ export class EngineRegistry {
     private readonly heart: HeartMonitor,
     private readonly events: EventEmitter,
     private readonly work: EngineWork,
-  ) {}
+  ) {
+    this.incoming = new Registrations(ctx.config.purgedRegistrationsKept);
+  }
 
   get pendingRegistrations(): number {
     return this.incoming.size;
@@ -78,7 +76,7 @@ export class EngineRegistry {
   /** The requested id if free, else the next unused one. */
   newEngineId(requested: unknown): number {
     if (typeof requested === "number" && Number.isInteger(requested) && requested >= 0) {
-      const inUse = this.byId.has(requested) || this.incomingIds.has(requested);
+      const inUse = this.byId.has(requested) || this.incoming.hasId(requested);
       if (!inUse) {
         this.idCounter = Math.max(requested + 1, this.idCounter);
         return requested;
@@ -90,34 +88,60 @@ export class EngineRegistry {
 
   /** A registration was accepted: it completes at the engine's first heartbeat, or is purged after a timeout. */
   accept(uuid: string, eid: number, timeoutMs: number): void {
-    const { metrics, log } = this.ctx;
-    const timer = this.ctx.timers.later(timeoutMs, () => {
-      if (this.incoming.get(uuid)?.id === eid) {
-        this.incoming.delete(uuid);
-        this.incomingIds.delete(eid);
-        metrics.registrations.labels("stalled").inc();
-        log.warn("purging stalled registration", { id: eid, uuid });
+    this.incoming.accept(uuid, eid, performance.now() + timeoutMs);
+    this.armPurge();
+  }
+
+  private armPurge(): void {
+    if (this.purgeTimer) return;
+    const due = this.incoming.nextDeadline();
+    if (due === undefined) return;
+    this.purgeTimer = this.ctx.timers.later(Math.max(0, due - performance.now()), () => {
+      this.purgeTimer = undefined;
+      for (const r of this.incoming.expire(performance.now())) {
+        this.ctx.metrics.registrations.labels("stalled").inc();
+        this.ctx.log.warn("purging stalled registration (a later first heartbeat still completes it)", { id: r.id, uuid: r.uuid });
       }
+      this.armPurge();
     });
-    this.incoming.set(uuid, { id: eid, uuid, timer });
-    this.incomingIds.add(eid);
   }
 
   /** The engine's heart beat for the first time: it is registered. */
   finishRegistration(uuid: string): void {
-    const inc = this.incoming.get(uuid);
-    if (!inc) return;
+    const eid = this.incoming.complete(uuid);
+    if (eid === undefined) return;
+    this.ctx.metrics.registrations.labels("ok").inc();
+    this.addEngine(uuid, eid);
+  }
+
+  /**
+   * A heart answered that is neither registered nor registering: if its registration was purged
+   * for a missing first heartbeat (core/registrations.ts), complete it now when its id is still
+   * free. Returns whether the engine is registered now.
+   */
+  lateHeart(uuid: string): boolean {
+    const late = this.incoming.lateHeart(uuid, (id) => this.byId.has(id));
+    if (late.kind === "unknown") return false;
     const { metrics, log } = this.ctx;
-    this.incoming.delete(uuid);
-    this.incomingIds.delete(inc.id);
-    this.ctx.timers.cancel(inc.timer);
+    if (late.kind === "id-taken") {
+      metrics.lateRegistrations.labels("id_taken").inc();
+      log.warn("a purged registration's heart answered, but its id was taken meanwhile: the engine stays out", { id: late.id, uuid, holder: this.byId.get(late.id)?.uuid });
+      return false;
+    }
+    metrics.lateRegistrations.labels("completed").inc();
+    log.info("completing a purged registration: its heart answered after the registration timeout", { id: late.id, uuid });
+    this.addEngine(uuid, late.id);
+    return true;
+  }
+
+  private addEngine(uuid: string, eid: number): void {
+    const { metrics, log } = this.ctx;
     const e: EngineState = {
-      id: inc.id, uuid, ident: Buffer.from(uuid, "utf8"), registeredAt: this.ctx.clock(), queue: new Map(), tasks: new Set(), completedCount: 0,
-      depthGauge: metrics.queueDepth.labels(String(inc.id)),
+      id: eid, uuid, ident: Buffer.from(uuid, "utf8"), registeredAt: this.ctx.clock(), queue: new Map(), tasks: new Set(), completedCount: 0,
+      depthGauge: metrics.queueDepth.labels(String(eid)),
     };
     this.byId.set(e.id, e);
     this.byUuid.set(uuid, e);
-    metrics.registrations.labels("ok").inc();
     if (!this.firstEngineSeen) {
       this.firstEngineSeen = true;
       metrics.timeToFirstEngine.set((Date.now() - this.ctx.startedAt) / 1000);
@@ -162,14 +186,7 @@ export class EngineRegistry {
     const { metrics, log, records } = this.ctx;
     const e = this.byId.get(eid);
     if (!e) {
-      for (const [uuid, inc] of this.incoming) {
-        if (inc.id === eid) {
-          this.incoming.delete(uuid);
-          this.incomingIds.delete(eid);
-          this.ctx.timers.cancel(inc.timer);
-          log.info("canceling registration", { id: eid, uuid });
-        }
-      }
+      for (const uuid of this.incoming.cancelId(eid)) log.info("canceling registration", { id: eid, uuid });
       return;
     }
     this.byId.delete(eid);

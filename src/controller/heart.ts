@@ -101,7 +101,8 @@ export class Heart {
     if (r === "new") {
       // complete the registration at the first pong instead of the next beat
       if (this.engines.isRegistering(uuid)) this.engines.finishRegistration(uuid);
-      else if (!this.engines.byUuid.has(uuid)) this.monitor.remove(uuid);
+      // a heart the registry does not know is forgotten again, unless it completes a purged registration
+      else if (!this.engines.byUuid.has(uuid) && !this.engines.lateHeart(uuid)) this.monitor.remove(uuid);
     }
   };
 

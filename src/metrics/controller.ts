@@ -22,6 +22,7 @@ export interface ControllerMetrics {
   timeToFirstEngine: Gauge<string>;
   registrations: Counter<"result">;
   unregistrations: Counter<"reason">;
+  lateRegistrations: Counter<"result">;
   dbRecords: Gauge<string>;
   dbCulled: Counter<string>;
   /** Drop every series labelled with this engine id. */
@@ -53,6 +54,11 @@ export function createControllerMetrics(registry: Registry): ControllerMetrics {
     timeToFirstEngine: new Gauge({ name: "ipp_controller_time_to_first_engine_seconds", help: "Seconds from controller start to the first registered engine", registers }),
     registrations: new Counter({ name: "ipp_controller_registrations_total", help: "Engine registration attempts by result", labelNames: ["result"], registers }),
     unregistrations: new Counter({ name: "ipp_controller_unregistrations_total", help: "Engines that left, by reason", labelNames: ["reason"], registers }),
+    lateRegistrations: new Counter({
+      name: "ipp_controller_late_registrations_total",
+      help: "Registrations purged as stalled whose heart answered later: completed after all, or id_taken (another engine holds the id; the engine stays out)",
+      labelNames: ["result"], registers,
+    }),
     dbRecords: new Gauge({ name: "ipp_controller_db_records", help: "Task records held by the hub", registers }),
     dbCulled: new Counter({ name: "ipp_controller_db_culled_total", help: "Task records culled by the record/size limits", registers }),
   };
