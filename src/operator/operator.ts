@@ -140,11 +140,15 @@ export async function startOperator(o: OperatorOptions): Promise<OperatorHandle>
     const out = await reconciler.reconcile(key);
     const klog = log.with({ cluster: key, result: out.result });
     switch (out.result) {
+      // this reconcile's decision replaces a requeue an earlier one asked for (e.g. the fallback
+      // of a new cluster's first reconcile, once the reconcile its objects triggered has run)
       case "success":
         queue.forget(key);
+        queue.cancelDelayed(key);
         break;
       case "requeue_after":
         queue.forget(key);
+        queue.cancelDelayed(key);
         queue.addAfter(key, out.requeueAfterMs ?? 0);
         break;
       case "error": {

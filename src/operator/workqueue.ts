@@ -64,6 +64,16 @@ export class WorkQueue {
     this.delayed.set(key, { at, timer });
   }
 
+  /**
+   * Drops `key`'s pending delayed add, if any. A reconcile's requeue decision replaces the one an
+   * earlier reconcile of the same key made: it saw newer state (level-based), and the earlier timer
+   * would only run one more reconcile of an unchanged object.
+   */
+  cancelDelayed(key: string): void {
+    this.delayed.get(key)?.timer.cancel();
+    this.delayed.delete(key);
+  }
+
   /** Re-adds `key` after its exponential backoff delay; returns that delay in ms. */
   addRateLimited(key: string): number {
     const n = (this.failures.get(key) ?? 0) + 1;

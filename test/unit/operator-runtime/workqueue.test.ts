@@ -55,6 +55,22 @@ test("addAfter adds when due and keeps only the earliest pending delay per key",
   assert.equal(await q.get(), "a");
 });
 
+test("cancelDelayed drops a key's pending delay, so a later, longer one takes its place", async () => {
+  const clock = new FakeClock();
+  const q = new WorkQueue({ clock });
+  q.addAfter("a", 5000);
+  q.addAfter("b", 5000);
+  q.cancelDelayed("a");
+  q.addAfter("a", 30_000);
+  clock.advance(5000);
+  assert.equal(await q.get(), "b", "b's delay still fires");
+  assert.equal(q.length, 0, "a's cancelled 5 s delay does not");
+  clock.advance(25_000);
+  assert.equal(await q.get(), "a");
+  q.cancelDelayed("nothing-pending");
+  assert.equal(clock.pending, 0);
+});
+
 test("depth is reported as keys are added and taken", async () => {
   const depths: number[] = [];
   const q = new WorkQueue({ clock: new FakeClock(), onDepth: (d) => depths.push(d) });
