@@ -64,9 +64,17 @@ export type Action =
 
 export interface Plan { actions: Action[]; status: EngineClusterStatus | undefined; requeueAfterMs?: number }
 
-/** Requeue periods: poll the controller's engine counts while starting, refresh them when ready. */
+/**
+ * Requeue periods: poll the controller's engine counts while starting, refresh them when ready.
+ * An mpi cluster waiting only for its own objects (the controller Deployment not yet available,
+ * nothing degraded) is looked at again after REQUEUE_WAITING_MS: every change that moves it on
+ * (Deployment, StatefulSet, Job, Pods) arrives as an informer event and requeues it at once, so
+ * polling it every few seconds only re-plans an unchanged cluster (at 1,000 new clusters, most of
+ * the operator's reconciles).
+ */
 export const REQUEUE_STARTING_MS = 5_000;
 export const REQUEUE_READY_MS = 30_000;
+export const REQUEUE_WAITING_MS = 30_000;
 export const REQUEUE_DELETING_MS = 2_000;
 /** A referenced Secret that doesn't exist is looked for again with backoff, between these. */
 export const SECRET_RETRY_MIN_MS = 1_000;
@@ -522,7 +530,10 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
       ...(restarts > 0 ? { launcherRestarts: restarts } : {}),
     },
   };
-  const requeue = failed ? undefined : ready ? REQUEUE_READY_MS : REQUEUE_STARTING_MS;
+  // polled soon: the controller's engine list (not watched) once it can be asked, and whatever a
+  // problem depends on (referenced Secrets are not watched either)
+  const polled = controllerAvailable || probed !== undefined || degraded;
+  const requeue = failed ? undefined : ready ? REQUEUE_READY_MS : polled ? REQUEUE_STARTING_MS : REQUEUE_WAITING_MS;
   return finish(actions, prev, status, requeue);
 }
 

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { FINALIZER, plan, referencedSecrets, REQUEUE_READY_MS, REQUEUE_STARTING_MS, type Action, type KubeObject, type Observed, type Plan } from "../../../src/operator/core/plan.ts";
+import { FINALIZER, plan, referencedSecrets, REQUEUE_READY_MS, REQUEUE_STARTING_MS, REQUEUE_WAITING_MS, type Action, type KubeObject, type Observed, type Plan } from "../../../src/operator/core/plan.ts";
 import { b64, MATERIAL, mpiSpec, rawCluster } from "../backends/mpi/fixtures.ts";
 
 type J = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -49,7 +49,7 @@ test("new cluster: finalizer, a Creating event, every object applied, Pending", 
     "apply Service/psum-workers", "apply NetworkPolicy/psum-controller", "apply Deployment/psum-controller", "apply StatefulSet/psum-worker",
     `apply Job/psum-launcher-${world}`,
   ]);
-  assert.equal(p.requeueAfterMs, REQUEUE_STARTING_MS);
+  assert.equal(p.requeueAfterMs, REQUEUE_WAITING_MS, "nothing to poll yet: the objects' informer events bring what follows");
   const s = p.status as J;
   assert.equal(s.phase, "Pending");
   assert.equal(s.backend, "mpi");
@@ -65,6 +65,20 @@ test("new cluster: finalizer, a Creating event, every object applied, Pending", 
     assert.equal(c.lastTransitionTime, "2026-02-01T10:00:00Z");
     assert.equal(c.observedGeneration, 1);
   }
+});
+
+test("a starting cluster is polled soon only when its controller can be asked for engines, or something is wrong", () => {
+  const c = withFinalizer(rawCluster(mpiSpec()));
+  const objs = applied(plan(observe(c)));
+  const waiting = plan(observe(c, live(objs)));
+  assert.equal((waiting.status as J).phase, "Starting");
+  assert.equal(waiting.requeueAfterMs, REQUEUE_WAITING_MS, "controller not available: its Deployment's update requeues the cluster");
+  const available = plan(observe(c, live(objs, { controller: true })));
+  assert.equal(available.requeueAfterMs, REQUEUE_STARTING_MS, "controller available: the engine list is polled");
+  const answered = plan(observe(c, live(objs), { controllerEngines: { registered: 1, alive: 1 } }));
+  assert.equal(answered.requeueAfterMs, REQUEUE_STARTING_MS, "the controller answered: keep polling");
+  const missing = plan(observe(withFinalizer(rawCluster(mpiSpec({ imagePullSecrets: ["regcred"] }))), live(objs), { secrets: { regcred: false } }));
+  assert.equal(missing.requeueAfterMs, REQUEUE_STARTING_MS, "a missing referenced Secret is not watched: polled");
 });
 
 test("the planner is deterministic", () => {
