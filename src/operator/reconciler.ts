@@ -538,16 +538,17 @@ export function classifyFailure(err: unknown): Failure | undefined {
 }
 
 /**
- * The order in which kinds are written when a plan applies several: what others refer to
- * (Secrets, ConfigMaps, service accounts and RBAC), then the network (Services,
+ * The order in which kinds are written when a plan applies several: first everything a workload
+ * refers to or is confined by (Secrets, ConfigMaps, service accounts and RBAC, Services,
  * NetworkPolicies: a pod never runs before the policy that confines it), then the workloads.
- * Objects of one stage are applied concurrently.
+ * Objects of one stage are applied concurrently, so a new cluster's objects take two round trips
+ * whatever their number (a ClusterIP Service's create waits for the API server's address
+ * allocation, which it serialises across all Services: in the first stage it overlaps the others).
  */
 export function applyStage(kind: string): number {
   switch (kind) {
-    case "Secret": case "ConfigMap": case "ServiceAccount": case "Role": case "RoleBinding": return 0;
-    case "Service": case "NetworkPolicy": return 1;
-    default: return 2;
+    case "Deployment": case "StatefulSet": case "DaemonSet": case "ReplicaSet": case "Job": case "CronJob": case "Pod": return 1;
+    default: return 0;
   }
 }
 
