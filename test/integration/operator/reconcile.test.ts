@@ -123,13 +123,21 @@ test("apply: every owned object exists with its content and owner reference; fin
 
 test("status is written once per change: a converged cluster's status is not rewritten by later reconciles", async () => {
   const before = await getEc("psum");
+  const ownedBefore = await ownedObjects("psum");
   const reconcilesBefore = await reconcileCount();
-  // the planner requeues a starting cluster every 5 s: wait for at least one more reconcile
-  await waitFor("periodic reconciles", async () => (await reconcileCount()) >= reconcilesBefore + 2, 20_000, 250);
+  // each update of an owned object requeues the cluster: two updates that change nothing the
+  // operator wrote (an annotation someone else adds) make at least two more reconciles
+  const deployment = objectPath(resourceType("apps/v1", "Deployment"), NS, "psum-controller");
+  for (const touch of ["1", "2"]) {
+    await api.client.request("PATCH", deployment, { body: { metadata: { annotations: { "example.com/touched": touch } } }, contentType: "application/merge-patch+json" });
+    await waitFor("a reconcile after the update", async () => (await reconcileCount()) >= reconcilesBefore + Number(touch), 20_000, 100);
+  }
   const after = await getEc("psum");
   assert.equal(after.metadata!.resourceVersion, before.metadata!.resourceVersion, "no write to the EngineCluster");
-  const owned = await ownedObjects("psum");
-  assert.equal(owned.length, (await ownedObjects("psum")).length);
+  const ownedAfter = await ownedObjects("psum");
+  assert.deepEqual(ownedAfter.map((o) => `${o.kind}/${o.metadata!.name}`).sort(), ownedBefore.map((o) => `${o.kind}/${o.metadata!.name}`).sort());
+  const unchanged = (o: KubeObject) => o.kind === "Deployment" || ownedBefore.some((b) => b.metadata!.uid === o.metadata!.uid && b.metadata!.resourceVersion === o.metadata!.resourceVersion);
+  assert.ok(ownedAfter.every(unchanged), "no owned object re-applied");
 });
 
 async function reconcileCount(): Promise<number> {
