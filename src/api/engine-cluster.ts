@@ -180,6 +180,9 @@ export const ControllerSpec = z.object({
   taskRecords: z.enum(["memory", "sqlite"]).default("memory").meta({ description: "Where the controller keeps task records (results clients can fetch again, db_query): memory (bounded, ipcontroller's DictDB) or sqlite (ipcontroller --sqlitedb, upstream's format, in the pod's run volume, so results survive a controller container restart)." }),
   apiAuth: z.enum(["token", "kubernetes"]).default("token").meta({ description: "Who may call the controller's JSON API. token: holders of the cluster's API token (key `api-token` of the connection Secret). kubernetes: also any Kubernetes user or ServiceAccount allowed `create` on `engineclusters/api` (group ipp.dev) of this EngineCluster, e.g. through the chart's aggregated ClusterRole; the controller checks the caller's bearer token with a SelfSubjectAccessReview." }),
   clients: z.array(ClientPeer).min(1).max(16).optional().meta({ description: "Who may connect as a client (the NetworkPolicy's peers for the client ports and the API). Default: pods in the cluster's namespace labelled `ipp.dev/client-<cluster>` (any value) or `ipp.dev/client: <cluster>`. When set, exactly these peers; list the default too to keep it." }),
+  reattachTimeoutSeconds: z.int().min(10).max(3600).default(120).meta({
+    description: "mpi: after the controller pod is replaced (deleted, evicted, rescheduled) or its container restarted, how long the running MPI world's engines have to re-attach to the new controller with their ids before the operator relaunches the world instead.",
+  }),
   maxMessageBytes: z.int().min(1024).max(2 ** 32).optional().meta({
     description: "Largest message a client or engine may send, in bytes (ipp-operator controller --max-message-size); a peer that announces a larger frame is disconnected before the controller allocates it. Default when unset: 1073741824 (1 GiB).",
   }),
@@ -265,9 +268,14 @@ export const EngineClusterStatus = z.object({
     launcherJob: z.string().optional(),
     workers: z.int().min(0).optional(),
     readyWorkers: z.int().min(0).optional(),
-    relaunches: z.int().min(0).optional().meta({ description: "How many times the operator relaunched the MPI world (a spec change, or a replaced controller)." }),
-    worldEpoch: z.int().min(0).optional().meta({ description: "Bumped when the controller is replaced while engines run: the engines' registrations died with it, so the world is relaunched." }),
-    controllerPod: z.string().max(512).optional().meta({ description: "The controller pod (name/uid/restarts) the running world's engines registered with." }),
+    relaunches: z.int().min(0).optional().meta({ description: "How many times the operator relaunched the MPI world (a spec change, or engines that did not re-attach to a replaced controller in time)." }),
+    worldEpoch: z.int().min(0).optional().meta({ description: "Bumped when the engines did not re-attach to a replaced controller within spec.controller.reattachTimeoutSeconds, so the world is relaunched." }),
+    controllerPod: z.string().max(512).optional().meta({ description: "The controller pod (name:restarts) the running world's engines are attached to." }),
+    reattach: z.object({
+      since: z.string().max(64).meta({ description: "When the replacement was observed (RFC 3339)." }),
+      from: z.string().max(512).meta({ description: "The controller pod (name:restarts) the engines were attached to." }),
+      engines: z.int().min(0).meta({ description: "Engines registered with it before." }),
+    }).optional().meta({ description: "Present while the engines of the running world re-attach to a replaced (or restarted) controller; gone once they are back, or when the world is relaunched after spec.controller.reattachTimeoutSeconds." }),
     launcherRestarts: z.int().min(0).optional().meta({ description: "Restarts of the current launcher's mpiexec (a worker lost, mpiexec failed, workers not ready in time)." }),
   }).optional(),
   pbs: z.object({

@@ -452,7 +452,10 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, api: ApiLis
     ...(o.subscriberHwm !== undefined ? { subscriberHwm: o.subscriberHwm } : {}),
     ...(o.clientHwm !== undefined ? { clientHwm: o.clientHwm } : {}),
     ...(rt.curve ? { curve: rt.curve } : {}),
-    engineState: { path: join(loc.logDir, `engines${o.clusterId}.json`), clusterId: o.clusterId, restore: o.restore },
+    engineState: {
+      path: join(loc.logDir, `engines${o.clusterId}.json`), clusterId: o.clusterId, restore: o.restore,
+      ...(o.restoreFallback !== undefined ? { fallback: o.restoreFallback } : {}),
+    },
     ...(o.db === "sqlitedb" ? { sqlite: { path: join(o.sqlite.location ?? loc.dir, o.sqlite.filename), table: o.sqlite.table } } : {}),
   };
 

@@ -68,8 +68,10 @@ export interface ControllerConfig {
   /**
    * The engine state file (upstream's <profile>/log/engines<cluster_id>.json): rewritten as engines
    * come and go; with `restore`, the engines it lists are taken back at start (--restore).
+   * `fallback`: with `restore`, the file read instead when `path` does not exist (a copy kept
+   * outside the profile, e.g. the operator's, for a controller whose profile volume is new).
    */
-  engineState?: { path: string; clusterId: string; restore: boolean };
+  engineState?: { path: string; clusterId: string; restore: boolean; fallback?: string };
   /** Rate limit for bad-message log lines, per reason. Default 60 s. */
   badMessageLogIntervalMs?: number;
   /** CurveZMQ: the controller's key pair (z85). With curve, `key` may be "". */

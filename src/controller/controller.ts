@@ -31,7 +31,7 @@ import { Heart } from "./heart.ts";
 import { Relays } from "./relays.ts";
 import { Hub } from "./hub.ts";
 import { SqliteRecordStore } from "./sqlite-store.ts";
-import { EngineStateWriter, readEngineState } from "./engine-state.ts";
+import { EngineStateWriter, readEngineState, type EngineState } from "./engine-state.ts";
 import { DaskSchedulerProcess } from "./dask.ts";
 import { nearLimitAdvice, startupAdvice, type OpenFilesLimit } from "./core/open-files.ts";
 import { readOpenFilesLimit } from "../util/open-files.ts";
@@ -48,6 +48,8 @@ export interface ControllerHandle {
   readonly clientConnection: ClientConnectionInfo;
   readonly engineConnection: EngineConnectionInfo;
   engines(): EngineSummary[];
+  /** The id the next new engine gets (upstream's next_id, as in the engine state file). */
+  nextEngineId(): number;
   on(event: ControllerEvent, listener: (e: EngineSummary) => void): void;
   /** A client asked the hub to shut down (the controller stops itself after shutdownDelayMs). */
   on(event: "shutdown-requested", listener: () => void): void;
@@ -64,6 +66,18 @@ export interface ControllerDeps {
   openFilesLimit?: OpenFilesLimit | null;
 }
 
+/**
+ * The state --restore takes back: the profile's file, else (a new profile volume, as in a replaced
+ * pod) the fallback copy. The profile's is preferred: it is the one this controller kept current.
+ */
+async function readRestoreState(s: NonNullable<ControllerConfig["engineState"]>): Promise<(EngineState & { path: string }) | null> {
+  const own = await readEngineState(s.path, s.clusterId);
+  if (own) return { ...own, path: s.path };
+  if (s.fallback === undefined) return null;
+  const copy = await readEngineState(s.fallback, s.clusterId);
+  return copy ? { ...copy, path: s.fallback } : null;
+}
+
 export async function startController(config: ControllerConfig, deps: ControllerDeps): Promise<ControllerHandle> {
   validateConfig(config);
   const log = deps.logger.with({ component: "controller" });
@@ -74,7 +88,7 @@ export async function startController(config: ControllerConfig, deps: Controller
   const events = new EventEmitter();
 
   // the engines to take back (--restore) and the record store first: either failing stops the start before any port is bound
-  const restored = config.engineState?.restore ? await readEngineState(config.engineState.path, config.engineState.clusterId) : null;
+  const restored = config.engineState?.restore ? await readRestoreState(config.engineState) : null;
   const store = config.sqlite
     ? SqliteRecordStore.open({ path: config.sqlite.path, ...(config.sqlite.table ? { table: config.sqlite.table } : {}), log })
     : undefined;
@@ -155,7 +169,7 @@ export async function startController(config: ControllerConfig, deps: Controller
   if (config.engineState) {
     const { path, clusterId } = config.engineState;
     for (const e of restored?.engines ?? []) engines.restore(e.id, e.uuid, restored!.nextId);
-    if (restored) log.info("restored engines from the engine state file", { path, engines: restored.engines.length, nextId: engines.nextId });
+    if (restored) log.info("restored engines from the engine state file", { path: restored.path, engines: restored.engines.length, nextId: engines.nextId });
     const writer = new EngineStateWriter(path, () => ({
       engines: [...engines.byId.values()].map((e) => ({ id: e.id, uuid: e.uuid })), nextId: engines.nextId, clusterId,
     }), (err) => log.error("could not write the engine state file", err, { path }));
@@ -202,6 +216,7 @@ export async function startController(config: ControllerConfig, deps: Controller
     clientConnection,
     engineConnection,
     engines: () => engines.summaries(),
+    nextEngineId: () => engines.nextId,
     on: (event: string, listener: (...args: never[]) => void) => {
       events.on(event, listener as (...args: unknown[]) => void);
     },

@@ -50,6 +50,8 @@ export class EngineRegistry {
   private purgeTimer: NodeJS.Timeout | undefined;
   private idCounter = 0;
   private firstEngineSeen = false;
+  /** Restored engines whose heart has not answered this controller yet: not alive until it does. */
+  private readonly unheard = new Set<string>();
 
   constructor(
     private readonly ctx: ControllerContext,
@@ -169,6 +171,7 @@ export class EngineRegistry {
     this.byId.set(eid, e);
     this.byUuid.set(uuid, e);
     this.heart.track(uuid);
+    this.unheard.add(uuid);
     this.setDepth(e);
     this.refreshGauges();
     this.work.engineAdded(uuid);
@@ -191,6 +194,7 @@ export class EngineRegistry {
     }
     this.byId.delete(eid);
     this.byUuid.delete(e.uuid);
+    this.unheard.delete(e.uuid);
     this.heart.remove(e.uuid);
     metrics.unregistrations.labels(reason).inc();
     metrics.forgetEngine(String(eid));
@@ -216,9 +220,19 @@ export class EngineRegistry {
     this.events.emit("engine-unregistered", { ...this.summary(e), alive: false });
   }
 
+  /** A heart answered: a restored engine is attached again from now on. */
+  heard(uuid: string): void {
+    if (this.unheard.size > 0 && this.unheard.delete(uuid)) this.ctx.log.info("restored engine's heart answered", { id: this.byUuid.get(uuid)?.id, uuid });
+  }
+
+  /** Alive: its heart answered this controller and has missed no beat since. */
+  private alive(uuid: string): boolean {
+    return this.heart.missed(uuid) === 0 && !this.unheard.has(uuid);
+  }
+
   summary(e: EngineState): EngineSummary {
     return {
-      id: e.id, uuid: e.uuid, alive: this.heart.missed(e.uuid) === 0, registeredAt: e.registeredAt,
+      id: e.id, uuid: e.uuid, alive: this.alive(e.uuid), registeredAt: e.registeredAt,
       queueDepth: e.queue.size + e.tasks.size, missedBeats: this.heart.missed(e.uuid),
     };
   }
@@ -235,7 +249,7 @@ export class EngineRegistry {
   refreshGauges(): void {
     this.ctx.metrics.enginesRegistered.set(this.byId.size);
     let alive = 0;
-    for (const e of this.byId.values()) if (this.heart.missed(e.uuid) === 0) alive++;
+    for (const e of this.byId.values()) if (this.alive(e.uuid)) alive++;
     this.ctx.metrics.enginesAlive.set(alive);
   }
 }

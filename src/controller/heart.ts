@@ -98,6 +98,7 @@ export class Heart {
       return;
     }
     const r = this.monitor.pong(uuid, frames[1]!);
+    if (r === "ok") this.engines.heard(uuid);
     if (r === "new") {
       // complete the registration at the first pong instead of the next beat
       if (this.engines.isRegistering(uuid)) this.engines.finishRegistration(uuid);

@@ -64,6 +64,8 @@ export interface ControllerOptions {
   restore: boolean;
   /** --config=FILE: a config file loaded after the profile's (BaseIPythonApplication.extra_config_file). */
   extraConfigFile?: string;
+  /** ours: with --restore, the state file to restore from when the profile has none (the operator's saved copy). */
+  restoreFallback?: string;
   workDir?: string;
   // network
   ip: string;
@@ -378,6 +380,7 @@ const SETTINGS: Record<string, Setting> = {
   "IppOperator.client_hwm": { kind: "int", status: "supported", why: "replies queued per client on the client-facing sockets; past it replies are dropped and counted, results stay in the task records (default 100000)", apply: (o, v, f) => { o.clientHwm = positiveInt(f, num(v)); } },
   "IppOperator.task_history": { kind: "int", status: "supported", why: "finished tasks remembered by id for after/follow dependencies and result status, beyond the DictDB records (default 65536; upstream remembers all)", apply: (o, v, f) => { o.taskHistory = positiveInt(f, num(v)); } },
   "IppOperator.connection_dir": { kind: "str", status: "supported", why: "write the connection files here instead of <profile>/security (e.g. a volume the operator publishes)", apply: (o, v) => { o.connectionDir = str(v) || undefined; } },
+  "IppOperator.restore_fallback": { kind: "str", status: "supported", why: "with --restore, the engine state file to restore from when the profile has none (a copy kept elsewhere, e.g. the one the operator mounts into a replaced controller pod)", apply: (o, v) => { o.restoreFallback = str(v) || undefined; } },
 };
 
 /** Class hierarchy for `--Class.trait`: a trait may be set through its own class or a subclass. */
@@ -465,9 +468,10 @@ export const ALIASES: Record<string, string> = {
   "http-host": "IppOperator.http_host",
   "connection-dir": "IppOperator.connection_dir",
   "max-message-size": "IppOperator.max_message_size",
+  "restore-fallback": "IppOperator.restore_fallback",
 };
 /** Aliases that are ours, not ipcontroller's. */
-export const OUR_ALIASES = new Set(["engine-ports", "client-ports", "key-file", "http-port", "http-host", "connection-dir", "max-message-size"]);
+export const OUR_ALIASES = new Set(["engine-ports", "client-ports", "key-file", "http-port", "http-host", "connection-dir", "max-message-size", "restore-fallback"]);
 
 interface Flag {
   /** traitlets-style assignments, applied in order; a function for the special ones. */

@@ -58,9 +58,16 @@ export function createEnginesProbe(opts: ProbeOptions = {}): (cluster: KubeObjec
     if (!token) return { error: `the connection Secret has no ${CONNECTION_KEYS.apiToken}` };
     try {
       const body = await getJson(`${base}/api/v1/engines`, token, timeoutMs);
-      const engines = (body as { engines?: Array<{ alive?: boolean }> }).engines;
+      const { engines, nextId } = body as { engines?: Array<{ id?: unknown; uuid?: unknown; alive?: boolean }>; nextId?: unknown };
       if (!Array.isArray(engines)) return { error: "controller answered without an engine list" };
-      return { registered: engines.length, alive: engines.filter((e) => e.alive !== false).length };
+      // ids and uuids (and the next id) are what the operator keeps for a replaced controller pod
+      const ids = engines.filter((e): e is { id: number; uuid: string } => Number.isInteger(e.id) && typeof e.uuid === "string" && e.uuid !== "")
+        .map((e) => ({ id: e.id, uuid: e.uuid }));
+      return {
+        registered: engines.length, alive: engines.filter((e) => e.alive !== false).length,
+        ...(ids.length === engines.length ? { engines: ids } : {}),
+        ...(Number.isInteger(nextId) ? { nextId: nextId as number } : {}),
+      };
     } catch (err) {
       return { error: `controller unreachable: ${err instanceof Error ? err.message : String(err)}` };
     }

@@ -25,7 +25,7 @@ const FIRST_STATUS_FALLBACK_MS = 5_000;
 
 // The planner contract (src/operator/core), restated structurally so this adapter depends on its
 // shape only.
-export type EngineProbe = { registered: number; alive: number } | { error: string };
+export type EngineProbe = { registered: number; alive: number; engines?: Array<{ id: number; uuid: string }>; nextId?: number } | { error: string };
 export interface ObservedState {
   cluster: unknown;
   owned: KubeObject[];

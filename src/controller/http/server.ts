@@ -39,6 +39,8 @@ export interface HttpControllerView {
   engines(): ReadonlyArray<{
     id: number; uuid: string; alive: boolean; registeredAt: Date; queueDepth: number; missedBeats: number;
   }>;
+  /** The id the next new engine gets (absent: not reported). */
+  nextEngineId?(): number;
   /** false while the controller's sockets are not bound (absent: a started controller is ready) */
   ready?(): boolean;
 }
@@ -359,7 +361,10 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
         id: e.id, uuid: e.uuid, alive: e.alive, registeredAt: e.registeredAt.toISOString(),
         queueDepth: e.queueDepth, missedBeats: e.missedBeats,
       }));
-      return sendJson(res, 200, { engines });
+      // nextId with the ids and uuids is what an engine state file holds: the operator keeps a copy
+      // so that a replaced controller pod takes the engines back (--restore-fallback)
+      const nextId = controller.nextEngineId?.();
+      return sendJson(res, 200, { engines, ...(nextId !== undefined ? { nextId } : {}) });
     }
     if (path === "/api/v1/execute") {
       only("POST");

@@ -21,8 +21,8 @@ import type { KubeObject, ObjectRef } from "../../api/kube.ts";
 import { refKey, refOf } from "../../api/kube.ts";
 import { describeErrors, parseEngineCluster, type FieldError } from "../../api/parse.ts";
 import {
-  applyOrder, buildConnectionSecret, buildControllerDeployment, buildControllerService, buildMpiObjects, buildNetworkPolicy, connectionFiles, DEFAULT_BUILD_CONFIG,
-  type BuildConfig, type KeyMaterial, type MpiObjects,
+  applyOrder, buildConnectionSecret, buildControllerDeployment, buildControllerService, buildControllerState, buildMpiObjects, buildNetworkPolicy, connectionFiles, DEFAULT_BUILD_CONFIG,
+  EMPTY_ENGINE_STATE, parseControllerState, type BuildConfig, type ControllerEngineState, type KeyMaterial, type MpiObjects,
 } from "../../backends/mpi/core/builders.ts";
 import { COMPONENT_LABEL, CONNECTION_KEYS, HTTP_PORT, SERVICE_PORTS, SSH_KEYS, WORLD_LABEL, clusterRef, dns, names, type Component } from "../../backends/mpi/core/names.ts";
 import { HOSTNAME, re } from "../../api/patterns.ts";
@@ -43,7 +43,8 @@ export type PlannerConfig = BuildConfig & { pbsDeletionGraceSeconds?: number };
 export interface Observed {
   cluster: unknown;
   owned: KubeObject[];
-  controllerEngines?: { registered: number; alive: number } | { error: string };
+  /** The controller's engine list: counts, and (when it reports them) the ids, uuids and next id it would write to its state file. */
+  controllerEngines?: { registered: number; alive: number; engines?: Array<{ id: number; uuid: string }>; nextId?: number } | { error: string };
   secrets?: Record<string, boolean>;
   generated: { hmacKey: string; apiToken: string; sshPrivateKey: string; sshPublicKey: string; curveSecretKey?: string; curvePublicKey?: string };
   now: Date;
@@ -302,7 +303,7 @@ function componentPods(owned: KubeObject[], component: Component): KubeObject[] 
 
 const restartsOf = (pod: KubeObject): number => arr(obj(pod.status).containerStatuses).reduce((n, cs) => n + num(cs.restartCount), 0);
 
-/** The controller pod the engines talk to, as `name:restarts` (a restarted container lost its registrations too). */
+/** The controller pod the engines talk to, as `name:restarts` (a restarted container restores its engines too, from its run volume). */
 function controllerPodId(owned: KubeObject[]): string | undefined {
   const pods = componentPods(owned, "controller");
   const pod = pods[pods.length - 1];
@@ -392,14 +393,22 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
   const config: BuildConfig = { ...DEFAULT_BUILD_CONFIG, ...given };
   const ref = clusterRef(ec);
   const owned = observed.owned;
-  // A replaced (or restarted) controller pod lost every engine registration, and ipyparallel
-  // engines never register again on their own: relaunch the world (a new epoch names a new
-  // launcher Job) so the engines register with the new controller.
+  const probe = observed.controllerEngines;
+  const probed = probe !== undefined && !("error" in probe) ? probe : undefined;
+  // A replaced controller pod (or a restarted container) takes the running engines back with their
+  // ids (--restore: from its run volume, or in a new pod from the controller-state ConfigMap) and
+  // the engines reconnect through the Service by themselves: the world is kept. Only if they are
+  // not all back in time is the world relaunched (a new epoch names a new launcher Job).
   const controllerPod = controllerPodId(owned) ?? prev?.mpi?.controllerPod;
-  const controllerReplaced = prev?.mpi?.controllerPod !== undefined && controllerPod !== prev.mpi.controllerPod && (prev.engines?.registered ?? 0) > 0;
-  const epoch = (prev?.mpi?.worldEpoch ?? 0) + (controllerReplaced ? 1 : 0);
+  const saved = parseControllerState(find(managed, "ConfigMap", names.controllerState(ref.name)));
+  const re = reattachStep({
+    prevPod: prev?.mpi?.controllerPod, pod: controllerPod, prevRegistered: prev?.engines?.registered ?? 0, savedEngines: saved?.engines.length ?? 0,
+    reattach: prev?.mpi?.reattach, probed, desired: ec.spec.engines, timeoutSeconds: ec.spec.controller.reattachTimeoutSeconds, now: observed.now,
+  });
+  actions.push(...re.events);
+  const epoch = (prev?.mpi?.worldEpoch ?? 0) + (re.relaunch ? 1 : 0);
   const material = keyMaterial(ec, managed, observed.generated);
-  const objects = buildMpiObjects(ec, material, config, epoch);
+  const objects = buildMpiObjects(ec, material, config, epoch, controllerStateOf(probed, saved));
   const desired = applyOrder(objects);
 
   if (!desired.some((d) => find(managed, d.kind, d.metadata.name) !== undefined)) {
@@ -423,16 +432,15 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
   // relaunch: the world generation changed since the last status
   const prevWorld = prev?.mpi?.worldGeneration;
   const relaunched = prevWorld !== undefined && prevWorld !== objects.world;
+  // a world relaunched for any reason has no engines left to re-attach
+  const reattach = relaunched ? undefined : re.reattach;
   if (relaunched) {
     const prevDesired = prev?.engines?.desired;
-    const why = controllerReplaced
-      ? `the controller pod was replaced (${prev?.mpi?.controllerPod ?? "?"} → ${controllerPod ?? "?"}) and the engines' registrations were lost with it`
+    const why = re.relaunch
+      ? `the engines did not re-attach to the replaced controller (${prev?.mpi?.reattach?.from ?? "?"} → ${controllerPod ?? "?"}) within spec.controller.reattachTimeoutSeconds=${ec.spec.controller.reattachTimeoutSeconds}s`
       : prevDesired !== undefined && prevDesired !== ec.spec.engines
         ? `spec.engines changed ${prevDesired} → ${ec.spec.engines}`
         : "the MPI world's shape or launcher pod changed (image, slots, workers, implementation, env or arguments)";
-    if (controllerReplaced) {
-      actions.push({ type: "event", eventType: "Warning", reason: "ControllerReplaced", message: `controller pod ${prev?.mpi?.controllerPod ?? "?"} replaced by ${controllerPod ?? "?"}: ${prev?.engines?.registered ?? 0} engine registration(s) lost` });
-    }
     actions.push({
       type: "event", eventType: "Normal", reason: "Relaunching",
       message: `${why}: relaunching the MPI world (launcher Job ${names.launcher(ref.name, objects.world)} replaces ${names.launcher(ref.name, prevWorld)})`,
@@ -447,12 +455,11 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
   const readyWorkers = num(obj(sts?.status).readyReplicas);
   const workersReady = sts !== undefined && readyWorkers >= objects.shape.workers;
 
-  const probe = observed.controllerEngines;
-  const probed = probe !== undefined && !("error" in probe) ? probe : undefined;
   const keepCounts = !relaunched && prev?.engines !== undefined;
   const registered = probed?.registered ?? (keepCounts ? prev.engines!.registered : 0);
   const alive = probed?.alive ?? (keepCounts ? prev.engines!.alive : 0);
-  const enginesReady = probed !== undefined && probed.registered >= ec.spec.engines;
+  // while re-attaching, restored engines are listed before their hearts answer: not ready yet
+  const enginesReady = probed !== undefined && probed.registered >= ec.spec.engines && reattach === undefined;
 
   // mpiexec ended and the Job restarted the launcher (a lost worker ends the whole world).
   const restarts = launcherRestarts(owned, objects.world);
@@ -483,6 +490,7 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
   if (probe === undefined) enginesCond = { type: "EnginesReady", status: "Unknown", reason: "ControllerNotQueried", message: "the controller's engine list was not read" };
   else if ("error" in probe) enginesCond = { type: "EnginesReady", status: "Unknown", reason: "ControllerUnreachable", message: `GET /api/v1/engines failed: ${probe.error}` };
   else if (enginesReady) enginesCond = { type: "EnginesReady", status: "True", reason: "AllEnginesRegistered", message: `${probe.registered}/${ec.spec.engines} engines registered, ${probe.alive} alive` };
+  else if (reattach !== undefined) enginesCond = { type: "EnginesReady", status: "False", reason: "EnginesReattaching", message: reattachMessage(reattach, probe, ec, controllerPod) };
   else enginesCond = { type: "EnginesReady", status: "False", reason: "EnginesRegistering", message: `${probe.registered}/${ec.spec.engines} engines registered` };
 
   const first = problems[0];
@@ -496,7 +504,9 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
     ? { type: "Progressing", status: "False", reason: "Ready", message: "the MPI world is up" }
     : degraded
       ? { type: "Progressing", status: "False", reason: first!.reason, message: "blocked: see the Degraded condition" }
-      : { type: "Progressing", status: "True", reason: relaunched || cond(prev?.conditions, "Progressing")?.reason === "Relaunching" ? "Relaunching" : "Launching", message: `starting ${ec.spec.engines} engine(s) on ${objects.shape.workers} worker(s)` };
+      : reattach !== undefined
+        ? { type: "Progressing", status: "True", reason: "Reattaching", message: reattachMessage(reattach, probed, ec, controllerPod) }
+        : { type: "Progressing", status: "True", reason: relaunched || cond(prev?.conditions, "Progressing")?.reason === "Relaunching" ? "Relaunching" : "Launching", message: `starting ${ec.spec.engines} engine(s) on ${objects.shape.workers} worker(s)` };
   const degradedCond: CondSpec = first !== undefined
     ? { type: "Degraded", status: "True", reason: first.reason, message: degradedMsg }
     : { type: "Degraded", status: "False", reason: "AsExpected", message: "no problem observed" };
@@ -527,6 +537,7 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
       relaunches: (prev?.mpi?.relaunches ?? 0) + (relaunched ? 1 : 0),
       ...(epoch > 0 ? { worldEpoch: epoch } : {}),
       ...(controllerPod !== undefined ? { controllerPod } : {}),
+      ...(reattach !== undefined ? { reattach } : {}),
       ...(restarts > 0 ? { launcherRestarts: restarts } : {}),
     },
   };
@@ -535,6 +546,96 @@ function planMpi(observed: Observed, ec: EngineCluster, actions: Action[], prev:
   const polled = controllerAvailable || probed !== undefined || degraded;
   const requeue = failed ? undefined : ready ? REQUEUE_READY_MS : polled ? REQUEUE_STARTING_MS : REQUEUE_WAITING_MS;
   return finish(actions, prev, status, requeue);
+}
+
+// ---------------------------------------------------------------------------------------------
+// a replaced controller: the running world's engines re-attach, or the world is relaunched
+
+export type Reattach = NonNullable<NonNullable<EngineClusterStatus["mpi"]>["reattach"]>;
+
+export interface ReattachInput {
+  /** The controller pod (`name:restarts`) in the last status, and now. */
+  prevPod: string | undefined;
+  pod: string | undefined;
+  /** Engines registered in the last status, and listed in the controller-state ConfigMap. */
+  prevRegistered: number;
+  savedEngines: number;
+  /** A re-attach in progress (the last status'). */
+  reattach: Reattach | undefined;
+  /** The new controller's engine list (alive: hearts that answered it). */
+  probed: { registered: number; alive: number } | undefined;
+  desired: number;
+  timeoutSeconds: number;
+  now: Date;
+}
+
+export interface ReattachOutcome {
+  /** The re-attach still in progress (status.mpi.reattach), if any. */
+  reattach: Reattach | undefined;
+  /** The engines did not come back in time: relaunch the world. */
+  relaunch: boolean;
+  events: Action[];
+}
+
+/** `name:restarts` → how a change of it reads in an Event. */
+function describeReplacement(from: string, to: string): string {
+  const split = (p: string) => { const i = p.lastIndexOf(":"); return i < 0 ? [p, ""] : [p.slice(0, i), p.slice(i + 1)]; };
+  const [fromName] = split(from);
+  const [toName, toRestarts] = split(to);
+  return fromName === toName
+    ? `the controller container in pod ${toName} restarted (restart ${toRestarts})`
+    : `controller pod ${fromName} was replaced by ${toName}`;
+}
+
+/**
+ * One step of a controller replacement, pure. A new controller pod (or a restarted container)
+ * while the world had engines opens a re-attach window of `timeoutSeconds`; it closes when every
+ * desired engine is registered and its heart answered the new controller, or, past the deadline,
+ * with a relaunch of the world. A second replacement within the window starts it again.
+ */
+export function reattachStep(i: ReattachInput): ReattachOutcome {
+  const events: Action[] = [];
+  let reattach = i.reattach;
+  const replaced = i.prevPod !== undefined && i.pod !== undefined && i.pod !== i.prevPod;
+  if (replaced && (i.prevRegistered > 0 || i.savedEngines > 0 || reattach !== undefined)) {
+    const engines = Math.max(i.prevRegistered, i.savedEngines, reattach?.engines ?? 0);
+    const from = reattach?.from ?? i.prevPod!;
+    reattach = { since: isoSeconds(i.now), from, engines };
+    events.push({
+      type: "event", eventType: "Warning", reason: "ControllerReplaced",
+      message: `${describeReplacement(i.prevPod!, i.pod!)}: the ${engines} engine(s) of the running MPI world re-attach to it with their ids; ` +
+        `the world is relaunched if they are not all back within spec.controller.reattachTimeoutSeconds=${i.timeoutSeconds}s`,
+    });
+  }
+  if (reattach === undefined) return { reattach, relaunch: false, events };
+  const back = i.probed !== undefined && i.probed.registered >= i.desired && i.probed.alive >= i.desired;
+  if (back) {
+    events.push({ type: "event", eventType: "Normal", reason: "EnginesReattached", message: `${i.probed!.alive}/${i.desired} engines re-attached to the new controller with their ids; the MPI world was kept` });
+    return { reattach: undefined, relaunch: false, events };
+  }
+  const since = Date.parse(reattach.since);
+  if (Number.isFinite(since) && i.now.getTime() - since >= i.timeoutSeconds * 1000) {
+    const got = i.probed === undefined ? "the new controller's engine list could not be read" : `${i.probed.alive}/${i.desired} engines re-attached`;
+    events.push({ type: "event", eventType: "Warning", reason: "ReattachTimedOut", message: `${got} within spec.controller.reattachTimeoutSeconds=${i.timeoutSeconds}s of the controller's replacement: relaunching the MPI world` });
+    return { reattach: undefined, relaunch: true, events };
+  }
+  return { reattach, relaunch: false, events };
+}
+
+function reattachMessage(r: Reattach, probed: { registered: number; alive: number } | undefined, ec: EngineCluster, pod: string | undefined): string {
+  const deadline = Date.parse(r.since) + ec.spec.controller.reattachTimeoutSeconds * 1000;
+  const at = Number.isFinite(deadline) ? isoSeconds(new Date(deadline)) : "?";
+  const now = probed === undefined ? "" : ` (${probed.alive}/${ec.spec.engines} back so far)`;
+  return `the running MPI world's engines re-attach to controller ${pod ?? "?"} (was ${r.from})${now}; the world is relaunched if they are not all back by ${at}`;
+}
+
+/**
+ * What the controller-state ConfigMap holds: the controller's registrations as it reports them,
+ * else (not reachable now, or an older controller that reports no uuids) what it held already.
+ */
+function controllerStateOf(probed: { engines?: Array<{ id: number; uuid: string }>; nextId?: number } | undefined, saved: ControllerEngineState | undefined): ControllerEngineState {
+  if (probed?.engines !== undefined) return { engines: probed.engines, nextId: probed.nextId ?? 0 };
+  return saved ?? EMPTY_ENGINE_STATE;
 }
 
 function planDeletion(observed: Observed, prev: EngineClusterStatus | undefined, generation: number, hasFinalizer: boolean, managed: KubeObject[]): Plan {
@@ -696,8 +797,12 @@ export function planPbsCluster(observed: Observed, ec: EngineCluster, prev: Engi
   // engines reach only the engine ports: from anywhere in direct mode (compute nodes), from the
   // operator's pods in sshTunnel mode (it forwards the login host's ports to the controller)
   const engineSources = pbs.network.mode === "sshTunnel" ? "operator" : "anywhere";
+  // the controller-state ConfigMap as for mpi: a replaced controller pod takes the job's engines back
+  const probedState = observed.controllerEngines !== undefined && !("error" in observed.controllerEngines) ? observed.controllerEngines : undefined;
+  const savedState = parseControllerState(find(managed, "ConfigMap", names.controllerState(ref.name)));
   const desired = [
-    buildConnectionSecret(ref, ec, material, config), buildControllerService(ref, ec), buildNetworkPolicy(ref, config, engineSources, ec.spec.controller.clients),
+    buildConnectionSecret(ref, ec, material, config), buildControllerState(ref, controllerStateOf(probedState, savedState)),
+    buildControllerService(ref, ec), buildNetworkPolicy(ref, config, engineSources, ec.spec.controller.clients),
     buildControllerDeployment(ref, ec, config),
   ];
   const actions: Action[] = [];

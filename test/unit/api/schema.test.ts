@@ -21,7 +21,7 @@ test("a minimal mpi spec parses with every default filled in", () => {
   assert.deepEqual(r.value.spec, {
     engines: 8,
     backend: { mpi: { image: "ghcr.io/ipp/engine:9.2", imagePullPolicy: "IfNotPresent", slotsPerWorker: 1, implementation: "openmpi", workersReadyTimeoutSeconds: 300 } },
-    controller: { imagePullPolicy: "IfNotPresent", service: { type: "ClusterIP", exposeApi: false }, heartbeatPeriodMs: 3000, taskScheme: "leastload", curve: false, taskRecords: "memory", apiAuth: "token" },
+    controller: { imagePullPolicy: "IfNotPresent", service: { type: "ClusterIP", exposeApi: false }, heartbeatPeriodMs: 3000, taskScheme: "leastload", curve: false, taskRecords: "memory", apiAuth: "token", reattachTimeoutSeconds: 120 },
   });
 });
 

@@ -32,7 +32,7 @@ function firstPlan() {
 
 test("first reconcile: the controller's Secret, Service, NetworkPolicy and Deployment; no qsub before the connection Secret is observed", () => {
   const { p, owned } = firstPlan();
-  assert.deepEqual(owned.map((o) => `${o.kind}/${o.metadata.name}`), ["Secret/psum-connection", "Service/psum-controller", "NetworkPolicy/psum-controller", "Deployment/psum-controller"]);
+  assert.deepEqual(owned.map((o) => `${o.kind}/${o.metadata.name}`), ["Secret/psum-connection", "ConfigMap/psum-controller-state", "Service/psum-controller", "NetworkPolicy/psum-controller", "Deployment/psum-controller"]);
   // direct mode: engines (compute nodes) reach the engine ports from anywhere, and nothing else
   const np = owned.find((o) => o.kind === "NetworkPolicy") as J;
   assert.equal(np.spec.ingress[0].from, undefined);
@@ -102,7 +102,7 @@ test("deletion: qdel the live job and keep the finalizer; once qstat shows it en
   // ended: the generic deletion takes over
   const ended = plan(observe(deleting, owned, { pbs: { dialect: "slurm", jobs: [job({ name, state: "C", phase: "completed" })] } }));
   assert.equal(of(ended, "pbsQdel").length, 0);
-  assert.deepEqual(of(ended, "delete").map((d) => d.ref.kind).sort(), ["Deployment", "NetworkPolicy", "Secret", "Service"]);
+  assert.deepEqual(of(ended, "delete").map((d) => d.ref.kind).sort(), ["ConfigMap", "Deployment", "NetworkPolicy", "Secret", "Service"]);
   const gone = plan(observe(deleting, [], { pbs: { dialect: "slurm", jobs: [] } }));
   assert.deepEqual(gone.actions, [{ type: "removeFinalizer" }]);
 });

@@ -45,7 +45,7 @@ test("new cluster: finalizer, a Creating event, every object applied, Pending", 
   const world = (p.status as J).mpi.worldGeneration;
   assert.deepEqual(kinds(p), [
     "addFinalizer", "event Creating",
-    "create Secret/psum-connection", "create Secret/psum-ssh", "apply ConfigMap/psum-hostfile", "apply Service/psum-controller",
+    "create Secret/psum-connection", "create Secret/psum-ssh", "apply ConfigMap/psum-hostfile", "apply ConfigMap/psum-controller-state", "apply Service/psum-controller",
     "apply Service/psum-workers", "apply NetworkPolicy/psum-controller", "apply Deployment/psum-controller", "apply StatefulSet/psum-worker",
     `apply Job/psum-launcher-${world}`,
   ]);
@@ -195,9 +195,9 @@ test("deletion: delete every owned object, then remove the finalizer", () => {
   const pod: KubeObject = { apiVersion: "v1", kind: "Pod", metadata: { name: "psum-worker-0", namespace: "science" } };
   const p = plan(observe(c, [...owned, pod]));
   const deletes = p.actions.filter((a) => a.type === "delete");
-  assert.equal(deletes.length, 9, "every managed object, never the pod");
+  assert.equal(deletes.length, 10, "every managed object (the controller-state ConfigMap too), never the pod");
   assert.ok(deletes.every((d) => d.type === "delete" && d.propagationPolicy === "Background"));
-  assert.deepEqual(events(p), ["Normal/Deleting: deleting 9 owned object(s) before removing the finalizer"]);
+  assert.deepEqual(events(p), ["Normal/Deleting: deleting 10 owned object(s) before removing the finalizer"]);
   assert.equal((p.status as J).phase, "Terminating");
   assert.ok(!p.actions.some((a) => a.type === "removeFinalizer"));
 
@@ -315,50 +315,122 @@ function pod(name: string, component: string, extraLabels: Record<string, string
 }
 
 /** A cluster walked to Ready with its controller pod `controllerPod`; returns the inputs of the next reconcile. */
+/** The engine list a controller reports for `n` engines: ids 0..n-1 with their uuids. */
+const engineList = (n: number, alive = n) => ({
+  registered: n, alive, engines: Array.from({ length: n }, (_, i) => ({ id: i, uuid: `uuid-${i}` })), nextId: n,
+});
+
 function readyCluster(controllerPod: KubeObject) {
   const c0 = withFinalizer(rawCluster(mpiSpec({ slotsPerWorker: 4 })));
   const p0 = plan(observe(c0));
-  const objs = live(applied(p0), { controller: true, workersReady: 2 });
   const world = (p0.status as J).mpi.worldGeneration as string;
-  const ready = plan(observe({ ...c0, status: p0.status }, [...objs, controllerPod], { controllerEngines: { registered: 8, alive: 8 } }));
+  const ready = plan(observe({ ...c0, status: p0.status }, [...live(applied(p0), { controller: true, workersReady: 2 }), controllerPod], { controllerEngines: engineList(8) }));
   assert.equal((ready.status as J).phase, "Ready");
+  // what the API server holds now: the controller-state ConfigMap with the 8 registrations
+  const objs = live(applied(ready), { controller: true, workersReady: 2 });
   return { c0, objs, world, status: ready.status as J };
 }
 
 const controllerPod = (name: string, restarts = 0, created?: string) =>
   pod(name, "controller", {}, { containerStatuses: [{ name: "controller", restartCount: restarts, state: { running: {} } }] }, created);
+const savedState = (objs: KubeObject[]) => JSON.parse(String((objs.find((o) => o.kind === "ConfigMap" && o.metadata.name === "psum-controller-state")!.data as J)["engines.json"]));
+const at = (seconds: number) => new Date(NOW.getTime() + seconds * 1000);
 
-test("a replaced controller pod relaunches the world: new epoch, new launcher Job, ControllerReplaced and Relaunching Events", () => {
+test("the controller-state ConfigMap holds the controller's registrations (upstream's engine state file), kept when the controller can't be read", () => {
+  const { c0, objs, status } = readyCluster(controllerPod("psum-controller-aaa"));
+  const uuids = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [String(i), `uuid-${i}`]));
+  assert.deepEqual(savedState(objs), { engines: uuids, next_id: 8 });
+  // unreachable: the saved registrations are applied unchanged, never emptied
+  const p = plan(observe({ ...c0, status }, [...objs, controllerPod("psum-controller-aaa")], { controllerEngines: { error: "timeout" } }));
+  assert.deepEqual(savedState(applied(p)), { engines: uuids, next_id: 8 });
+  // an engine gone: dropped from the copy, next id kept
+  const fewer = { ...engineList(8), registered: 7, alive: 7, engines: engineList(8).engines.filter((e) => e.id !== 3) };
+  const q = plan(observe({ ...c0, status }, [...objs, controllerPod("psum-controller-aaa")], { controllerEngines: fewer }));
+  const left = savedState(applied(q));
+  assert.equal(left.next_id, 8);
+  assert.deepEqual(Object.keys(left.engines), ["0", "1", "2", "4", "5", "6", "7"]);
+});
+
+test("a replaced controller pod keeps the world: same launcher Job, the engines re-attach, ControllerReplaced then EnginesReattached", () => {
   const { c0, objs, world, status } = readyCluster(controllerPod("psum-controller-aaa"));
   assert.equal(status.mpi.controllerPod, "psum-controller-aaa:0");
   const fresh = controllerPod("psum-controller-bbb", 0, "2026-02-01T10:00:00Z");
-  const p = plan(observe({ ...c0, status }, [...objs, fresh], { controllerEngines: { registered: 0, alive: 0 } }));
+  // the new controller restored the 8 engines from the ConfigMap; their hearts have not answered yet
+  const p = plan(observe({ ...c0, status }, [...objs, fresh], { controllerEngines: engineList(8, 0) }));
   const s = p.status as J;
-  assert.equal(s.mpi.worldEpoch, 1);
+  assert.equal(s.mpi.worldEpoch, undefined);
+  assert.equal(s.mpi.worldGeneration, world);
+  assert.equal(s.mpi.launcherJob, `psum-launcher-${world}`);
+  assert.equal(s.mpi.relaunches, 0);
   assert.equal(s.mpi.controllerPod, "psum-controller-bbb:0");
-  assert.notEqual(s.mpi.worldGeneration, world);
-  assert.equal(s.mpi.relaunches, 1);
-  assert.ok(kinds(p).includes(`delete Job/psum-launcher-${world}`), kinds(p).join("\n"));
-  assert.ok(kinds(p).includes(`apply Job/psum-launcher-${s.mpi.worldGeneration}`));
+  assert.deepEqual(s.mpi.reattach, { since: "2026-02-01T10:00:00Z", from: "psum-controller-aaa:0", engines: 8 });
+  assert.ok(!kinds(p).some((k) => k.startsWith("delete")), kinds(p).join("\n"));
+  assert.equal(s.phase, "Starting");
+  assert.equal(cond(p, "EnginesReady").reason, "EnginesReattaching");
+  assert.equal(cond(p, "Progressing").reason, "Reattaching");
+  assert.match(cond(p, "Progressing").message, /re-attach to controller psum-controller-bbb:0 \(was psum-controller-aaa:0\) \(0\/8 back so far\); the world is relaunched if they are not all back by 2026-02-01T10:02:00Z/);
   const ev = events(p);
-  assert.ok(ev.includes("Warning/ControllerReplaced: controller pod psum-controller-aaa:0 replaced by psum-controller-bbb:0: 8 engine registration(s) lost"), ev.join("\n"));
-  assert.ok(ev.some((e) => e.startsWith("Normal/Relaunching: the controller pod was replaced (psum-controller-aaa:0 → psum-controller-bbb:0)")), ev.join("\n"));
-  // the terminating old pod alongside the new one changes nothing
+  assert.ok(ev.includes("Warning/ControllerReplaced: controller pod psum-controller-aaa was replaced by psum-controller-bbb: the 8 engine(s) of the running MPI world re-attach to it with their ids; the world is relaunched if they are not all back within spec.controller.reattachTimeoutSeconds=120s"), ev.join("\n"));
+  assert.ok(!ev.some((e) => e.includes("Relaunching")), ev.join("\n"));
+  // the terminating old pod alongside the new one changes nothing; 5 of 8 back: still waiting
   const old = { ...controllerPod("psum-controller-aaa"), metadata: { ...controllerPod("psum-controller-aaa").metadata, deletionTimestamp: "2026-02-01T10:00:01Z" } };
-  const again = plan(observe({ ...c0, status: s }, [...live(applied(p), { controller: true, workersReady: 2 }), old, fresh], { controllerEngines: { registered: 0, alive: 0 } }));
-  assert.equal((again.status as J | undefined)?.mpi.worldEpoch ?? 1, 1);
-  assert.ok(!events(again).some((e) => e.includes("ControllerReplaced")));
+  const owned = [...live(applied(p), { controller: true, workersReady: 2 }), old, fresh];
+  const waiting = plan({ ...observe({ ...c0, status: s }, owned, { controllerEngines: engineList(8, 5) }), now: at(30) });
+  const w = waiting.status as J;
+  assert.deepEqual(w.mpi.reattach, s.mpi.reattach);
+  assert.ok(!events(waiting).some((e) => e.includes("ControllerReplaced")));
+  // every heart answered: re-attached, Ready, same world
+  const back = plan({ ...observe({ ...c0, status: w }, owned, { controllerEngines: engineList(8) }), now: at(40) });
+  const b = back.status as J;
+  assert.equal(b.phase, "Ready");
+  assert.equal(b.mpi.reattach, undefined);
+  assert.equal(b.mpi.worldGeneration, world);
+  assert.ok(events(back).includes("Normal/EnginesReattached: 8/8 engines re-attached to the new controller with their ids; the MPI world was kept"), events(back).join("\n"));
 });
 
-test("a restarted controller container counts as replaced; a controller change before any engine registered does not relaunch", () => {
-  const { c0, objs, status } = readyCluster(controllerPod("psum-controller-aaa"));
-  const p = plan(observe({ ...c0, status }, [...objs, controllerPod("psum-controller-aaa", 1)], { controllerEngines: { registered: 0, alive: 0 } }));
-  assert.equal((p.status as J).mpi.worldEpoch, 1);
+test("engines not back within reattachTimeoutSeconds: the world is relaunched (new epoch, new launcher Job) with ReattachTimedOut and Relaunching Events", () => {
+  const { c0, objs, world, status } = readyCluster(controllerPod("psum-controller-aaa"));
+  const fresh = controllerPod("psum-controller-bbb");
+  const p = plan(observe({ ...c0, status }, [...objs, fresh], { controllerEngines: { error: "controller Deployment has no available replica" } }));
+  const s = p.status as J;
+  assert.equal(s.mpi.reattach.since, "2026-02-01T10:00:00Z");
+  const owned = [...live(applied(p), { controller: true, workersReady: 2 }), fresh];
+  // one engine registered after the last saved state is unknown to the new controller: 7 come back
+  const late = plan({ ...observe({ ...c0, status: s }, owned, { controllerEngines: engineList(7) }), now: at(119) });
+  assert.equal((late.status as J).mpi.worldEpoch, undefined);
+  assert.ok(!kinds(late).some((k) => k.startsWith("delete Job")));
+  const t = plan({ ...observe({ ...c0, status: late.status }, owned, { controllerEngines: engineList(7) }), now: at(120) });
+  const ts = t.status as J;
+  assert.equal(ts.mpi.worldEpoch, 1);
+  assert.notEqual(ts.mpi.worldGeneration, world);
+  assert.equal(ts.mpi.relaunches, 1);
+  assert.equal(ts.mpi.reattach, undefined);
+  assert.ok(kinds(t).includes(`delete Job/psum-launcher-${world}`), kinds(t).join("\n"));
+  assert.ok(kinds(t).includes(`apply Job/psum-launcher-${ts.mpi.worldGeneration}`));
+  const ev = events(t);
+  assert.ok(ev.includes("Warning/ReattachTimedOut: 7/8 engines re-attached within spec.controller.reattachTimeoutSeconds=120s of the controller's replacement: relaunching the MPI world"), ev.join("\n"));
+  assert.ok(ev.some((e) => e.startsWith("Normal/Relaunching: the engines did not re-attach to the replaced controller (psum-controller-aaa:0 → psum-controller-bbb:0) within spec.controller.reattachTimeoutSeconds=120s")), ev.join("\n"));
+  // a shorter window from the spec
+  const c5 = { ...c0, spec: { ...((c0 as J).spec as J), controller: { reattachTimeoutSeconds: 10 } } };
+  const p5 = plan(observe({ ...c5, status }, [...objs, fresh], { controllerEngines: engineList(8, 0) }));
+  const t5 = plan({ ...observe({ ...c5, status: p5.status }, owned, { controllerEngines: engineList(8, 0) }), now: at(10) });
+  assert.equal((t5.status as J).mpi.worldEpoch, 1);
+});
+
+test("a restarted controller container re-attaches the same way; a controller change before any engine registered opens no window", () => {
+  const { c0, objs, world, status } = readyCluster(controllerPod("psum-controller-aaa"));
+  const p = plan(observe({ ...c0, status }, [...objs, controllerPod("psum-controller-aaa", 1)], { controllerEngines: engineList(8, 0) }));
+  const s = p.status as J;
+  assert.equal(s.mpi.worldEpoch, undefined);
+  assert.equal(s.mpi.worldGeneration, world);
+  assert.equal(s.mpi.reattach.from, "psum-controller-aaa:0");
+  assert.ok(events(p).some((e) => e.startsWith("Warning/ControllerReplaced: the controller container in pod psum-controller-aaa restarted (restart 1): the 8 engine(s)")), events(p).join("\n"));
 
   const fresh = withFinalizer(rawCluster(mpiSpec()));
   const p0 = plan(observe(fresh, [controllerPod("psum-controller-aaa")]));
   const p1 = plan(observe({ ...fresh, status: p0.status }, [...live(applied(p0)), controllerPod("psum-controller-bbb")]));
   assert.equal((p1.status as J).mpi.worldEpoch, undefined);
+  assert.equal((p1.status as J).mpi.reattach, undefined);
   assert.equal((p1.status as J).mpi.controllerPod, "psum-controller-bbb:0");
 });
 

@@ -12,7 +12,7 @@ import type { ClientPeer, EngineCluster, EnvVar, LabelSelector, MpiBackend, Reso
 import type { KubeObject } from "../../../api/kube.ts";
 import { renderHostfile, worldShape, type WorldShape } from "./hostfile.ts";
 import {
-  CLIENT_LABEL, clientLabelKey, CLIENT_PORTS, CLIENT_PORT_RANGE, CONNECTION_KEYS, CONTROLLER_UID, ENGINE_PORTS, ENGINE_PORT_RANGE, ENGINE_UID,
+  CLIENT_LABEL, clientLabelKey, CLIENT_PORTS, CONTROLLER_STATE_KEY, CLIENT_PORT_RANGE, CONNECTION_KEYS, CONTROLLER_UID, ENGINE_PORTS, ENGINE_PORT_RANGE, ENGINE_UID,
   HOSTFILE_KEY, HTTP_PORT, KUBE_ROOT_CA, METRICS_PORT, NAMESPACE_NAME_LABEL, OPERATOR_LABEL, OPERATOR_LABEL_VALUE, PATHS, SERVICE_PORTS, SSH_KEYS, SSH_PORT, WORLD_LABEL,
   clusterRef, dns, labels, names,
   ownerReference, selector, type ClusterRef, type Component,
@@ -70,6 +70,7 @@ export interface MpiObjects {
   world: string;
   shape: WorldShape;
   connectionSecret: KubeObject;
+  controllerState: KubeObject;
   sshSecret: KubeObject;
   controllerDeployment: KubeObject;
   controllerService: KubeObject;
@@ -190,6 +191,55 @@ export function buildSshSecret(ref: ClusterRef, material: KeyMaterial, config: B
 // ---------------------------------------------------------------------------------------------
 // controller
 
+/**
+ * The engine registrations a controller holds (ids, uuids, the next id): what upstream's engine
+ * state file `<profile>/log/engines<cluster id>.json` holds, and what `--restore` takes back.
+ */
+export interface ControllerEngineState {
+  engines: Array<{ id: number; uuid: string }>;
+  nextId: number;
+}
+
+export const EMPTY_ENGINE_STATE: ControllerEngineState = { engines: [], nextId: 0 };
+
+/** The state file's text: upstream's shape, ids in order, so equal states are equal text (an unchanged ConfigMap is not re-applied). */
+export function formatControllerState(s: ControllerEngineState): string {
+  const engines: Record<string, string> = {};
+  for (const e of [...s.engines].sort((a, b) => a.id - b.id)) engines[String(e.id)] = e.uuid;
+  const nextId = s.engines.reduce((n, e) => Math.max(n, e.id + 1), s.nextId);
+  return JSON.stringify({ engines, next_id: nextId }) + "\n";
+}
+
+/** The state a ConfigMap holds; undefined when it holds none or it cannot be read. */
+export function parseControllerState(cm: KubeObject | undefined): ControllerEngineState | undefined {
+  const text = (cm?.data as Record<string, unknown> | undefined)?.[CONTROLLER_STATE_KEY];
+  if (typeof text !== "string") return undefined;
+  try {
+    const j = JSON.parse(text) as { engines?: unknown; next_id?: unknown };
+    if (typeof j.engines !== "object" || j.engines === null || Array.isArray(j.engines)) return undefined;
+    const engines = Object.entries(j.engines as Record<string, unknown>)
+      .filter((kv): kv is [string, string] => /^\d+$/.test(kv[0]) && typeof kv[1] === "string" && kv[1] !== "")
+      .map(([id, uuid]) => ({ id: Number(id), uuid }));
+    return { engines, nextId: typeof j.next_id === "number" && Number.isInteger(j.next_id) ? j.next_id : 0 };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The controller-state ConfigMap: the operator's copy of the controller's engine registrations,
+ * updated from the controller's engine list when it changes. Mounted read only into the controller
+ * pod; a controller starting on a new run volume (a replaced pod) restores from it
+ * (`--restore-fallback`), so the running engines re-attach with their ids. Engine uuids are not
+ * secret (they only name ZeroMQ peers; every message still needs the HMAC key).
+ */
+export function buildControllerState(ref: ClusterRef, state: ControllerEngineState): KubeObject {
+  return {
+    apiVersion: "v1", kind: "ConfigMap", metadata: meta(ref, names.controllerState(ref.name), "controller-state"),
+    data: { [CONTROLLER_STATE_KEY]: formatControllerState(state) },
+  };
+}
+
 /** The controller's command line (ipcontroller-compatible flags of `ipp-operator controller`). */
 export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: BuildConfig): string[] {
   const c = ec.spec.controller;
@@ -210,9 +260,11 @@ export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: Build
     "--metrics-host=0.0.0.0",
     `--connection-dir=${PATHS.controllerRunDir}`,
     // profile (engine state file, task database) in the run volume, and --restore: a restarted
-    // controller container takes back the running engines with their ids (same ports and key anyway)
+    // controller container takes back the running engines with their ids (same ports and key anyway);
+    // a controller in a new pod (an empty run volume) restores from the operator's copy instead
     `--profile-dir=${PATHS.controllerRunDir}/profile`,
     "--restore",
+    `--restore-fallback=${PATHS.controllerStateDir}/${CONTROLLER_STATE_KEY}`,
     ...(c.taskRecords === "sqlite" ? ["--sqlitedb"] : []),
     ...(c.curve ? ["--enable-curve"] : []),
     // Kubernetes identities too: a SelfSubjectAccessReview with the caller's own token, so the
@@ -262,12 +314,15 @@ export function buildControllerDeployment(ref: ClusterRef, ec: EngineCluster, co
             volumeMounts: [
               { name: "connection", mountPath: PATHS.connectionDir, readOnly: true },
               { name: "run", mountPath: PATHS.controllerRunDir },
+              { name: "state", mountPath: PATHS.controllerStateDir, readOnly: true },
               ...(c.apiAuth === "kubernetes" ? [{ name: "kube-ca", mountPath: PATHS.kubeCaDir, readOnly: true }] : []),
             ],
           }],
           volumes: [
             { name: "connection", secret: { secretName: secret, defaultMode: 0o440 } },
             { name: "run", emptyDir: {} },
+            // optional: a controller whose ConfigMap is not there (yet) starts without engines to restore
+            { name: "state", configMap: { name: names.controllerState(ref.name), optional: true } },
             ...(c.apiAuth === "kubernetes" ? [{ name: "kube-ca", configMap: { name: KUBE_ROOT_CA.configMap, items: [{ key: KUBE_ROOT_CA.key, path: KUBE_ROOT_CA.key }] } }] : []),
           ],
         },
@@ -504,7 +559,7 @@ export function buildLauncher(ref: ClusterRef, mpi: MpiBackend, shape: WorldShap
 }
 
 /** Every object an mpi EngineCluster owns. `ec.spec.backend.mpi` must be set. */
-export function buildMpiObjects(ec: EngineCluster, material: KeyMaterial, config: BuildConfig = DEFAULT_BUILD_CONFIG, epoch = 0): MpiObjects {
+export function buildMpiObjects(ec: EngineCluster, material: KeyMaterial, config: BuildConfig = DEFAULT_BUILD_CONFIG, epoch = 0, state: ControllerEngineState = EMPTY_ENGINE_STATE): MpiObjects {
   const mpi = ec.spec.backend.mpi;
   if (mpi === undefined) throw new Error("buildMpiObjects: spec.backend.mpi is not set");
   const ref = clusterRef(ec);
@@ -515,6 +570,7 @@ export function buildMpiObjects(ec: EngineCluster, material: KeyMaterial, config
     world,
     shape,
     connectionSecret: buildConnectionSecret(ref, ec, material, config),
+    controllerState: buildControllerState(ref, state),
     sshSecret: buildSshSecret(ref, material, config),
     controllerDeployment: buildControllerDeployment(ref, ec, config),
     controllerService: buildControllerService(ref, ec),
@@ -528,5 +584,5 @@ export function buildMpiObjects(ec: EngineCluster, material: KeyMaterial, config
 
 /** The objects in apply order: Secrets and ConfigMap first, then Services, then workloads. */
 export function applyOrder(o: MpiObjects): KubeObject[] {
-  return [o.connectionSecret, o.sshSecret, o.hostfile, o.controllerService, o.workersService, o.networkPolicy, o.controllerDeployment, o.workers, o.launcher];
+  return [o.connectionSecret, o.sshSecret, o.hostfile, o.controllerState, o.controllerService, o.workersService, o.networkPolicy, o.controllerDeployment, o.workers, o.launcher];
 }

@@ -26,7 +26,7 @@ export const OPERATOR_LABEL = "ipp.dev/operator";
 export const OPERATOR_LABEL_VALUE = "true";
 export const MANAGED_BY = "ipp-operator";
 
-export type Component = "controller" | "connection" | "ssh" | "hostfile" | "workers" | "worker" | "launcher" | "network-policy";
+export type Component = "controller" | "controller-state" | "connection" | "ssh" | "hostfile" | "workers" | "worker" | "launcher" | "network-policy";
 
 /** The label the API server sets on every namespace (Kubernetes ≥ 1.21): its name. */
 export const NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name";
@@ -48,6 +48,8 @@ export const names = {
   workerPod: (c: string, i: number) => `${c}-worker-${i}`,
   launcher: (c: string, world: string) => `${c}-launcher-${world}`,
   networkPolicy: (c: string) => `${c}-controller`,
+  /** The engine registrations the operator keeps for a replaced controller pod (a ConfigMap). */
+  controllerState: (c: string) => `${c}-controller-state`,
 };
 
 /** Labels every owned object carries. */
@@ -138,6 +140,8 @@ export const CONNECTION_KEYS = {
 /** Keys of the SSH Secret (type kubernetes.io/ssh-auth). */
 export const SSH_KEYS = { privateKey: "ssh-privatekey", publicKey: "ssh-publickey", authorizedKeys: "authorized_keys", knownHosts: "known_hosts" };
 export const HOSTFILE_KEY = "hostfile";
+/** Key of the controller-state ConfigMap: an engine state file as upstream's hub writes it. */
+export const CONTROLLER_STATE_KEY = "engines.json";
 /** The ConfigMap every namespace holds with the API server's CA (Kubernetes ≥ 1.20), and its key. */
 export const KUBE_ROOT_CA = { configMap: "kube-root-ca.crt", key: "ca.crt" };
 
@@ -149,6 +153,8 @@ export const PATHS = {
   controllerRunDir: "/var/run/ipp",
   /** the API server's CA (the namespace's kube-root-ca.crt ConfigMap), for spec.controller.apiAuth kubernetes */
   kubeCaDir: "/etc/ipp/kube-ca",
+  /** the controller-state ConfigMap (read only): the state a controller in a new pod restores from */
+  controllerStateDir: "/etc/ipp/controller-state",
   workerEntrypoint: "/opt/ipp/entrypoint-worker.sh",
   launcherEntrypoint: "/opt/ipp/entrypoint-launcher.sh",
 };

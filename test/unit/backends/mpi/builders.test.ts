@@ -1,7 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { applyOrder, buildMpiObjects, buildNetworkPolicy, connectionFiles, controllerArgs, DEFAULT_BUILD_CONFIG } from "../../../../src/backends/mpi/core/builders.ts";
+import { applyOrder, buildMpiObjects, buildNetworkPolicy, connectionFiles, controllerArgs, DEFAULT_BUILD_CONFIG, parseControllerState } from "../../../../src/backends/mpi/core/builders.ts";
 import { parseHostfile, renderHostfile } from "../../../../src/backends/mpi/core/hostfile.ts";
+import type { KubeObject } from "../../../../src/api/kube.ts";
 import { clusterRef, labels } from "../../../../src/backends/mpi/core/names.ts";
 import { cluster, MATERIAL, mpiSpec, UID, unb64 } from "./fixtures.ts";
 import { splitOwnArgs } from "../../../../src/commands/controller.ts";
@@ -34,7 +35,7 @@ test("every object: namespace, labels, owner reference", () => {
   const o = build(mpiSpec());
   const all = applyOrder(o);
   assert.deepEqual(all.map((x) => `${x.kind}/${x.metadata.name}`), [
-    "Secret/psum-connection", "Secret/psum-ssh", "ConfigMap/psum-hostfile", "Service/psum-controller", "Service/psum-workers",
+    "Secret/psum-connection", "Secret/psum-ssh", "ConfigMap/psum-hostfile", "ConfigMap/psum-controller-state", "Service/psum-controller", "Service/psum-workers",
     "NetworkPolicy/psum-controller", "Deployment/psum-controller", "StatefulSet/psum-worker", `Job/psum-launcher-${o.world}`,
   ]);
   for (const x of all) {
@@ -96,6 +97,7 @@ test("controller Deployment: args, fixed named ports, probes, restricted securit
     "--engine-ports=10101-10109", "--client-ports=10110-10115", "--keyfile=/etc/ipp/connection/hmac-key",
     "--ping=1500", "--scheme=lru", "--http-port=8080", "--http-host=0.0.0.0", "--api-token-file=/etc/ipp/connection/api-token",
     "--metrics-port=8081", "--metrics-host=0.0.0.0", "--connection-dir=/var/run/ipp", "--profile-dir=/var/run/ipp/profile", "--restore",
+    "--restore-fallback=/etc/ipp/controller-state/engines.json",
   ]);
   const sqlite = cluster(mpiSpec({}, 8, { taskRecords: "sqlite" }));
   assert.ok(controllerArgs(clusterRef(sqlite), sqlite, DEFAULT_BUILD_CONFIG).includes("--sqlitedb"), "spec.controller.taskRecords: sqlite");
@@ -140,7 +142,23 @@ test("apiAuth kubernetes: the controller checks callers with a SelfSubjectAccess
   assert.deepEqual(c.volumeMounts.at(-1), { name: "kube-ca", mountPath: "/etc/ipp/kube-ca", readOnly: true });
   const plain = buildMpiObjects(cluster(mpiSpec()), MATERIAL).controllerDeployment as J;
   assert.ok(!plain.spec.template.spec.containers[0].args.some((a: string) => a.startsWith("--api-auth")));
-  assert.equal(plain.spec.template.spec.volumes.length, 2);
+  assert.equal(plain.spec.template.spec.volumes.length, 3);
+});
+
+test("controller-state ConfigMap: upstream's engine state file, mounted read only (optional) where --restore-fallback reads it", () => {
+  const o = buildMpiObjects(cluster(mpiSpec()), MATERIAL, DEFAULT_BUILD_CONFIG, 0, { engines: [{ id: 2, uuid: "u-2" }, { id: 0, uuid: "u-0" }], nextId: 1 });
+  const cm = o.controllerState as KubeObject & J;
+  assert.equal(cm.metadata.name, "psum-controller-state");
+  assert.equal(cm.metadata.labels?.["app.kubernetes.io/component"], "controller-state");
+  // ids in order; next_id never below the highest id + 1
+  assert.equal(cm.data["engines.json"], '{"engines":{"0":"u-0","2":"u-2"},"next_id":3}\n');
+  assert.deepEqual(parseControllerState(cm), { engines: [{ id: 0, uuid: "u-0" }, { id: 2, uuid: "u-2" }], nextId: 3 });
+  assert.equal(parseControllerState({ ...cm, data: { "engines.json": "not json" } }), undefined);
+  assert.equal((buildMpiObjects(cluster(mpiSpec()), MATERIAL).controllerState as J).data["engines.json"], '{"engines":{},"next_id":0}\n');
+  const pod = (o.controllerDeployment as J).spec.template.spec;
+  assert.deepEqual(pod.volumes.find((v: J) => v.name === "state"), { name: "state", configMap: { name: "psum-controller-state", optional: true } });
+  assert.deepEqual(pod.containers[0].volumeMounts.find((m: J) => m.name === "state"), { name: "state", mountPath: "/etc/ipp/controller-state", readOnly: true });
+  assert.ok(pod.containers[0].args.includes("--restore-fallback=/etc/ipp/controller-state/engines.json"));
 });
 
 test("controller Service: ZeroMQ ports and metrics, no API port unless the spec exposes it", () => {
