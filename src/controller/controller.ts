@@ -175,6 +175,8 @@ export async function startController(config: ControllerConfig, deps: Controller
     }), (err) => log.error("could not write the engine state file", err, { path }));
     events.on("engine-registered", () => writer.changed());
     events.on("engine-unregistered", () => writer.changed());
+    // restored from elsewhere (the fallback copy): the profile's file holds them from now on
+    if (restored && restored.path !== path) writer.changed();
     stateWriter = writer;
   }
   heart.start();

@@ -14,8 +14,12 @@
  * - a worker pod deleted mid-run: an Event and the status say so, the launcher relaunches the MPI
  *   world and the seed workflow works again;
  * - the controller pod deleted mid-run: an Event and the status say so, a running
- *   `connect --port-forward` reports the drop naming the pod and exits 1, the operator relaunches the
- *   world against the new controller and the seed workflow works again;
+ *   `connect --port-forward` reports the drop naming the pod and exits 1; the new controller pod
+ *   restores the registrations from the operator's controller-state ConfigMap and the running
+ *   world's engines (the same processes, the same launcher Job) re-attach with their ids: a new
+ *   client sees the same rc.ids and the seed workflow works again;
+ * - the controller process killed inside its container (kubelet restarts it): the engines
+ *   re-attach from the run volume's state file, same ids and processes;
  * - `kubectl delete ec`: nothing the cluster owned is left;
  * - `helm uninstall`: the CRD and the users' EngineClusters are kept.
  * Timings (apply → all engines registered, first engine → Ready) are printed as diagnostics and
@@ -98,6 +102,8 @@ function restrictedNamespace(name: string): void {
 }
 
 let notebooks = 0;
+/** What the last seed workflow saw: the client's rc.ids and each engine's pid (in rc.ids order). */
+let lastSeen: { ids: number[]; pids: number[] } | undefined;
 /** Runs the seed workflow in a notebook-like pod and returns the psum every engine computed. */
 async function seedFlow(t: TestContext): Promise<number[]> {
   const name = `notebook-${++notebooks}`;
@@ -141,6 +147,10 @@ async function seedFlow(t: TestContext): Promise<number[]> {
   const line = logs.split("\n").find((l) => l.startsWith("PSUM "));
   assert.ok(line, `the seed workflow printed its result:\n${logs}`);
   t.diagnostic(`${name}: ${line}`);
+  const seen = logs.split("\n").find((l) => l.startsWith("ENGINES "));
+  assert.ok(seen, `the seed workflow printed the engines it used:\n${logs}`);
+  lastSeen = JSON.parse(seen.slice(8)) as { ids: number[]; pids: number[] };
+  t.diagnostic(`${name}: ${seen}`);
   cluster.kubectl("delete", "pod", name, "-n", NS, "--wait=false");
   return JSON.parse(line.slice(5)) as number[];
 }
@@ -273,10 +283,15 @@ test("a worker pod deleted mid-run: an Event and the status say so, the launcher
   assert.deepEqual(await seedFlow(t), Array(ENGINES).fill(496));
 });
 
-test("the controller pod deleted mid-run: an Event and the status say so, the world is relaunched against the new controller, the seed workflow works again", async (t) => {
+test("the controller pod deleted mid-run: the running world's engines re-attach to the new controller pod with their ids (same processes, same launcher Job); a new client sees the same rc.ids and the seed workflow works again", async (t) => {
   const before = ec().status;
   const relaunches = Number(before.mpi.relaunches ?? 0);
   const oldJob = String(before.mpi.launcherJob);
+  const seenBefore = lastSeen;
+  assert.ok(seenBefore, "the previous test's seed workflow recorded the engines");
+  // the operator's copy of the registrations, which the new pod restores from
+  const saved = JSON.parse(String(getJson("configmap", `${EC}-controller-state`, "-n", NS).data["engines.json"])) as { engines: Record<string, string> };
+  assert.deepEqual(Object.keys(saved.engines).map(Number).sort((a, b) => a - b), [...seenBefore.ids].sort((a, b) => a - b), "the controller-state ConfigMap lists the registered engines");
   const selector = `ipp.dev/cluster=${EC},app.kubernetes.io/component=controller`;
   const oldPod = (getJson("pods", "-n", NS, "-l", selector).items as Json[])[0]!.metadata.name as string;
   // a notebook outside the cluster forwarding to the controller pod, with a client connection open
@@ -298,15 +313,48 @@ test("the controller pod deleted mid-run: an Event and the status say so, the wo
   t.diagnostic(`connect: ${fwd.err().trim().split("\n").pop()}`);
   const event = await until("a ControllerReplaced Event", 10 * MINUTE, () => events().find((e) => e.reason === "ControllerReplaced"));
   t.diagnostic(`Event ${event.reason}: ${event.message}`);
-  const s = await until("the world relaunched (new launcher Job), 4 engines registered, phase Ready", 15 * MINUTE, () => {
+  assert.match(String(event.message), new RegExp(`controller pod ${oldPod} was replaced by .*: the ${ENGINES} engine\\(s\\) of the running MPI world re-attach`));
+  await assertReattached(t, oldJob, relaunches, seenBefore, (s) => !String(s.mpi?.controllerPod ?? "").startsWith(`${oldPod}:`));
+});
+
+/**
+ * The engines came back to the controller without a relaunch: Ready with the same launcher Job,
+ * an EnginesReattached Event, and a new client sees the same ids served by the same processes.
+ */
+async function assertReattached(t: TestContext, oldJob: string, relaunches: number, seenBefore: { ids: number[]; pids: number[] }, newController: (s: Json) => boolean): Promise<void> {
+  const reattachedBefore = events().filter((e) => e.reason === "EnginesReattached").reduce((n, e) => n + Number(e.count ?? 1), 0);
+  const s = await until("the engines re-attached: 4 registered and alive, phase Ready, no re-attach pending", 10 * MINUTE, () => {
     const st = ec().status;
-    return st?.phase === "Ready" && Number(st.engines?.registered) === ENGINES && st.mpi?.launcherJob !== oldJob ? st : undefined;
+    return st?.phase === "Ready" && newController(st) && Number(st.engines?.alive) === ENGINES && st.mpi?.reattach === undefined ? st : undefined;
   });
-  assert.equal(Number(s.mpi.relaunches), relaunches + 1);
-  assert.equal(Number(s.mpi.worldEpoch), 1);
-  assert.ok(events().some((e) => e.reason === "Relaunching" && /controller pod was replaced/.test(String(e.message))), "a Relaunching Event says why");
-  await until(`the old launcher Job ${oldJob} is gone`, 5 * MINUTE, () => cluster.kubectlResult("get", "job", oldJob, "-n", NS).status !== 0);
+  assert.equal(s.mpi.launcherJob, oldJob, "the same launcher Job: the world was not relaunched");
+  assert.equal(Number(s.mpi.relaunches ?? 0), relaunches);
+  assert.equal(s.mpi.worldEpoch, undefined);
+  const ev = await until("an EnginesReattached Event", 2 * MINUTE, () => {
+    const list = events().filter((e) => e.reason === "EnginesReattached");
+    return list.reduce((n, e) => n + Number(e.count ?? 1), 0) > reattachedBefore ? list[0] : undefined;
+  });
+  t.diagnostic(`Event ${ev.reason}: ${ev.message}`);
+  assert.ok(!events().some((e) => e.reason === "ReattachTimedOut"), "no relaunch fallback");
+  assert.equal(cluster.kubectlResult("get", "job", oldJob, "-n", NS).status, 0, "the launcher Job is still there");
   assert.deepEqual(await seedFlow(t), Array(ENGINES).fill(496));
+  assert.deepEqual(lastSeen!.ids, seenBefore.ids, "rc.ids unchanged for a new client");
+  assert.deepEqual(lastSeen!.pids, seenBefore.pids, "the same engine processes answer under the same ids");
+}
+
+test("the controller process killed in its container (kubelet restarts it): the engines re-attach from the run volume's state file, same ids and processes", async (t) => {
+  const before = ec().status;
+  const seenBefore = lastSeen!;
+  const selector = `ipp.dev/cluster=${EC},app.kubernetes.io/component=controller`;
+  const pod = (getJson("pods", "-n", NS, "-l", selector).items as Json[]).find((p) => !p.metadata.deletionTimestamp)!;
+  const restarts = Number(pod.status.containerStatuses[0].restartCount ?? 0);
+  // node is PID 1 (bin/ipp-operator execs it); its SIGTERM handler stops the controller, which exits
+  cluster.kubectl("exec", "-n", NS, pod.metadata.name, "-c", "controller", "--", "node", "-e", "process.kill(1, 'SIGTERM')");
+  const event = await until("a ControllerReplaced Event for the restarted container", 5 * MINUTE,
+    () => events().find((e) => e.reason === "ControllerReplaced" && String(e.message).includes(`controller container in pod ${pod.metadata.name} restarted`)));
+  t.diagnostic(`Event ${event.reason}: ${event.message}`);
+  await assertReattached(t, String(before.mpi.launcherJob), Number(before.mpi.relaunches ?? 0), seenBefore,
+    (s) => s.mpi?.controllerPod === `${pod.metadata.name}:${restarts + 1}`);
 });
 
 test("kubectl delete ec: nothing the cluster owned is left", async () => {

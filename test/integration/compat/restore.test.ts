@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT, python, type IppMajor } from "../../support/paths.ts";
 import { BIN, childEnv, makeProfile } from "./harness.ts";
@@ -66,6 +66,43 @@ for (const major of [9, 8] as IppMajor[]) {
     }
   });
 }
+
+test("a controller whose profile has no state file (a new volume) restores from --restore-fallback: the running engines re-attach with their ids", { timeout: 600_000 }, async () => {
+  const profile = await makeProfile({ ours: true });
+  const copy = join(profile.dir, "operator-copy.json");
+  const args = ["--reuse", "--restore", `--restore-fallback=${copy}`, "--HeartMonitor.period=1000"];
+  const files = connectionFiles(profile.dir, "fb");
+  // the first start: no state anywhere yet (the fallback file does not exist): nothing restored
+  let ctl = await startController("ours", 9, profile.dir, "fb", args);
+  assert.doesNotMatch(ctl.output(), /restored engines/);
+  const engines = startEngines(9, files.engine, 4);
+  try {
+    const before = await runPython(9, "after_restore.py", [files.client, "4", "none"]);
+    assert.deepEqual(before.ids, [0, 1, 2, 3]);
+    // the copy is what the operator keeps (ids, uuids, next id); the profile's own file is lost
+    // with the volume, and the controller is stopped as a pod's is, with SIGTERM
+    const state = join(profile.dir, "log", "enginesfb.json");
+    await waitUntil(() => existsSync(state) && Object.keys((JSON.parse(readFileSync(state, "utf8")) as { engines: object }).engines).length === 4, 30_000, "the state file lists 4 engines");
+    copyFileSync(state, copy);
+    await ctl.stop("SIGTERM");
+    rmSync(state);
+
+    ctl = await startController("ours", 9, profile.dir, "fb", args);
+    assert.match(ctl.output(), /restored engines from the engine state file/);
+    assert.ok(ctl.output().includes(copy), "restored from the fallback copy");
+    const after = await runPython(9, "after_restore.py", [files.client, "4", "none"]);
+    assert.deepEqual(after.ids, before.ids, "rc.ids unchanged for a new client");
+    assert.deepEqual(after.engine_pids, before.engine_pids, "the same engine processes");
+    assert.equal(after.new_task, 42);
+    assert.equal(engines.child.exitCode, null, "mpiexec still running");
+    // the profile's own file is written again and, present, wins over the copy at the next start
+    await waitUntil(() => existsSync(state), 30_000, "the state file written again");
+  } finally {
+    await engines.stop("SIGKILL");
+    await ctl.stop();
+    await profile.cleanup();
+  }
+});
 
 test("--restore with a state file of another cluster id is refused, naming both", { timeout: 120_000 }, async () => {
   const profile = await makeProfile({ ours: true });
