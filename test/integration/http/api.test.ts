@@ -201,6 +201,8 @@ for (const major of [9, 8] as const) {
       const list = await call(r().base, "GET", "/api/v1/engines");
       assert.equal(list.status, 200);
       assert.deepEqual(list.json.engines.map((e: { id: number }) => e.id).sort(), [0, 1, 2]);
+      // what an engine state file holds (the operator keeps a copy for a replaced controller pod)
+      assert.equal(list.json.nextId, 3);
       for (const e of list.json.engines) {
         assert.equal(e.alive, true);
         assert.match(e.uuid, /^[0-9a-f-]+$/);

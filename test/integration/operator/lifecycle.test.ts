@@ -81,7 +81,7 @@ test("an operator killed mid-reconcile and restarted creates no duplicates, keep
   for (const name of names) {
     const counts: Record<string, number> = {};
     for (const [v, k] of OWNED_KINDS) counts[k] = (await listItems(api.client, collectionPath(resourceType(v, k), NS), `${CLUSTER_LABEL}=${name}`)).length;
-    assert.deepEqual(counts, { Deployment: 1, Service: 2, Secret: 2, ConfigMap: 1, StatefulSet: 1, Job: 1, NetworkPolicy: 1 }, `objects of ${name}`);
+    assert.deepEqual(counts, { Deployment: 1, Service: 2, Secret: 2, ConfigMap: 2, StatefulSet: 1, Job: 1, NetworkPolicy: 1 }, `objects of ${name}`);
   }
   for (const s of await listItems(api.client, collectionPath(resourceType("v1", "Secret"), NS), CLUSTER_LABEL)) {
     const before = secretsBefore.get(s.metadata!.name!);

@@ -84,11 +84,11 @@ test("apply: every owned object exists with its content and owner reference; fin
   assert.equal(cond(ec, "Ready")!.status, "False");
   assert.equal(cond(ec, "Degraded")!.status, "False");
 
-  const owned = await waitFor("owned objects", async () => { const o = await ownedObjects("psum"); return o.length >= 9 && o; });
+  const owned = await waitFor("owned objects", async () => { const o = await ownedObjects("psum"); return o.length >= 10 && o; });
   const byKind = (k: string) => owned.filter((o) => o.kind === k).map((o) => o.metadata!.name).sort();
   assert.deepEqual(byKind("Secret"), ["psum-connection", "psum-ssh"]);
   assert.deepEqual(byKind("Service"), ["psum-controller", "psum-workers"]);
-  assert.deepEqual(byKind("ConfigMap"), ["psum-hostfile"]);
+  assert.deepEqual(byKind("ConfigMap"), ["psum-controller-state", "psum-hostfile"]);
   assert.deepEqual(byKind("Deployment"), ["psum-controller"]);
   assert.deepEqual(byKind("StatefulSet"), ["psum-worker"]);
   assert.deepEqual(byKind("Job"), [ec.status!.mpi!.launcherJob!]);
@@ -101,7 +101,7 @@ test("apply: every owned object exists with its content and owner reference; fin
   }
   const sts = owned.find((o) => o.kind === "StatefulSet") as { spec: { replicas: number } } & KubeObject;
   assert.equal(sts.spec.replicas, 2);
-  const hostfile = (owned.find((o) => o.kind === "ConfigMap") as { data: Record<string, string> } & KubeObject).data[HOSTFILE_KEY]!;
+  const hostfile = (owned.find((o) => o.kind === "ConfigMap" && o.metadata?.name === "psum-hostfile") as { data: Record<string, string> } & KubeObject).data[HOSTFILE_KEY]!;
   assert.deepEqual(hostfile.trim().split("\n"), [
     "psum-worker-0.psum-workers.ops.svc.cluster.local slots=2",
     "psum-worker-1.psum-workers.ops.svc.cluster.local slots=2",
@@ -166,7 +166,7 @@ test("changing engines updates the owned objects and relaunches the MPI world", 
     const owned = await ownedObjects("psum");
     const sts = owned.find((o) => o.kind === "StatefulSet") as { spec: { replicas: number } } | undefined;
     const jobs = owned.filter((o) => o.kind === "Job").map((o) => o.metadata!.name);
-    const hostfile = (owned.find((o) => o.kind === "ConfigMap") as { data: Record<string, string> } | undefined)?.data[HOSTFILE_KEY] ?? "";
+    const hostfile = (owned.find((o) => o.kind === "ConfigMap" && o.metadata?.name === "psum-hostfile") as { data: Record<string, string> } | undefined)?.data[HOSTFILE_KEY] ?? "";
     return sts?.spec.replicas === 3 && jobs.length === 1 && jobs[0] === ec.status!.mpi!.launcherJob && hostfile.trim().split("\n").length === 3;
   });
   await waitFor("Relaunching event", async () => (await eventsFor("psum")).some((e) => e.reason === "Relaunching" && /4 → 6/.test(e.message)));
