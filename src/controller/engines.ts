@@ -33,6 +33,13 @@ export interface EngineSummary {
   missedBeats: number;
 }
 
+/**
+ * Beats a restored engine may miss before its heart first answers: ipengine's default
+ * max_heartbeat_misses, the time an engine itself waits for a silent controller. A controller in a
+ * new pod is reached only once the Service routes to it (pod Ready, endpoints, kube-proxy).
+ */
+export const RESTORED_FIRST_ANSWER_MISSES = 50;
+
 /** The schedulers' side of an engine's arrival and departure (wired in controller.ts). */
 export interface EngineWork {
   /** A registration completed: the engine can take load-balanced tasks. */
@@ -170,7 +177,8 @@ export class EngineRegistry {
     };
     this.byId.set(eid, e);
     this.byUuid.set(uuid, e);
-    this.heart.track(uuid);
+    // as long as the engine itself waits for a silent controller (ipengine's max_heartbeat_misses, 50)
+    this.heart.track(uuid, RESTORED_FIRST_ANSWER_MISSES);
     this.unheard.add(uuid);
     this.setDepth(e);
     this.refreshGauges();

@@ -27,6 +27,8 @@ export class HeartMonitor {
   private readonly hearts = new Set<string>();
   private responses = new Set<string>();
   private readonly probation = new Map<string, number>();
+  /** Hearts expected without having answered yet (restored engines), with the misses each may have until it first answers. */
+  private readonly patience = new Map<string, number>();
   /** When each heart's connection closed (cleared by its next pong). */
   private readonly disconnectedAt = new Map<string, number>();
   private current = "";
@@ -53,11 +55,12 @@ export class HeartMonitor {
     for (const h of this.hearts) {
       if (this.responses.has(h)) {
         this.probation.delete(h);
+        this.patience.delete(h);
         continue;
       }
       if (newHearts.has(h)) continue;
       const n = (this.probation.get(h) ?? 0) + 1;
-      if (n > this.maxMisses) failures.push(h);
+      if (n > (this.patience.get(h) ?? this.maxMisses)) failures.push(h);
       else this.probation.set(h, n);
     }
     for (const h of failures) this.remove(h);
@@ -86,9 +89,15 @@ export class HeartMonitor {
     return "ok";
   }
 
-  /** Expect a heart that has not answered yet (an engine restored after a controller restart): it fails like any other if it stays silent. */
-  track(heart: string): void {
+  /**
+   * Expect a heart that has not answered yet (an engine restored after a controller restart): it
+   * fails like any other if it stays silent, after `maxMisses` beats, or `firstAnswerMisses` when
+   * given (a controller in a new pod is reachable only once the Service routes to it, which can
+   * take longer than the usual miss limit; the engines themselves wait 50 missed pings).
+   */
+  track(heart: string, firstAnswerMisses?: number): void {
     this.hearts.add(heart);
+    if (firstAnswerMisses !== undefined && firstAnswerMisses > this.maxMisses) this.patience.set(heart, firstAnswerMisses);
   }
 
   /** The heart's connection closed at `nowMs` (ignored for hearts not known). */
@@ -102,6 +111,7 @@ export class HeartMonitor {
 
   remove(heart: string): void {
     this.hearts.delete(heart);
+    this.patience.delete(heart);
     this.probation.delete(heart);
     this.responses.delete(heart);
     this.disconnectedAt.delete(heart);

@@ -285,8 +285,6 @@ test("a worker pod deleted mid-run: an Event and the status say so, the launcher
 
 test("the controller pod deleted mid-run: the running world's engines re-attach to the new controller pod with their ids (same processes, same launcher Job); a new client sees the same rc.ids and the seed workflow works again", async (t) => {
   const before = ec().status;
-  const relaunches = Number(before.mpi.relaunches ?? 0);
-  const oldJob = String(before.mpi.launcherJob);
   const seenBefore = lastSeen;
   assert.ok(seenBefore, "the previous test's seed workflow recorded the engines");
   // the operator's copy of the registrations, which the new pod restores from
@@ -314,22 +312,23 @@ test("the controller pod deleted mid-run: the running world's engines re-attach 
   const event = await until("a ControllerReplaced Event", 10 * MINUTE, () => events().find((e) => e.reason === "ControllerReplaced"));
   t.diagnostic(`Event ${event.reason}: ${event.message}`);
   assert.match(String(event.message), new RegExp(`controller pod ${oldPod} was replaced by .*: the ${ENGINES} engine\\(s\\) of the running MPI world re-attach`));
-  await assertReattached(t, oldJob, relaunches, seenBefore, (s) => !String(s.mpi?.controllerPod ?? "").startsWith(`${oldPod}:`));
+  await assertReattached(t, before, seenBefore, (s) => !String(s.mpi?.controllerPod ?? "").startsWith(`${oldPod}:`));
 });
 
 /**
  * The engines came back to the controller without a relaunch: Ready with the same launcher Job,
  * an EnginesReattached Event, and a new client sees the same ids served by the same processes.
  */
-async function assertReattached(t: TestContext, oldJob: string, relaunches: number, seenBefore: { ids: number[]; pids: number[] }, newController: (s: Json) => boolean): Promise<void> {
+async function assertReattached(t: TestContext, before: Json, seenBefore: { ids: number[]; pids: number[] }, newController: (s: Json) => boolean): Promise<void> {
+  const oldJob = String(before.mpi.launcherJob);
   const reattachedBefore = events().filter((e) => e.reason === "EnginesReattached").reduce((n, e) => n + Number(e.count ?? 1), 0);
   const s = await until("the engines re-attached: 4 registered and alive, phase Ready, no re-attach pending", 10 * MINUTE, () => {
     const st = ec().status;
     return st?.phase === "Ready" && newController(st) && Number(st.engines?.alive) === ENGINES && st.mpi?.reattach === undefined ? st : undefined;
   });
   assert.equal(s.mpi.launcherJob, oldJob, "the same launcher Job: the world was not relaunched");
-  assert.equal(Number(s.mpi.relaunches ?? 0), relaunches);
-  assert.equal(s.mpi.worldEpoch, undefined);
+  assert.equal(Number(s.mpi.relaunches ?? 0), Number(before.mpi.relaunches ?? 0));
+  assert.equal(s.mpi.worldEpoch, before.mpi.worldEpoch, "the same world epoch");
   const ev = await until("an EnginesReattached Event", 2 * MINUTE, () => {
     const list = events().filter((e) => e.reason === "EnginesReattached");
     return list.reduce((n, e) => n + Number(e.count ?? 1), 0) > reattachedBefore ? list[0] : undefined;
@@ -353,7 +352,7 @@ test("the controller process killed in its container (kubelet restarts it): the 
   const event = await until("a ControllerReplaced Event for the restarted container", 5 * MINUTE,
     () => events().find((e) => e.reason === "ControllerReplaced" && String(e.message).includes(`controller container in pod ${pod.metadata.name} restarted`)));
   t.diagnostic(`Event ${event.reason}: ${event.message}`);
-  await assertReattached(t, String(before.mpi.launcherJob), Number(before.mpi.relaunches ?? 0), seenBefore,
+  await assertReattached(t, before, seenBefore,
     (s) => s.mpi?.controllerPod === `${pod.metadata.name}:${restarts + 1}`);
 });
 

@@ -183,6 +183,27 @@ test("heartbeat: first pong is 'new', misses go on probation, > maxMisses fails"
   assert.equal(hm.has("e"), false);
 });
 
+test("heartbeat: a restored heart may miss more beats before it first answers; once it answered, the usual limit", () => {
+  const hm = new HeartMonitor({ maxMisses: 2 });
+  hm.track("r", 4);
+  hm.track("plain");
+  hm.beat(1);
+  hm.beat(2);
+  assert.deepEqual(hm.beat(3).failures, ["plain"], "the usual limit for a heart tracked without patience");
+  hm.beat(4);
+  assert.equal(hm.has("r"), true);
+  assert.equal(hm.missed("r"), 4);
+  const ping = hm.beat(5);
+  assert.deepEqual(ping.failures, ["r"], "past its own limit");
+  hm.track("s", 4);
+  const p = hm.beat(6).ping;
+  assert.equal(hm.pong("s", p), "ok");
+  hm.beat(7);
+  hm.beat(8);
+  hm.beat(9);
+  assert.deepEqual(hm.beat(10).failures, ["s"], "after its first answer, maxMisses as any heart");
+});
+
 test("heartbeat: a closed heart connection is dead at the first beat a grace period later, unless it answers again", () => {
   const hm = new HeartMonitor({ maxMisses: 10, disconnectGraceMs: 500 });
   const ping = hm.beat(1, 0).ping;
