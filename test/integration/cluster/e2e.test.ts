@@ -286,6 +286,7 @@ test("a worker pod deleted mid-run: an Event and the status say so, the launcher
 test("the controller pod deleted mid-run: the running world's engines re-attach to the new controller pod with their ids (same processes, same launcher Job); a new client sees the same rc.ids and the seed workflow works again", async (t) => {
   const before = ec().status;
   const seenBefore = lastSeen;
+  const reattached = reattachedEvents();
   assert.ok(seenBefore, "the previous test's seed workflow recorded the engines");
   // the operator's copy of the registrations, which the new pod restores from
   const saved = JSON.parse(String(getJson("configmap", `${EC}-controller-state`, "-n", NS).data["engines.json"])) as { engines: Record<string, string> };
@@ -312,16 +313,18 @@ test("the controller pod deleted mid-run: the running world's engines re-attach 
   const event = await until("a ControllerReplaced Event", 10 * MINUTE, () => events().find((e) => e.reason === "ControllerReplaced"));
   t.diagnostic(`Event ${event.reason}: ${event.message}`);
   assert.match(String(event.message), new RegExp(`controller pod ${oldPod} was replaced by .*: the ${ENGINES} engine\\(s\\) of the running MPI world re-attach`));
-  await assertReattached(t, before, seenBefore, (s) => !String(s.mpi?.controllerPod ?? "").startsWith(`${oldPod}:`));
+  await assertReattached(t, before, reattached, seenBefore, (s) => !String(s.mpi?.controllerPod ?? "").startsWith(`${oldPod}:`));
 });
 
 /**
  * The engines came back to the controller without a relaunch: Ready with the same launcher Job,
  * an EnginesReattached Event, and a new client sees the same ids served by the same processes.
  */
-async function assertReattached(t: TestContext, before: Json, seenBefore: { ids: number[]; pids: number[] }, newController: (s: Json) => boolean): Promise<void> {
+/** EnginesReattached Events so far (an Event repeated with the same message counts up). */
+const reattachedEvents = () => events().filter((e) => e.reason === "EnginesReattached").reduce((n, e) => n + Number(e.count ?? 1), 0);
+
+async function assertReattached(t: TestContext, before: Json, reattachedBefore: number, seenBefore: { ids: number[]; pids: number[] }, newController: (s: Json) => boolean): Promise<void> {
   const oldJob = String(before.mpi.launcherJob);
-  const reattachedBefore = events().filter((e) => e.reason === "EnginesReattached").reduce((n, e) => n + Number(e.count ?? 1), 0);
   const s = await until("the engines re-attached: 4 registered and alive, phase Ready, no re-attach pending", 10 * MINUTE, () => {
     const st = ec().status;
     return st?.phase === "Ready" && newController(st) && Number(st.engines?.alive) === ENGINES && st.mpi?.reattach === undefined ? st : undefined;
@@ -344,6 +347,7 @@ async function assertReattached(t: TestContext, before: Json, seenBefore: { ids:
 test("the controller process killed in its container (kubelet restarts it): the engines re-attach from the run volume's state file, same ids and processes", async (t) => {
   const before = ec().status;
   const seenBefore = lastSeen!;
+  const reattached = reattachedEvents();
   const selector = `ipp.dev/cluster=${EC},app.kubernetes.io/component=controller`;
   const pod = (getJson("pods", "-n", NS, "-l", selector).items as Json[]).find((p) => !p.metadata.deletionTimestamp)!;
   const restarts = Number(pod.status.containerStatuses[0].restartCount ?? 0);
@@ -352,7 +356,7 @@ test("the controller process killed in its container (kubelet restarts it): the 
   const event = await until("a ControllerReplaced Event for the restarted container", 5 * MINUTE,
     () => events().find((e) => e.reason === "ControllerReplaced" && String(e.message).includes(`controller container in pod ${pod.metadata.name} restarted`)));
   t.diagnostic(`Event ${event.reason}: ${event.message}`);
-  await assertReattached(t, before, seenBefore,
+  await assertReattached(t, before, reattached, seenBefore,
     (s) => s.mpi?.controllerPod === `${pod.metadata.name}:${restarts + 1}`);
 });
 
