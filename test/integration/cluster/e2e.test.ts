@@ -67,6 +67,12 @@ function ec(name = EC): Json {
   return getJson("enginecluster", name, "-n", NS);
 }
 
+/** The controller pod's log lines about engine registrations (ids and uuids), for diagnostics. */
+function registrationLog(pod: string): string {
+  const r = cluster.kubectlResult("logs", "-n", NS, pod, "-c", "controller");
+  return r.stdout.split("\n").filter((l) => /engine (registered|restored|unregistered)|registration|heart answered/.test(l)).slice(-40).join("\n");
+}
+
 /** What the cluster looks like, for failure messages. */
 function diagnostics(): string {
   const r = (...a: string[]) => { const x = cluster.kubectlResult(...a); return `$ kubectl ${a.join(" ")}\n${x.stdout}${x.stderr}`; };
@@ -293,6 +299,8 @@ test("the controller pod deleted mid-run: the running world's engines re-attach 
   assert.deepEqual(Object.keys(saved.engines).map(Number).sort((a, b) => a - b), [...seenBefore.ids].sort((a, b) => a - b), "the controller-state ConfigMap lists the registered engines");
   const selector = `ipp.dev/cluster=${EC},app.kubernetes.io/component=controller`;
   const oldPod = (getJson("pods", "-n", NS, "-l", selector).items as Json[])[0]!.metadata.name as string;
+  t.diagnostic(`controller-state ConfigMap: ${JSON.stringify(saved.engines)}`);
+  t.diagnostic(`${oldPod} registrations:\n${registrationLog(oldPod)}`);
   // a notebook outside the cluster forwarding to the controller pod, with a client connection open
   const fwd = startConnect("dropped", ["--check-seconds", "2"]);
   let code: number | null | "hang";
@@ -313,7 +321,12 @@ test("the controller pod deleted mid-run: the running world's engines re-attach 
   const event = await until("a ControllerReplaced Event", 10 * MINUTE, () => events().find((e) => e.reason === "ControllerReplaced"));
   t.diagnostic(`Event ${event.reason}: ${event.message}`);
   assert.match(String(event.message), new RegExp(`controller pod ${oldPod} was replaced by .*: the ${ENGINES} engine\\(s\\) of the running MPI world re-attach`));
-  await assertReattached(t, before, reattached, seenBefore, (s) => !String(s.mpi?.controllerPod ?? "").startsWith(`${oldPod}:`));
+  try {
+    await assertReattached(t, before, reattached, seenBefore, (s) => !String(s.mpi?.controllerPod ?? "").startsWith(`${oldPod}:`));
+  } finally {
+    const pods = (getJson("pods", "-n", NS, "-l", selector).items as Json[]).filter((p) => p.metadata.name !== oldPod);
+    for (const p of pods) t.diagnostic(`${p.metadata.name as string} registrations:\n${registrationLog(p.metadata.name as string)}`);
+  }
 });
 
 /**
