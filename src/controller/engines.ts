@@ -85,6 +85,15 @@ export class EngineRegistry {
   /** The requested id if free, else the next unused one. */
   newEngineId(requested: unknown): number {
     if (typeof requested === "number" && Number.isInteger(requested) && requested >= 0) {
+      const holder = this.byId.get(requested);
+      if (holder !== undefined && this.unheard.has(holder.uuid)) {
+        // A restored engine that has not answered this controller, and a new process asking for
+        // its id: ids are asked for by MPI rank, and a rank registers again only in a relaunched
+        // world, so the restored process is gone. Without this the new world's engines would get
+        // new ids while the restored ones wait out their patience.
+        this.ctx.log.info("a new engine takes the id of a restored engine that never answered", { id: requested, uuid: holder.uuid });
+        this.unregister(requested, "replaced");
+      }
       const inUse = this.byId.has(requested) || this.incoming.hasId(requested);
       if (!inUse) {
         this.idCounter = Math.max(requested + 1, this.idCounter);

@@ -104,6 +104,36 @@ test("a controller whose profile has no state file (a new volume) restores from 
   }
 });
 
+test("restored engines that never answer (their world was relaunched while the controller was down) give their ids to the new world's engines", { timeout: 600_000 }, async () => {
+  const profile = await makeProfile({ ours: true });
+  const args = ["--reuse", "--restore", "--HeartMonitor.period=1000"];
+  const files = connectionFiles(profile.dir, "rl");
+  let ctl = await startController("ours", 9, profile.dir, "rl", args);
+  let engines = startEngines(9, files.engine, 4);
+  try {
+    const before = await runPython(9, "after_restore.py", [files.client, "4", "none"]);
+    assert.deepEqual(before.ids, [0, 1, 2, 3]);
+    const state = join(profile.dir, "log", "enginesrl.json");
+    await waitUntil(() => existsSync(state) && Object.keys((JSON.parse(readFileSync(state, "utf8")) as { engines: object }).engines).length === 4, 30_000, "the state file lists 4 engines");
+    // controller and world both gone; the state file still lists the old world's engines
+    await ctl.stop("SIGKILL");
+    await engines.stop("SIGKILL");
+    ctl = await startController("ours", 9, profile.dir, "rl", args);
+    assert.match(ctl.output(), /restored engines from the engine state file/);
+    // the relaunched world's ranks ask for ids 0-3, which the restored (dead) engines hold
+    engines = startEngines(9, files.engine, 4);
+    await waitUntil(() => (ctl.output().match(/engine registered/g) ?? []).length >= 4, 120_000, `the new world's 4 engines registered: ${ctl.output().slice(-3000)}`);
+    const after = await runPython(9, "after_restore.py", [files.client, "4", "none"]);
+    assert.deepEqual(after.ids, [0, 1, 2, 3], "the new world's engines have the ranks' ids, not 4-7");
+    assert.notDeepEqual(after.engine_pids, before.engine_pids, "new engine processes");
+    assert.equal(after.new_task, 42);
+  } finally {
+    await engines.stop("SIGKILL");
+    await ctl.stop();
+    await profile.cleanup();
+  }
+});
+
 test("--restore with a state file of another cluster id is refused, naming both", { timeout: 120_000 }, async () => {
   const profile = await makeProfile({ ours: true });
   try {

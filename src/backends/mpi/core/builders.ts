@@ -240,6 +240,13 @@ export function buildControllerState(ref: ClusterRef, state: ControllerEngineSta
   };
 }
 
+/** Where the controller keeps its profile: the stateVolumeClaim's sub-directory for this cluster, else the run volume. */
+export function controllerProfileDir(ref: ClusterRef, ec: EngineCluster): string {
+  return ec.spec.controller.stateVolumeClaim !== undefined
+    ? `${PATHS.controllerStateVolumeDir}/${ref.name}/profile`
+    : `${PATHS.controllerRunDir}/profile`;
+}
+
 /** The controller's command line (ipcontroller-compatible flags of `ipp-operator controller`). */
 export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: BuildConfig): string[] {
   const c = ec.spec.controller;
@@ -259,10 +266,11 @@ export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: Build
     `--metrics-port=${METRICS_PORT}`,
     "--metrics-host=0.0.0.0",
     `--connection-dir=${PATHS.controllerRunDir}`,
-    // profile (engine state file, task database) in the run volume, and --restore: a restarted
-    // controller container takes back the running engines with their ids (same ports and key anyway);
-    // a controller in a new pod (an empty run volume) restores from the operator's copy instead
-    `--profile-dir=${PATHS.controllerRunDir}/profile`,
+    // profile (engine state file, task database) in the run volume, or on the claim when there is
+    // one, and --restore: a restarted controller container takes back the running engines with their
+    // ids (same ports and key anyway); a controller in a new pod restores from the claim's state
+    // file, or without a claim (an empty run volume) from the operator's copy
+    `--profile-dir=${controllerProfileDir(ref, ec)}`,
     "--restore",
     `--restore-fallback=${PATHS.controllerStateDir}/${CONTROLLER_STATE_KEY}`,
     ...(c.taskRecords === "sqlite" ? ["--sqlitedb"] : []),
@@ -315,6 +323,7 @@ export function buildControllerDeployment(ref: ClusterRef, ec: EngineCluster, co
               { name: "connection", mountPath: PATHS.connectionDir, readOnly: true },
               { name: "run", mountPath: PATHS.controllerRunDir },
               { name: "state", mountPath: PATHS.controllerStateDir, readOnly: true },
+              ...(c.stateVolumeClaim !== undefined ? [{ name: "state-volume", mountPath: PATHS.controllerStateVolumeDir }] : []),
               ...(c.apiAuth === "kubernetes" ? [{ name: "kube-ca", mountPath: PATHS.kubeCaDir, readOnly: true }] : []),
             ],
           }],
@@ -323,6 +332,7 @@ export function buildControllerDeployment(ref: ClusterRef, ec: EngineCluster, co
             { name: "run", emptyDir: {} },
             // optional: a controller whose ConfigMap is not there (yet) starts without engines to restore
             { name: "state", configMap: { name: names.controllerState(ref.name), optional: true } },
+            ...(c.stateVolumeClaim !== undefined ? [{ name: "state-volume", persistentVolumeClaim: { claimName: c.stateVolumeClaim } }] : []),
             ...(c.apiAuth === "kubernetes" ? [{ name: "kube-ca", configMap: { name: KUBE_ROOT_CA.configMap, items: [{ key: KUBE_ROOT_CA.key, path: KUBE_ROOT_CA.key }] } }] : []),
           ],
         },

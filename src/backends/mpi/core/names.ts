@@ -151,6 +151,8 @@ export const PATHS = {
   sshDir: "/etc/ipp/ssh",
   hostfileDir: "/etc/ipp/hostfile",
   controllerRunDir: "/var/run/ipp",
+  /** the controller's stateVolumeClaim, when it has one: <dir>/<cluster>/profile holds its state */
+  controllerStateVolumeDir: "/var/lib/ipp-controller",
   /** the API server's CA (the namespace's kube-root-ca.crt ConfigMap), for spec.controller.apiAuth kubernetes */
   kubeCaDir: "/etc/ipp/kube-ca",
   /** the controller-state ConfigMap (read only): the state a controller in a new pod restores from */

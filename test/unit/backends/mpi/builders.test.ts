@@ -161,6 +161,20 @@ test("controller-state ConfigMap: upstream's engine state file, mounted read onl
   assert.ok(pod.containers[0].args.includes("--restore-fallback=/etc/ipp/controller-state/engines.json"));
 });
 
+test("controller stateVolumeClaim: the profile (state file, task database) on the claim, in the cluster's own sub-directory; without it, the run volume", () => {
+  const withClaim = cluster(mpiSpec({}, 8, { stateVolumeClaim: "ipp-state", taskRecords: "sqlite" }));
+  const pod = (buildMpiObjects(withClaim, MATERIAL).controllerDeployment as J).spec.template.spec;
+  assert.deepEqual(pod.volumes.find((v: J) => v.name === "state-volume"), { name: "state-volume", persistentVolumeClaim: { claimName: "ipp-state" } });
+  assert.deepEqual(pod.containers[0].volumeMounts.find((m: J) => m.name === "state-volume"), { name: "state-volume", mountPath: "/var/lib/ipp-controller" });
+  assert.ok(pod.containers[0].args.includes("--profile-dir=/var/lib/ipp-controller/psum/profile"));
+  assert.ok(pod.containers[0].args.includes("--sqlitedb"));
+  assert.ok(pod.containers[0].args.includes("--restore"));
+  const plain = (buildMpiObjects(cluster(mpiSpec()), MATERIAL).controllerDeployment as J).spec.template.spec;
+  assert.ok(plain.containers[0].args.includes("--profile-dir=/var/run/ipp/profile"));
+  assert.equal(plain.volumes.some((v: J) => v.name === "state-volume"), false);
+  assert.throws(() => cluster(mpiSpec({}, 8, { stateVolumeClaim: "Not_A_Name" })), /PersistentVolumeClaim name/);
+});
+
 test("controller Service: ZeroMQ ports and metrics, no API port unless the spec exposes it", () => {
   const plain = build(mpiSpec()).controllerService as J;
   assert.equal(plain.spec.ports.length, 16);
