@@ -15,11 +15,11 @@ import { Session, isoDate } from "../protocol/index.ts";
 import { HeartMonitor } from "./core/heartbeat.ts";
 import { leafCount } from "./core/broadcast.ts";
 import { createControllerMetrics } from "../metrics/controller.ts";
-import { readLoop } from "./socket-io.ts";
+import { readLoop, type Frames } from "./socket-io.ts";
 import { connectionInfo, type ClientConnectionInfo, type EngineConnectionInfo } from "./connection-files.ts";
 import { DEFAULT_MAX_MESSAGE_BYTES, validateConfig, type ControllerConfig } from "./config.ts";
 import type { ControllerContext } from "./context.ts";
-import { allSockets, bindSockets, openOutlets } from "./sockets.ts";
+import { allSockets, bindSockets, isConnectNotice, openOutlets, type EngineOutlet } from "./sockets.ts";
 import { queueCounters, trafficCounters } from "./traffic.ts";
 import { BadMessages } from "./bad-messages.ts";
 import { HubRecords } from "./records.ts";
@@ -111,7 +111,10 @@ export async function startController(config: ControllerConfig, deps: Controller
     const unroutable = metrics.messagesDropped.labels(channel, "unroutable");
     return (reason: "hwm" | "unroutable") => (reason === "hwm" ? hwm : unroutable).inc();
   };
-  const outlets = openOutlets(sockets, traffic, onSockErr, dropCounter);
+  const outlets = openOutlets(sockets, traffic, onSockErr, dropCounter, (channel) => {
+    const held = metrics.messagesHeld.labels(channel);
+    return () => held.inc();
+  });
   const ctx: ControllerContext = {
     config, log, clock, startedAt, session, metrics, traffic,
     queues: queueCounters(metrics),
@@ -197,18 +200,31 @@ export async function startController(config: ControllerConfig, deps: Controller
     events.on("engine-unregistered", recount);
   }
 
+  // the engine-facing ROUTERs report each engine connection (ZMQ_ROUTER_NOTIFY): what was held for
+  // that engine goes out; when an engine leaves, what was held for it goes with it
+  const out = outlets.outlets;
+  const engineOutlets = [out.muxOut, out.ctlOut, out.taskOut, ...out.leaves];
+  const noticesTo = (outlet: EngineOutlet, handler: (frames: Frames) => void) => (frames: Frames) => {
+    if (isConnectNotice(frames)) outlet.connected(frames[0]!);
+    else handler(frames);
+  };
+  events.on("engine-unregistered", (e: EngineSummary) => {
+    const ident = Buffer.from(e.uuid, "utf8");
+    for (const o of engineOutlets) o.forget(ident);
+  });
+
   const loops = [
     readLoop(sockets.reg, hub.onRegistration, onSockErr("registration")),
     readLoop(sockets.notif, onSubscription, onSockErr("notification")),
     readLoop(sockets.hbPong, heart.onPong, onSockErr("hb_pong")),
     readLoop(sockets.muxIn, relays.onMuxRequest, onSockErr("mux")),
-    readLoop(sockets.muxOut, relays.onMuxReply, onSockErr("engine_mux")),
+    readLoop(sockets.muxOut, noticesTo(out.muxOut, relays.onMuxReply), onSockErr("engine_mux")),
     readLoop(sockets.ctlIn, relays.onControlRequest, onSockErr("control")),
-    readLoop(sockets.ctlOut, relays.onControlReply, onSockErr("engine_control")),
+    readLoop(sockets.ctlOut, noticesTo(out.ctlOut, relays.onControlReply), onSockErr("engine_control")),
     readLoop(sockets.taskIn, tasks.onSubmission, onSockErr("task")),
-    readLoop(sockets.taskOut, (f) => tasks.onResult(f), onSockErr("engine_task")),
+    readLoop(sockets.taskOut, noticesTo(out.taskOut, (f) => tasks.onResult(f)), onSockErr("engine_task")),
     readLoop(sockets.bcastIn, broadcasts.onRequest, onSockErr("broadcast")),
-    ...sockets.leaves.map((l) => readLoop(l, broadcasts.onReply, onSockErr("engine_broadcast"))),
+    ...sockets.leaves.map((l, i) => readLoop(l, noticesTo(out.leaves[i]!, broadcasts.onReply), onSockErr("engine_broadcast"))),
     readLoop(sockets.iopubIn, relays.onIopub, onSockErr("engine_iopub")),
   ];
 

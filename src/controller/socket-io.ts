@@ -22,6 +22,11 @@ export class Outbox {
   }
 
   send(frames: Frames): void {
+    this.enqueue(frames);
+  }
+
+  /** Queue `frames` behind everything already queued (subclasses also queue their own markers). */
+  protected enqueue(frames: Frames): void {
     if (this.closed) return;
     this.queue.push(frames);
     if (!this.draining) void this.drain();

@@ -14,7 +14,8 @@
  * - the client-facing ROUTERs queue at most `clientHwm` replies per client; past that a reply is
  *   dropped and counted (the result stays in the hub's records for get_result).
  * The engine-facing ROUTERs stay unlimited: what they queue is work for registered engines that
- * key holders submitted, and dropping it would lose tasks silently.
+ * key holders submitted, and dropping it would lose tasks silently. For the same reason a message
+ * for an engine whose connection to that socket is not up (yet, or again) is held until it is.
  */
 import { Publisher, Router, Subscriber, XPublisher, type Socket } from "zeromq";
 import { copyingContext, Outbox, type Frames } from "./socket-io.ts";
@@ -65,7 +66,22 @@ export interface Outlet {
   send(frames: Frames): void;
 }
 
-export type Outlets = { [K in Exclude<keyof ControllerSockets, "leaves" | "iopubIn" | "hbPong">]: Outlet } & { leaves: Outlet[] };
+/** An engine-facing ROUTER's writer: it holds what an engine's missing connection can't take yet. */
+export interface EngineOutlet extends Outlet {
+  /** A ZMQ_ROUTER_NOTIFY connect notice from the socket's reader: `peer`'s connection is up. */
+  connected(peer: Buffer): void;
+  /** The engine is gone: what was held for it is dropped (its tasks fail as the engine's). */
+  forget(peer: Buffer): void;
+}
+
+type EngineSide = "muxOut" | "ctlOut" | "taskOut";
+export type Outlets = { [K in Exclude<keyof ControllerSockets, "leaves" | "iopubIn" | "hbPong" | EngineSide>]: Outlet }
+  & { [K in EngineSide]: EngineOutlet } & { leaves: EngineOutlet[] };
+
+/** What a ROUTER with ZMQ_ROUTER_NOTIFY delivers when a peer connects: its routing id and an empty frame. */
+export function isConnectNotice(frames: Frames): boolean {
+  return frames.length === 2 && frames[1]!.length === 0;
+}
 
 class CountingOutbox extends Outbox implements Outlet {
   constructor(sock: ConstructorParameters<typeof Outbox>[0], onError: (err: unknown) => void, private readonly counters: ChannelCounters) {
@@ -98,6 +114,94 @@ class ClientRouterOutbox extends CountingOutbox {
       if (code === "EAGAIN") this.dropped("hwm");
       else if (code === "EHOSTUNREACH") this.dropped("unroutable");
       else throw err;
+    }
+  }
+}
+
+const EAGAIN_RETRIES = 100;
+const EAGAIN_RETRY_MS = 10;
+
+/** Queued by `connected`: held messages of the peers in `due` go out at this point in the FIFO. */
+const FLUSH_HELD: Frames = [];
+
+/**
+ * An engine-facing ROUTER (ZMQ_ROUTER_MANDATORY): libzmq refuses a message for a routing id with no
+ * connection on this socket (EHOSTUNREACH) where it would otherwise drop it silently. That happens
+ * when an engine's heart is back before its shell or control connection, e.g. engines re-attaching
+ * to a restarted controller whose Service endpoint moved: the message is held, with everything
+ * after it for the same engine, and sent in order once the socket reports the peer connected.
+ */
+class EngineRouterOutbox extends CountingOutbox implements EngineOutlet {
+  private readonly held = new Map<string, Frames[]>();
+  private readonly due = new Set<string>();
+
+  constructor(sock: Router, onError: (err: unknown) => void, counters: ChannelCounters, private readonly countHeld: () => void) {
+    super(sock, onError, counters);
+  }
+
+  connected(peer: Buffer): void {
+    const key = peer.toString("latin1");
+    if (!this.held.has(key)) return;
+    this.due.add(key);
+    this.enqueue(FLUSH_HELD);
+  }
+
+  forget(peer: Buffer): void {
+    const key = peer.toString("latin1");
+    this.held.delete(key);
+    this.due.delete(key);
+  }
+
+  /** Messages held now, for tests and diagnostics. */
+  get heldCount(): number {
+    let n = 0;
+    for (const list of this.held.values()) n += list.length;
+    return n;
+  }
+
+  protected override async sendOne(frames: Frames): Promise<void> {
+    if (frames === FLUSH_HELD) return this.flushDue();
+    const key = frames[0]!.toString("latin1");
+    const waiting = this.held.get(key);
+    if (waiting !== undefined) {
+      waiting.push(frames);
+      this.countHeld();
+      return;
+    }
+    if (!(await this.trySend(frames))) {
+      this.held.set(key, [frames]);
+      this.countHeld();
+    }
+  }
+
+  private async flushDue(): Promise<void> {
+    for (const key of [...this.due]) {
+      this.due.delete(key);
+      const list = this.held.get(key);
+      if (list === undefined) continue;
+      let sent = 0;
+      while (sent < list.length && await this.trySend(list[sent]!)) sent++;
+      if (sent === list.length) this.held.delete(key);
+      else list.splice(0, sent); // disconnected again: the rest waits for the next notice
+    }
+  }
+
+  /**
+   * False when the peer has no connection on this socket. The queue is unlimited, so libzmq refuses
+   * with EAGAIN only for a connection being set up or torn down: a moment later it takes the
+   * message or reports the peer gone.
+   */
+  private async trySend(frames: Frames): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.sock.send(frames);
+        return true;
+      } catch (err) {
+        const code = errCode(err);
+        if (code === "EHOSTUNREACH" || (code === "EAGAIN" && attempt >= EAGAIN_RETRIES)) return false;
+        if (code !== "EAGAIN") throw err;
+        await new Promise((r) => setTimeout(r, EAGAIN_RETRY_MS));
+      }
     }
   }
 }
@@ -190,6 +294,7 @@ function setBatchBytes(sock: Socket, bytes: number): void {
 
 /** ZMQ_ROUTER_NOTIFY and ZMQ_NOTIFY_DISCONNECT (libzmq draft API; zeromq.js is built with it). */
 const ZMQ_ROUTER_NOTIFY = 97;
+const ZMQ_NOTIFY_CONNECT = 1;
 const ZMQ_NOTIFY_DISCONNECT = 2;
 
 /** Create and bind every socket; on a bind failure all are closed and the error is thrown. */
@@ -204,8 +309,12 @@ export async function bindSockets(config: ControllerConfig, leafCount: number): 
   const clientRouter = (routingId?: string) => new Router({
     ...common, maxMessageSize, receiveHighWaterMark: RECEIVE_HWM, sendHighWaterMark: clientHwm, mandatory: true, sendTimeout: 0, ...(routingId ? { routingId } : {}),
   });
-  /** Engine-facing: work for registered engines, unbounded (see above). */
-  const engineRouter = (routingId: string) => new Router({ ...common, maxMessageSize, receiveHighWaterMark: RECEIVE_HWM, sendHighWaterMark: 0, routingId });
+  /** Engine-facing: work for registered engines, unbounded, held for a peer not connected (see above). */
+  const engineRouter = (routingId: string) => {
+    const r = new Router({ ...common, maxMessageSize, receiveHighWaterMark: RECEIVE_HWM, sendHighWaterMark: 0, mandatory: true, sendTimeout: 0, routingId });
+    (r as unknown as { setInt32Option(option: number, value: number): void }).setInt32Option(ZMQ_ROUTER_NOTIFY, ZMQ_NOTIFY_CONNECT);
+    return r;
+  };
   const publisher = () => new Publisher({ ...common, maxMessageSize: SMALL_FRAME_CAP, sendHighWaterMark: subscriberHwm, noDrop: true, sendTimeout: 0 });
   // every subscription reaches the hub, duplicates included: each is a client that just connected
   const notif = new XPublisher({ ...common, maxMessageSize: SMALL_FRAME_CAP, sendHighWaterMark: subscriberHwm, noDrop: true, sendTimeout: 0, receiveHighWaterMark: RECEIVE_HWM });
@@ -266,21 +375,22 @@ export async function bindSockets(config: ControllerConfig, leafCount: number): 
 /** One counting writer per sending socket; `dropped(channel)` counts what a bounded socket refused. */
 export function openOutlets(
   s: ControllerSockets, traffic: Traffic, onError: (channel: string) => (err: unknown) => void, dropped: (channel: string) => DropCounter,
+  held: (channel: string) => () => void,
 ): { outlets: Outlets; close(): void } {
-  const box = (sock: ConstructorParameters<typeof Outbox>[0], channel: string, counters: ChannelCounters) => new CountingOutbox(sock, onError(channel), counters);
+  const engine = (sock: Router, channel: string, counters: ChannelCounters) => new EngineRouterOutbox(sock, onError(channel), counters, held(channel));
   const client = (sock: Router, channel: string, counters: ChannelCounters) => new ClientRouterOutbox(sock, onError(channel), counters, dropped(channel));
   const pub = (sock: Publisher | XPublisher, channel: string, counters: ChannelCounters) => new PublisherOutbox(sock, onError(channel), counters, dropped(channel));
   const outlets = {
     reg: client(s.reg, "registration", traffic.registration),
     notif: pub(s.notif, "notification", traffic.notification),
     muxIn: client(s.muxIn, "mux", traffic.mux),
-    muxOut: box(s.muxOut, "engine_mux", traffic.mux),
+    muxOut: engine(s.muxOut, "engine_mux", traffic.mux),
     ctlIn: client(s.ctlIn, "control", traffic.control),
-    ctlOut: box(s.ctlOut, "engine_control", traffic.control),
+    ctlOut: engine(s.ctlOut, "engine_control", traffic.control),
     taskIn: client(s.taskIn, "task", traffic.task),
-    taskOut: box(s.taskOut, "engine_task", traffic.task),
+    taskOut: engine(s.taskOut, "engine_task", traffic.task),
     bcastIn: client(s.bcastIn, "broadcast", traffic.broadcast),
-    leaves: s.leaves.map((l, i) => box(l, `engine_broadcast_${i}`, traffic.broadcast)),
+    leaves: s.leaves.map((l, i) => engine(l, `engine_broadcast_${i}`, traffic.broadcast)),
     iopubOut: pub(s.iopubOut, "iopub", traffic.iopub),
     hbPing: pub(s.hbPing, "hb_ping", traffic.heartbeat),
   };

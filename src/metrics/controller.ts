@@ -19,6 +19,7 @@ export interface ControllerMetrics {
   queueDepth: Gauge<"engine">;
   badMessages: Counter<"channel" | "reason">;
   messagesDropped: Counter<"channel" | "reason">;
+  messagesHeld: Counter<"channel">;
   timeToFirstEngine: Gauge<string>;
   registrations: Counter<"result">;
   unregistrations: Counter<"reason">;
@@ -50,6 +51,11 @@ export function createControllerMetrics(registry: Registry): ControllerMetrics {
       name: "ipp_controller_messages_dropped_total",
       help: "Outgoing messages not delivered, by channel and reason (hwm: a client's or subscriber's queue was full; unroutable: the client is gone)",
       labelNames: ["channel", "reason"], registers,
+    }),
+    messagesHeld: new Counter({
+      name: "ipp_controller_messages_held_total",
+      help: "Messages for an engine held because its connection to that socket was not up (sent once it is), by channel",
+      labelNames: ["channel"], registers,
     }),
     timeToFirstEngine: new Gauge({ name: "ipp_controller_time_to_first_engine_seconds", help: "Seconds from controller start to the first registered engine", registers }),
     registrations: new Counter({ name: "ipp_controller_registrations_total", help: "Engine registration attempts by result", labelNames: ["result"], registers }),

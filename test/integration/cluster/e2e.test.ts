@@ -20,6 +20,9 @@
  *   client sees the same rc.ids and the seed workflow works again;
  * - the controller process killed inside its container (kubelet restarts it): the engines
  *   re-attach from the run volume's state file, same ids and processes;
+ * - spec.controller.stateVolumeClaim and taskRecords sqlite on a statically provisioned volume: the
+ *   spec change rolls the controller with the world kept; results finished before the controller pod
+ *   is deleted come back to a new client from the SQLite records on the claim;
  * - `kubectl delete ec`: nothing the cluster owned is left;
  * - `helm uninstall`: the CRD and the users' EngineClusters are kept.
  * Timings (apply → all engines registered, first engine → Ready) are printed as diagnostics and
@@ -28,7 +31,7 @@
 import { after, before, test, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -110,8 +113,8 @@ function restrictedNamespace(name: string): void {
 let notebooks = 0;
 /** What the last seed workflow saw: the client's rc.ids and each engine's pid (in rc.ids order). */
 let lastSeen: { ids: number[]; pids: number[] } | undefined;
-/** Runs the seed workflow in a notebook-like pod and returns the psum every engine computed. */
-async function seedFlow(t: TestContext): Promise<number[]> {
+/** Runs `command` in a notebook-like pod with the connection Secret mounted; returns its log once it succeeded. */
+async function notebook(command: string[]): Promise<{ name: string; logs: string }> {
   const name = `notebook-${++notebooks}`;
   const secret = String(ec().status.controller.connectionSecret);
   const pod = {
@@ -125,7 +128,7 @@ async function seedFlow(t: TestContext): Promise<number[]> {
         name: "notebook",
         image: cluster.images.engine,
         imagePullPolicy: "IfNotPresent",
-        command: ["ipython", "--no-banner", "/opt/seed/seed.ipy"],
+        command,
         env: [
           { name: "IPP_CLIENT_FILE", value: `/var/run/ipp/${EC}/ipcontroller-client.json` },
           { name: "IPP_ENGINES", value: String(ENGINES) },
@@ -150,6 +153,13 @@ async function seedFlow(t: TestContext): Promise<number[]> {
   });
   const logs = cluster.kubectl("logs", "-n", NS, name);
   assert.equal(phase, "Succeeded", `notebook pod ${name} failed:\n${logs}`);
+  cluster.kubectl("delete", "pod", name, "-n", NS, "--wait=false");
+  return { name, logs };
+}
+
+/** Runs the seed workflow in a notebook-like pod and returns the psum every engine computed. */
+async function seedFlow(t: TestContext): Promise<number[]> {
+  const { name, logs } = await notebook(["ipython", "--no-banner", "/opt/seed/seed.ipy"]);
   const line = logs.split("\n").find((l) => l.startsWith("PSUM "));
   assert.ok(line, `the seed workflow printed its result:\n${logs}`);
   t.diagnostic(`${name}: ${line}`);
@@ -157,7 +167,6 @@ async function seedFlow(t: TestContext): Promise<number[]> {
   assert.ok(seen, `the seed workflow printed the engines it used:\n${logs}`);
   lastSeen = JSON.parse(seen.slice(8)) as { ids: number[]; pids: number[] };
   t.diagnostic(`${name}: ${seen}`);
-  cluster.kubectl("delete", "pod", name, "-n", NS, "--wait=false");
   return JSON.parse(line.slice(5)) as number[];
 }
 
@@ -220,7 +229,10 @@ const timings: Record<string, number> = {};
 
 test("kubectl apply examples/04-mpi-psum-small.yaml: 4 engines over 2 workers register with the controller pod; kubectl get ec shows 4 ready, phase Ready", async (t) => {
   restrictedNamespace(NS);
-  cluster.apply({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "seed", namespace: NS }, data: { "seed.ipy": readFileSync(join(import.meta.dirname, "seed.ipy"), "utf8") } });
+  cluster.apply({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: "seed", namespace: NS }, data: {
+    "seed.ipy": readFileSync(join(import.meta.dirname, "seed.ipy"), "utf8"),
+    "records.py": readFileSync(join(import.meta.dirname, "records.py"), "utf8"),
+  } });
   const example = parse(readFileSync(EXAMPLE, "utf8")) as Json;
   assert.equal(example.metadata.name, EC);
   assert.equal(example.spec.backend.mpi.image, cluster.images.engine, "the example names the image cluster.sh imports");
@@ -371,6 +383,54 @@ test("the controller process killed in its container (kubelet restarts it): the 
   t.diagnostic(`Event ${event.reason}: ${event.message}`);
   await assertReattached(t, before, reattached, seenBefore,
     (s) => s.mpi?.controllerPod === `${pod.metadata.name}:${restarts + 1}`);
+});
+
+/** records.py in a notebook pod: the JSON after `tag` on its output line. */
+async function records(t: TestContext, tag: string, args: string[]): Promise<Json> {
+  const { name, logs } = await notebook(["python3", "/opt/seed/records.py", `/var/run/ipp/${EC}/ipcontroller-client.json`, ...args]);
+  const line = logs.split("\n").find((l) => l.startsWith(`${tag} `));
+  assert.ok(line, `records.py printed ${tag}:\n${logs}`);
+  t.diagnostic(`${name}: ${line}`);
+  return JSON.parse(line.slice(tag.length + 1)) as Json;
+}
+
+test("spec.controller.stateVolumeClaim with taskRecords sqlite: results finished before the controller pod is deleted are still there for a new client; the world is kept throughout", async (t) => {
+  // a statically provisioned hostPath volume, writable by the controller's uid, and a claim bound to it
+  const dir = mkdtempSync(join(tmpdir(), "ipp-e2e-state-"));
+  chownSync(dir, 65532, 65532);
+  const claim = "ipp-controller-state";
+  cluster.apply({
+    apiVersion: "v1", kind: "PersistentVolume", metadata: { name: "ipp-e2e-state" },
+    spec: { capacity: { storage: "1Gi" }, accessModes: ["ReadWriteOnce"], persistentVolumeReclaimPolicy: "Retain", storageClassName: "manual", hostPath: { path: dir, type: "Directory" } },
+  });
+  cluster.apply({
+    apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: claim, namespace: NS },
+    spec: { storageClassName: "manual", volumeName: "ipp-e2e-state", accessModes: ["ReadWriteOnce"], resources: { requests: { storage: "1Gi" } } },
+  });
+  await until("the claim is bound", 2 * MINUTE, () => getJson("pvc", claim, "-n", NS).status?.phase === "Bound");
+  const selector = `ipp.dev/cluster=${EC},app.kubernetes.io/component=controller`;
+  const podName = () => (getJson("pods", "-n", NS, "-l", selector).items as Json[]).find((p) => !p.metadata.deletionTimestamp)?.metadata.name as string | undefined;
+
+  // the spec change rolls the controller Deployment: a replaced controller, the world kept
+  let before = ec().status;
+  let pod = podName();
+  let reattached = reattachedEvents();
+  cluster.kubectl("patch", "ec", EC, "-n", NS, "--type", "merge", "-p", JSON.stringify({ spec: { controller: { taskRecords: "sqlite", stateVolumeClaim: claim } } }));
+  await assertReattached(t, before, reattached, lastSeen!, (s) => !String(s.mpi?.controllerPod ?? "").startsWith(`${pod}:`));
+  const db = join(dir, EC, "profile", "tasks.db");
+  assert.ok(existsSync(db), `the task database is on the claim (${db})`);
+
+  const ran = await records(t, "RECORD", ["run"]);
+  assert.deepEqual(ran.results, Array(ENGINES).fill(42));
+
+  before = ec().status;
+  pod = podName();
+  reattached = reattachedEvents();
+  cluster.kubectl("delete", "pod", "-n", NS, pod!, "--wait=false");
+  await assertReattached(t, before, reattached, lastSeen!, (s) => !String(s.mpi?.controllerPod ?? "").startsWith(`${pod}:`));
+  const fetched = await records(t, "FETCHED", ["fetch", ...(ran.msg_ids as string[])]);
+  assert.deepEqual(fetched.results, ran.results, "the results, from the SQLite records on the claim");
+  assert.equal(fetched.queried, ENGINES, "db_query finds the completed records");
 });
 
 test("kubectl delete ec: nothing the cluster owned is left", async () => {

@@ -25,7 +25,7 @@ function makeHub() {
   const session = new Session({ key: KEY, username: "hub-test" });
   const log = createLogger({ level: "error", sink: () => {} });
   const sent: { ids: Buffer[]; msgType: string; content: JsonObject }[] = [];
-  const sink = { send: (_f: Frames) => {} };
+  const sink = { send: (_f: Frames) => {}, connected: (_p: Buffer) => {}, forget: (_p: Buffer) => {} };
   const reg = { send: (f: Frames) => { const raw = splitFrames(f); const m = decodeRaw(raw); sent.push({ ids: raw.ids, msgType: m.header.msg_type, content: m.content }); } };
   const timers = new Timers();
   const ctx: ControllerContext = {
