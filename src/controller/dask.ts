@@ -67,7 +67,8 @@ export class DaskSchedulerProcess {
         }
       });
       child.stderr!.on("data", (d: Buffer) => { err = (err + d.toString()).slice(-20_000); });
-      child.on("error", (e) => reject(new PythonHelperError("FileNotFoundError", `cannot run ${this.python} for the dask scheduler: ${e.message}`)));
+      child.on("error", (e) => reject(new PythonHelperError("FileNotFoundError",
+        `cannot run ${this.python} for the dask scheduler (${e.message}): rc.become_dask() needs a Python with dask.distributed where the controller runs ($IPP_CONTROLLER_PYTHON, the active virtualenv, or python3 on PATH)`)));
       child.on("exit", (code, sig) => {
         if (this.child === child) {
           this.child = null;

@@ -161,15 +161,15 @@ class EngineRouterOutbox extends CountingOutbox implements EngineOutlet {
 
   protected override async sendOne(frames: Frames): Promise<void> {
     if (frames === FLUSH_HELD) return this.flushDue();
-    const key = frames[0]!.toString("latin1");
-    const waiting = this.held.get(key);
+    // the common case (nothing held) costs no key: every engine message passes here
+    const waiting = this.held.size === 0 ? undefined : this.held.get(frames[0]!.toString("latin1"));
     if (waiting !== undefined) {
       waiting.push(frames);
       this.countHeld();
       return;
     }
     if (!(await this.trySend(frames))) {
-      this.held.set(key, [frames]);
+      this.held.set(frames[0]!.toString("latin1"), [frames]);
       this.countHeld();
     }
   }
