@@ -160,6 +160,21 @@ async function main() {
     let currentCount = 0;
     let onChange: (() => void) | undefined;
     const stopWatch = new AbortController();
+    // a timeline, one sample every 2 s: statuses current so far, and the CPU each process used in
+    // that interval (where a run spends its time: the operator's first passes, the API server's
+    // creates, the follow-up status writes)
+    const timeline: Array<{ s: number; current: number; cpu: { op: number; api: number; etcd: number }; load: number }> = [];
+    let last = { op: cpu0.operator, api: cpu0.apiserver, etcd: cpu0.etcd };
+    const sampler = setInterval(() => {
+      const now = { op: cpuSeconds(op.pid!), api: cpuSeconds(api.pids.apiserver), etcd: cpuSeconds(api.pids.etcd) };
+      timeline.push({
+        s: Math.round((performance.now() - t0) / 1000), current: currentCount,
+        cpu: { op: +(now.op - last.op).toFixed(1), api: +(now.api - last.api).toFixed(1), etcd: +(now.etcd - last.etcd).toFixed(1) },
+        load: loadAverage(),
+      });
+      last = now;
+    }, 2000);
+    sampler.unref();
     const rv0 = (await client.request<{ metadata: { resourceVersion: string } }>("GET", ecPath, { query: { limit: 1 } })).metadata.resourceVersion;
     const watching = (async () => {
       let rv = rv0;
@@ -216,6 +231,7 @@ async function main() {
       if (performance.now() - t0 > 600_000) throw new Error(`only ${done}/${N} clusters converged after 600 s`);
       if (done < N) await new Promise((r) => setTimeout(r, POLL_MS));
     }
+    clearInterval(sampler);
     stopWatch.abort();
     await watching;
     const elapsed = (performance.now() - t0) / 1000;
@@ -254,6 +270,8 @@ async function main() {
       // per cluster, and the seconds spent serving them (summed over concurrent requests)
       apiserverRequests: requests,
     }, null, 2));
+    console.log(`timeline (every 2 s: seconds, statuses current, CPU s in the interval operator/apiserver/etcd, load):\n${
+      timeline.map((t) => `  ${t.s}s ${t.current} ${t.cpu.op}/${t.cpu.api}/${t.cpu.etcd} ${t.load}`).join("\n")}`);
     console.log(`targets: converge ≤ ${TARGET.seconds} s → ${elapsed <= TARGET.seconds ? "met" : "MISSED"}; peak RSS ≤ ${TARGET.rssMB} MB → ${rssPeak <= TARGET.rssMB * 2 ** 20 ? "met" : "MISSED"}`);
   } finally {
     op.kill("SIGTERM");
