@@ -545,6 +545,14 @@ async function serve(o: ControllerOptions, metrics: MetricsListener, api: ApiLis
     await http?.close();
     await metricsHttp?.close();
     await controller.stop();
+    if ((o.shutdownDelaySeconds ?? 0) > 0 && reason !== "shutdown_request") {
+      // Every socket is closed: this address now refuses connections and engines retry at once.
+      // Staying up keeps it so until the Service has moved on (our readiness is gone already);
+      // once the address is gone, a SYN routed to it gets no answer at all and the engine's
+      // connect waits out TCP's retries (about 2 minutes) before it tries the replacement.
+      log.info("stopped; staying up before exiting", { seconds: o.shutdownDelaySeconds });
+      await new Promise((r) => setTimeout(r, o.shutdownDelaySeconds! * 1000));
+    }
   } catch (err) {
     log.error("error while stopping", err);
     return 1;

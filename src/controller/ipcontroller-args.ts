@@ -66,6 +66,8 @@ export interface ControllerOptions {
   extraConfigFile?: string;
   /** ours: with --restore, the state file to restore from when the profile has none (the operator's saved copy). */
   restoreFallback?: string;
+  /** Seconds to stay up after closing every socket on a stop signal (ours; default 0). */
+  shutdownDelaySeconds?: number;
   workDir?: string;
   // network
   ip: string;
@@ -380,6 +382,7 @@ const SETTINGS: Record<string, Setting> = {
   "IppOperator.client_hwm": { kind: "int", status: "supported", why: "replies queued per client on the client-facing sockets; past it replies are dropped and counted, results stay in the task records (default 100000)", apply: (o, v, f) => { o.clientHwm = positiveInt(f, num(v)); } },
   "IppOperator.task_history": { kind: "int", status: "supported", why: "finished tasks remembered by id for after/follow dependencies and result status, beyond the DictDB records (default 65536; upstream remembers all)", apply: (o, v, f) => { o.taskHistory = positiveInt(f, num(v)); } },
   "IppOperator.connection_dir": { kind: "str", status: "supported", why: "write the connection files here instead of <profile>/security (e.g. a volume the operator publishes)", apply: (o, v) => { o.connectionDir = str(v) || undefined; } },
+  "IppOperator.shutdown_delay": { kind: "int", status: "supported", why: "seconds the process stays up after a stop signal has closed every socket (default 0): its address keeps refusing connections, so reconnecting engines retry at once, until a Kubernetes Service has moved on to a replacement; a connection attempt toward an address that no longer exists waits out TCP's SYN retries, about 2 minutes", apply: (o, v, f) => { if (num(v) < 0 || num(v) > 600) throw badValue(f, String(v), "0-600 seconds"); o.shutdownDelaySeconds = num(v); } },
   "IppOperator.restore_fallback": { kind: "str", status: "supported", why: "with --restore, the engine state file to restore from when the profile has none (a copy kept elsewhere, e.g. the one the operator mounts into a replaced controller pod)", apply: (o, v) => { o.restoreFallback = str(v) || undefined; } },
 };
 
@@ -469,9 +472,10 @@ export const ALIASES: Record<string, string> = {
   "connection-dir": "IppOperator.connection_dir",
   "max-message-size": "IppOperator.max_message_size",
   "restore-fallback": "IppOperator.restore_fallback",
+  "shutdown-delay": "IppOperator.shutdown_delay",
 };
 /** Aliases that are ours, not ipcontroller's. */
-export const OUR_ALIASES = new Set(["engine-ports", "client-ports", "key-file", "http-port", "http-host", "connection-dir", "max-message-size", "restore-fallback"]);
+export const OUR_ALIASES = new Set(["engine-ports", "client-ports", "key-file", "http-port", "http-host", "connection-dir", "max-message-size", "restore-fallback", "shutdown-delay"]);
 
 interface Flag {
   /** traitlets-style assignments, applied in order; a function for the special ones. */

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, statSync, readdirSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
+import { connect as netConnect, createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { ALIASES, FLAGS } from "../../../src/controller/ipcontroller-args.ts";
 import { BIN, childEnv, makeProfile, python, type IppMajor } from "./harness.ts";
@@ -152,6 +152,32 @@ test("--reuse keeps the files on exit and the same ports and key across restarts
     assert.notEqual(readFileSync(f.client, "utf8"), first.c, "new key and ports without --reuse");
     assert.equal(await stop(r3), 0);
     assert.ok(!existsSync(f.client) && !existsSync(f.engine));
+  } finally {
+    await profile.cleanup();
+  }
+});
+
+test("--shutdown-delay: after SIGTERM the ports refuse connections at once while the process stays up for the delay, then exits 0", { timeout: 60_000 }, async () => {
+  const profile = await makeProfile({ ours: true });
+  try {
+    const f = files(profile.security, "sd");
+    const r = start(["--profile-dir", profile.dir, "--cluster-id=sd", "--ip=127.0.0.1", "--shutdown-delay=4"]);
+    await waitFor(() => bothExist(f) && /controller ready/.test(r.stderr()), 30_000, "controller ready", r);
+    const port = (JSON.parse(readFileSync(f.engine, "utf8")) as { registration: number }).registration;
+    const connects = () => new Promise<string>((res) => {
+      const s = netConnect(port, "127.0.0.1");
+      s.once("connect", () => { s.destroy(); res("connected"); });
+      s.once("error", (e: NodeJS.ErrnoException) => res(e.code ?? String(e)));
+    });
+    assert.equal(await connects(), "connected", "listening before the signal");
+    const signalled = Date.now();
+    r.child.kill("SIGTERM");
+    await waitFor(() => /staying up before exiting/.test(r.stderr()), 10_000, "the stop", r);
+    assert.equal(await connects(), "ECONNREFUSED", "refused at once: engines retry without waiting");
+    assert.equal(r.child.exitCode, null, "still running during the delay");
+    assert.equal(await r.exited, 0, r.stderr());
+    const took = Date.now() - signalled;
+    assert.ok(took >= 3500, `stayed up for the delay (${took} ms)`);
   } finally {
     await profile.cleanup();
   }

@@ -247,6 +247,9 @@ export function controllerProfileDir(ref: ClusterRef, ec: EngineCluster): string
     : `${PATHS.controllerRunDir}/profile`;
 }
 
+/** How long a stopping controller pod keeps its address (under the default 30 s grace period). */
+export const CONTROLLER_SHUTDOWN_DELAY_SECONDS = 15;
+
 /** The controller's command line (ipcontroller-compatible flags of `ipp-operator controller`). */
 export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: BuildConfig): string[] {
   const c = ec.spec.controller;
@@ -273,6 +276,10 @@ export function controllerArgs(ref: ClusterRef, ec: EngineCluster, config: Build
     `--profile-dir=${controllerProfileDir(ref, ec)}`,
     "--restore",
     `--restore-fallback=${PATHS.controllerStateDir}/${CONTROLLER_STATE_KEY}`,
+    // a deleted pod's address must keep refusing connections until kube-proxy has stopped routing
+    // the Service to it: engines reconnecting meanwhile would otherwise send SYNs to an address
+    // that no longer exists and wait out TCP's retries (~2 min, measured on the test cluster)
+    `--shutdown-delay=${CONTROLLER_SHUTDOWN_DELAY_SECONDS}`,
     ...(c.taskRecords === "sqlite" ? ["--sqlitedb"] : []),
     ...(c.curve ? ["--enable-curve"] : []),
     // Kubernetes identities too: a SelfSubjectAccessReview with the caller's own token, so the
@@ -315,7 +322,9 @@ export function buildControllerDeployment(ref: ClusterRef, ec: EngineCluster, co
             // crash-looped the controller on a real cluster)
             env: [{ name: "HOME", value: PATHS.controllerRunDir }, ...curveEnv],
             ports: SERVICE_PORTS.map((p) => ({ name: p.name, containerPort: p.port, protocol: "TCP" })),
-            readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 5 },
+            // a stopping controller closes its HTTP port first: unready within ~4 s, so the Service
+            // stops sending connections here well inside the shutdown delay (see controllerArgs)
+            readinessProbe: { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 2, failureThreshold: 2 },
             livenessProbe: { httpGet: { path: "/healthz", port: "metrics" }, periodSeconds: 10, failureThreshold: 6 },
             ...resources(c.resources),
             securityContext: { ...restrictedContainer(CONTROLLER_UID), readOnlyRootFilesystem: true },

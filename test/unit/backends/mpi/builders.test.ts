@@ -97,7 +97,7 @@ test("controller Deployment: args, fixed named ports, probes, restricted securit
     "--engine-ports=10101-10109", "--client-ports=10110-10115", "--keyfile=/etc/ipp/connection/hmac-key",
     "--ping=1500", "--scheme=lru", "--http-port=8080", "--http-host=0.0.0.0", "--api-token-file=/etc/ipp/connection/api-token",
     "--metrics-port=8081", "--metrics-host=0.0.0.0", "--connection-dir=/var/run/ipp", "--profile-dir=/var/run/ipp/profile", "--restore",
-    "--restore-fallback=/etc/ipp/controller-state/engines.json",
+    "--restore-fallback=/etc/ipp/controller-state/engines.json", "--shutdown-delay=15",
   ]);
   const sqlite = cluster(mpiSpec({}, 8, { taskRecords: "sqlite" }));
   assert.ok(controllerArgs(clusterRef(sqlite), sqlite, DEFAULT_BUILD_CONFIG).includes("--sqlitedb"), "spec.controller.taskRecords: sqlite");
@@ -117,7 +117,7 @@ test("controller Deployment: args, fixed named ports, probes, restricted securit
     "notification:10114", "cli-bcast:10115", "http:8080", "metrics:8081",
   ]);
   for (const p of c.ports) assert.ok(p.name.length <= 15, p.name);
-  assert.deepEqual(c.readinessProbe.httpGet, { path: "/readyz", port: "metrics" });
+  assert.deepEqual(c.readinessProbe, { httpGet: { path: "/readyz", port: "metrics" }, periodSeconds: 2, failureThreshold: 2 });
   assert.deepEqual(c.livenessProbe.httpGet, { path: "/healthz", port: "metrics" });
   assert.deepEqual(c.securityContext, {
     runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, allowPrivilegeEscalation: false,
