@@ -152,14 +152,20 @@ export class EngineRegistry {
     return true;
   }
 
-  private addEngine(uuid: string, eid: number): void {
-    const { metrics, log } = this.ctx;
+  /** A new engine's state, listed under its id and uuid (a registration completed, or a restore). */
+  private insertEngine(uuid: string, eid: number): EngineState {
     const e: EngineState = {
       id: eid, uuid, ident: Buffer.from(uuid, "utf8"), registeredAt: this.ctx.clock(), queue: new Map(), tasks: new Set(), completedCount: 0,
-      depthGauge: metrics.queueDepth.labels(String(eid)),
+      depthGauge: this.ctx.metrics.queueDepth.labels(String(eid)),
     };
-    this.byId.set(e.id, e);
+    this.byId.set(eid, e);
     this.byUuid.set(uuid, e);
+    return e;
+  }
+
+  private addEngine(uuid: string, eid: number): void {
+    const { metrics, log } = this.ctx;
+    const e = this.insertEngine(uuid, eid);
     if (!this.firstEngineSeen) {
       this.firstEngineSeen = true;
       metrics.timeToFirstEngine.set((Date.now() - this.ctx.startedAt) / 1000);
@@ -180,12 +186,7 @@ export class EngineRegistry {
   restore(eid: number, uuid: string, nextId: number): void {
     this.idCounter = Math.max(this.idCounter, nextId, eid + 1);
     if (this.byId.has(eid) || this.uuidInUse(uuid)) return;
-    const e: EngineState = {
-      id: eid, uuid, ident: Buffer.from(uuid, "utf8"), registeredAt: this.ctx.clock(), queue: new Map(), tasks: new Set(), completedCount: 0,
-      depthGauge: this.ctx.metrics.queueDepth.labels(String(eid)),
-    };
-    this.byId.set(eid, e);
-    this.byUuid.set(uuid, e);
+    const e = this.insertEngine(uuid, eid);
     // as long as the engine itself waits for a silent controller (ipengine's max_heartbeat_misses, 50)
     this.heart.track(uuid, RESTORED_FIRST_ANSWER_MISSES);
     this.unheard.add(uuid);

@@ -152,13 +152,6 @@ class EngineRouterOutbox extends CountingOutbox implements EngineOutlet {
     this.due.delete(key);
   }
 
-  /** Messages held now, for tests and diagnostics. */
-  get heldCount(): number {
-    let n = 0;
-    for (const list of this.held.values()) n += list.length;
-    return n;
-  }
-
   protected override async sendOne(frames: Frames): Promise<void> {
     if (frames === FLUSH_HELD) return this.flushDue();
     // the common case (nothing held) costs no key: every engine message passes here

@@ -14,6 +14,11 @@ import { REPO_ROOT, python, type IppMajor } from "../../support/paths.ts";
 import { BIN, childEnv, makeProfile } from "./harness.ts";
 import { connectionFiles, runPython, startController, startEngines, waitUntil } from "./controllers.ts";
 
+/** Waits until the engine state file at `path` lists `n` engines. */
+const stateFileLists = (path: string, n: number) => waitUntil(
+  () => existsSync(path) && Object.keys((JSON.parse(readFileSync(path, "utf8")) as { engines: object }).engines).length === n,
+  30_000, `the state file lists ${n} engines`);
+
 const ARGS = ["--reuse", "--restore", "--sqlitedb", "--HeartMonitor.period=1000"];
 
 for (const major of [9, 8] as IppMajor[]) {
@@ -82,7 +87,7 @@ test("a controller whose profile has no state file (a new volume) restores from 
     // the copy is what the operator keeps (ids, uuids, next id); the profile's own file is lost
     // with the volume, and the controller is stopped as a pod's is, with SIGTERM
     const state = join(profile.dir, "log", "enginesfb.json");
-    await waitUntil(() => existsSync(state) && Object.keys((JSON.parse(readFileSync(state, "utf8")) as { engines: object }).engines).length === 4, 30_000, "the state file lists 4 engines");
+    await stateFileLists(state, 4);
     copyFileSync(state, copy);
     await ctl.stop("SIGTERM");
     rmSync(state);
@@ -114,7 +119,7 @@ test("restored engines that never answer (their world was relaunched while the c
     const before = await runPython(9, "after_restore.py", [files.client, "4", "none"]);
     assert.deepEqual(before.ids, [0, 1, 2, 3]);
     const state = join(profile.dir, "log", "enginesrl.json");
-    await waitUntil(() => existsSync(state) && Object.keys((JSON.parse(readFileSync(state, "utf8")) as { engines: object }).engines).length === 4, 30_000, "the state file lists 4 engines");
+    await stateFileLists(state, 4);
     // controller and world both gone; the state file still lists the old world's engines
     await ctl.stop("SIGKILL");
     await engines.stop("SIGKILL");
